@@ -1,0 +1,175 @@
+# omserver: one non-recursive Makefile.
+#
+#   make            build/bin/{om-master,om-worker,omctl}, build/lib/libomproto.a,
+#                   build/plugins/*.so
+#   make check      unit tests + fuzz smoke under ASan/UBSan, then integration tests
+#                   against real PostgreSQL and sshd; ends with "N passed, N failed"
+#   make demo       a throwaway platform on loopback, runs a sample job, waits for Ctrl-C
+#   make deps       installs the Debian packages needed to build, test and demo
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make format     clang-format every C file
+#
+# V=1 shows the full commands.
+
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+B := build
+
+PKGS := msgpack libssh2 libpq libcrypto jansson
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# nng ships no .pc file on Debian 12
+LIBS := -lnng $(PKG_LIBS) -lpthread -ldl
+
+CFLAGS ?= -O2 -g
+WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	-Wno-missing-field-initializers
+ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fvisibility=hidden -Iproto/include -Iplugins/include \
+	-Imaster -Iworker -Icli $(PKG_CFLAGS) $(CFLAGS)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# --- sources -------------------------------------------------------------------
+PROTO_SRC := $(sort $(wildcard proto/*.c))
+MASTER_LIB_SRC := $(filter-out master/main.c,$(sort $(wildcard master/*.c)))
+WORKER_LIB_SRC := $(filter-out worker/main.c,$(sort $(wildcard worker/*.c)))
+CLI_LIB_SRC := $(filter-out cli/omctl.c,$(sort $(wildcard cli/*.c)))
+PLUGIN_DIRS := $(patsubst plugins/%/,%,$(sort $(dir $(wildcard plugins/*/plugin.c))))
+UNIT_SRC := $(sort $(wildcard tests/unit/*_test.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+# obj(variant, sources)
+obj = $(patsubst %.c,$(B)/$(1)/%.o,$(2))
+
+LIB_PROTO := $(B)/lib/libomproto.a
+BINS := $(B)/bin/om-master $(B)/bin/om-worker $(B)/bin/omctl
+PLUGINS := $(patsubst %,$(B)/plugins/%.so,$(PLUGIN_DIRS))
+
+all: $(BINS) $(LIB_PROTO) $(PLUGINS)
+
+# --- release variant -------------------------------------------------------------
+$(B)/rel/%.o: %.c $(B)/flags.rel
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB_PROTO): $(call obj,rel,$(PROTO_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/lib/libommaster.a: $(call obj,rel,$(MASTER_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/lib/libomworker.a: $(call obj,rel,$(WORKER_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/lib/libomcli.a: $(call obj,rel,$(CLI_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/om-master: $(B)/rel/master/main.o $(B)/lib/libommaster.a $(LIB_PROTO)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+$(B)/bin/om-worker: $(B)/rel/worker/main.o $(B)/lib/libomworker.a $(LIB_PROTO)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(LIBS)
+$(B)/bin/omctl: $(B)/rel/cli/omctl.o $(B)/lib/libomcli.a $(LIB_PROTO)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+# Built-in plugins are built exactly like third-party ones: the SDK header only.
+$(B)/plugins/%.so: plugins/%/plugin.c plugins/include/omserver/plugin.h $(B)/flags.rel
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(WARN) -Iplugins/include -fPIC -shared -fvisibility=hidden $(CFLAGS) -o $@ $<
+
+# --- sanitizer variant (unit tests and fuzz smoke) -------------------------------
+$(B)/asan/%.o: %.c $(B)/flags.asan
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC/SAN  $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(SAN) -MMD -MP -c -o $@ $<
+
+ASAN_LIBS := $(B)/asan/libommaster.a $(B)/asan/libomworker.a $(B)/asan/libomcli.a \
+	$(B)/asan/libomproto.a
+$(B)/asan/libomproto.a: $(call obj,asan,$(PROTO_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/asan/libommaster.a: $(call obj,asan,$(MASTER_LIB_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/asan/libomworker.a: $(call obj,asan,$(WORKER_LIB_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/asan/libomcli.a: $(call obj,asan,$(CLI_LIB_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/asan/tests/%,$(UNIT_SRC))
+$(B)/asan/tests/%: $(B)/asan/tests/unit/%.o $(ASAN_LIBS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD/SAN  $@")
+	$(Q)$(CC) $(SAN) -o $@ $< $(ASAN_LIBS) $(LIBS) -lcmocka
+
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/asan/fuzz/%,$(FUZZ_SRC))
+$(B)/asan/fuzz/%: $(B)/asan/tests/fuzz/%.o $(B)/asan/tests/fuzz/driver.o $(ASAN_LIBS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD/SAN  $@")
+	$(Q)$(CC) $(SAN) -o $@ $< $(B)/asan/tests/fuzz/driver.o $(ASAN_LIBS) $(LIBS)
+
+# A flags stamp: changing CFLAGS or CC rebuilds everything (git's GIT-CFLAGS).
+$(B)/flags.%: FORCE
+	@mkdir -p $(B)
+	@echo '$(CC) $(ALL_CFLAGS) $(SAN)' | cmp -s - $@ || echo '$(CC) $(ALL_CFLAGS) $(SAN)' > $@
+
+# --- tests -------------------------------------------------------------------------
+# Test tools (hostile peers and the like), not installed.
+$(B)/tests/om-rawpeer: tests/tools/rawpeer.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(WARN) -D_GNU_SOURCE $(CFLAGS) -o $@ $< -lnng -lpthread
+
+tests-build: all $(UNIT_BINS) $(FUZZ_BINS) $(B)/tests/om-rawpeer
+
+# check and demo install missing packages first, then build in a fresh make
+# (pkg-config flags are computed when make reads this file).
+check:
+	@tests/fixture/deps.sh
+	@$(MAKE) --no-print-directory tests-build
+	@tests/run.sh
+
+unit: $(UNIT_BINS) $(FUZZ_BINS)
+	@OM_SKIP_INTEGRATION=1 tests/run.sh
+
+demo:
+	@tests/fixture/deps.sh
+	@$(MAKE) --no-print-directory all
+	@tests/fixture/demo.sh
+
+deps:
+	@tests/fixture/deps.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/omserver/plugins \
+		$(DESTDIR)$(PREFIX)/include/omserver $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB_PROTO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/omserver/plugins/
+	install -m 644 plugins/include/omserver/plugin.h $(DESTDIR)$(PREFIX)/include/omserver/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' plugins/omserver-plugin.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/omserver-plugin.pc
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all check unit demo deps format install clean tests-build FORCE
+.SECONDARY:
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

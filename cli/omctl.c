@@ -1,0 +1,753 @@
+/*
+ * omctl: the master's command-line client (what CI calls).
+ *
+ * Exit codes: 0 every host ok; 1 some host not ok; 2 usage, connection or
+ * authentication error (one line on stderr).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "inventory.h"
+#include "om/base.h"
+#include "om/chan.h"
+#include "om/msg.h"
+#include "om/rpc.h"
+
+#define EXIT_NOT_OK 1
+#define EXIT_USAGE 2
+#define CALL_TIMEOUT_MS 30000
+#define FOLLOW_WAIT_MS 5000
+#define LOST_CONTACT_MS 120000 /* give up following after this long without an answer */
+#define LINE_MAX_BYTES 65536   /* a longer line is printed in pieces */
+#define IMPORT_BATCH 1000
+
+struct ctl {
+	const char *master, *master_key, *token;
+	bool json;
+	struct om_rpc_client *rpc;
+};
+
+static int
+die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("omctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: omctl [--master URL] [--master-key HEX] [--token T] [--json] COMMAND\n"
+		"\n"
+		"  run -t SELECTOR -m MODULE -a ARGS [--timeout S] [--forks N]\n"
+		"  hosts add NAME --addr A --idc I [--port P] [--user U] [--group G]...\n"
+		"  hosts list [-t SELECTOR]\n"
+		"  hosts import FILE [--idc DEFAULT]   (Ansible INI inventory)\n"
+		"  workers list\n"
+		"\n"
+		"Selectors: all, idc:NAME, group:NAME, a host name or glob (web-*),\n"
+		"           A,B for union, !A to exclude.\n"
+		"Environment: OM_MASTER, OM_MASTER_KEY, OM_TOKEN.\n");
+}
+
+static int
+connect_master(struct ctl *c)
+{
+	struct om_rpc_client_opts o;
+	struct om_msg auth = {.type = OM_MSG_AUTH}, ans;
+	int rv;
+
+	if (c->master == NULL || c->master_key == NULL || c->token == NULL)
+		return die("need --master, --master-key and --token (or OM_MASTER, "
+			   "OM_MASTER_KEY, OM_TOKEN)");
+	memset(&o, 0, sizeof(o));
+	if (om_hex_decode(c->master_key, o.master_pub, OM_NOISE_KEYLEN) != 0)
+		return die("the master key must be 64 hex digits");
+	auth.u.auth.token = (char *)c->token;
+	auth.u.auth.version = OM_PROTO_VERSION;
+	o.url = c->master;
+	o.pattern = OM_NOISE_NK;
+	o.hello = &auth;
+	o.connect_timeout_ms = 5000;
+	if ((rv = om_rpc_client_open(&c->rpc, &o)) != 0)
+		return die("cannot use master address '%s': %s", c->master, om_strerror(rv));
+	rv = om_rpc_connect(c->rpc, &ans);
+	if (rv == OM_EAUTH) {
+		die("master refused the connection: %s",
+			ans.u.error.text ? ans.u.error.text : "authentication failed");
+		om_msg_release(&ans);
+		return EXIT_USAGE;
+	}
+	om_msg_release(&ans);
+	if (rv == OM_ECRYPTO)
+		return die("cannot reach master at %s: handshake failed (wrong master key?)",
+			c->master);
+	if (rv != 0)
+		return die("cannot reach master at %s: %s", c->master, om_strerror(rv));
+	return 0;
+}
+
+/* Sends req; returns 0 with *rep of the expected type, or prints why and returns 2. */
+static int
+call(struct ctl *c, const struct om_msg *req, struct om_msg *rep, enum om_msg_type want)
+{
+	int rv = om_rpc_call(c->rpc, req, rep, CALL_TIMEOUT_MS);
+
+	if (rv == OM_EAUTH)
+		return die("master refused the connection: authentication failed");
+	if (rv != 0)
+		return die("request to master failed: %s", om_strerror(rv));
+	if (rep->type == OM_MSG_ERROR) {
+		die("%s", rep->u.error.text ? rep->u.error.text : om_strerror(rep->u.error.code));
+		om_msg_release(rep);
+		return EXIT_USAGE;
+	}
+	if (rep->type != want) {
+		om_msg_release(rep);
+		return die("unexpected answer from master");
+	}
+	return 0;
+}
+
+static int
+parse_uint(const char *s, unsigned long max, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ run */
+
+struct hoststate {
+	char *name;
+	struct om_buf line[2]; /* partial stdout, stderr line */
+	bool final;
+	uint32_t state;
+	int32_t exit_code;
+	char *reason;
+	uint64_t duration_ms;
+};
+
+struct hosttab {
+	struct hoststate **slots;
+	size_t cap, n;
+};
+
+static uint64_t
+fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+	return h;
+}
+
+static struct hoststate *
+hosttab_get(struct hosttab *t, const char *name)
+{
+	size_t i;
+
+	if (t->n * 2 >= t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 64, k;
+		struct hoststate **ns = om_calloc(ncap, sizeof(*ns));
+		if (ns == NULL)
+			return NULL;
+		for (k = 0; k < t->cap; k++) {
+			if (t->slots[k] == NULL)
+				continue;
+			for (i = fnv1a(t->slots[k]->name) % ncap; ns[i]; i = (i + 1) % ncap)
+				;
+			ns[i] = t->slots[k];
+		}
+		om_free(t->slots);
+		t->slots = ns;
+		t->cap = ncap;
+	}
+	for (i = fnv1a(name) % t->cap; t->slots[i]; i = (i + 1) % t->cap)
+		if (strcmp(t->slots[i]->name, name) == 0)
+			return t->slots[i];
+	if ((t->slots[i] = om_calloc(1, sizeof(struct hoststate))) == NULL)
+		return NULL;
+	t->slots[i]->name = om_strdup(name);
+	om_buf_init(&t->slots[i]->line[0], LINE_MAX_BYTES);
+	om_buf_init(&t->slots[i]->line[1], LINE_MAX_BYTES);
+	t->n++;
+	return t->slots[i];
+}
+
+static void
+hosttab_free(struct hosttab *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->cap; i++) {
+		struct hoststate *h = t->slots[i];
+		if (h == NULL)
+			continue;
+		om_buf_release(&h->line[0]);
+		om_buf_release(&h->line[1]);
+		om_free(h->name);
+		om_free(h->reason);
+		om_free(h);
+	}
+	om_free(t->slots);
+}
+
+static void
+json_print(json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT | JSON_ESCAPE_SLASH);
+
+	if (s != NULL) {
+		puts(s);
+		free(s);
+	}
+	json_decref(o);
+}
+
+/* Bytes as a JSON string when they are UTF-8, else as hex under another key. */
+static void
+json_set_bytes(json_t *o, const char *key, const uint8_t *p, size_t n)
+{
+	json_t *s = json_stringn((const char *)p, n);
+	char hkey[64];
+
+	if (s != NULL) {
+		json_object_set_new(o, key, s);
+		return;
+	}
+	char *hex = om_malloc(2 * n + 1);
+	if (hex == NULL)
+		return;
+	om_hex_encode(p, n, hex);
+	snprintf(hkey, sizeof(hkey), "%s_hex", key);
+	json_object_set_new(o, hkey, json_string(hex));
+	om_free(hex);
+}
+
+static void
+print_line(struct ctl *c, const char *host, int stream, const uint8_t *p, size_t n)
+{
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "event", json_string("output"));
+		json_object_set_new(o, "host", json_string(host));
+		json_object_set_new(o, "stream", json_string(stream == 2 ? "stderr" : "stdout"));
+		json_set_bytes(o, "line", p, n);
+		json_print(o);
+		return;
+	}
+	/* Raw bytes: the terminal gets what the host printed, NULs aside. */
+	printf("%s %c ", host, stream == 2 ? '!' : '|');
+	fwrite(p, 1, n, stdout);
+	putchar('\n');
+}
+
+static void
+feed_output(struct ctl *c, struct hoststate *h, int stream, const uint8_t *p, size_t n)
+{
+	struct om_buf *b = &h->line[stream == 2 ? 1 : 0];
+
+	while (n > 0) {
+		const uint8_t *nl = memchr(p, '\n', n);
+		size_t take = nl ? (size_t)(nl - p) : n;
+		size_t room = LINE_MAX_BYTES - b->len;
+
+		if (take > room)
+			take = room;
+		om_buf_append(b, p, take);
+		p += take;
+		n -= take;
+		if (b->len == LINE_MAX_BYTES || (n > 0 && *p == '\n')) {
+			print_line(c, h->name, stream, b->data, b->len);
+			om_buf_reset(b);
+			if (n > 0 && *p == '\n')
+				p++, n--;
+		}
+	}
+}
+
+static void
+flush_partial(struct ctl *c, struct hoststate *h)
+{
+	int s;
+
+	for (s = 0; s < 2; s++) {
+		if (h->line[s].len > 0) {
+			print_line(c, h->name, s + 1, h->line[s].data, h->line[s].len);
+			om_buf_reset(&h->line[s]);
+		}
+	}
+}
+
+static int
+cmp_host(const void *a, const void *b)
+{
+	const struct hoststate *x = *(struct hoststate *const *)a;
+	const struct hoststate *y = *(struct hoststate *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+static int
+print_summary(struct ctl *c, uint64_t job, struct hosttab *t)
+{
+	struct hoststate **list;
+	unsigned counts[OM_HS_COUNT_] = {0};
+	size_t i, n = 0;
+	int s;
+
+	if ((list = om_calloc(t->n + 1, sizeof(*list))) == NULL)
+		return die("out of memory");
+	for (i = 0; i < t->cap; i++)
+		if (t->slots[i] != NULL)
+			list[n++] = t->slots[i];
+	qsort(list, n, sizeof(*list), cmp_host);
+	for (i = 0; i < n; i++) {
+		struct hoststate *h = list[i];
+		flush_partial(c, h);
+		if (!h->final)
+			continue;
+		counts[h->state < OM_HS_COUNT_ ? h->state : 0]++;
+		if (c->json) {
+			json_t *o = json_object();
+			json_object_set_new(o, "event", json_string("host"));
+			json_object_set_new(o, "host", json_string(h->name));
+			json_object_set_new(o, "state", json_string(om_host_state_name((int)h->state)));
+			json_object_set_new(o, "exit", h->exit_code >= 0 ? json_integer(h->exit_code)
+									  : json_null());
+			json_object_set_new(o, "duration_ms", json_integer((json_int_t)h->duration_ms));
+			json_object_set_new(o, "reason", h->reason ? json_string(h->reason) : json_null());
+			json_print(o);
+			continue;
+		}
+		printf("%s: %s (", h->name, om_host_state_name((int)h->state));
+		if (h->exit_code >= 0)
+			printf("exit %d, ", h->exit_code);
+		printf("%.2f s)", (double)h->duration_ms / 1000.0);
+		if (h->reason != NULL)
+			printf(": %s", h->reason);
+		putchar('\n');
+	}
+	om_free(list);
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "event", json_string("summary"));
+		json_object_set_new(o, "job", json_integer((json_int_t)job));
+		for (s = OM_HS_OK; s < OM_HS_COUNT_; s++)
+			json_object_set_new(o, om_host_state_name(s), json_integer(counts[s]));
+		json_print(o);
+	} else {
+		printf("summary: %u ok, %u failed, %u unreachable, %u timeout", counts[OM_HS_OK],
+			counts[OM_HS_FAILED], counts[OM_HS_UNREACHABLE], counts[OM_HS_TIMEOUT]);
+		for (s = OM_HS_CANCELLED; s < OM_HS_COUNT_; s++)
+			if (counts[s] > 0)
+				printf(", %u %s", counts[s], om_host_state_name(s));
+		putchar('\n');
+	}
+	for (s = 0; s < OM_HS_COUNT_; s++)
+		if (s != OM_HS_OK && counts[s] > 0)
+			return EXIT_NOT_OK;
+	return n == counts[OM_HS_OK] ? 0 : EXIT_NOT_OK;
+}
+
+static int
+cmd_run(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"target", required_argument, NULL, 't'},
+		{"module", required_argument, NULL, 'm'},
+		{"args", required_argument, NULL, 'a'},
+		{"timeout", required_argument, NULL, 'T'},
+		{"forks", required_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0},
+	};
+	struct om_msg req = {.type = OM_MSG_SUBMIT}, rep;
+	struct om_kv kv;
+	struct hosttab tab = {0};
+	const char *sel = NULL, *module = "shell", *args = NULL;
+	uint32_t timeout = 0, forks = 0;
+	uint64_t job, cursor = 0;
+	int64_t last_contact;
+	bool done = false;
+	int ch, rv;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "t:m:a:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 't': sel = optarg; break;
+		case 'm': module = optarg; break;
+		case 'a': args = optarg; break;
+		case 'T':
+			if (parse_uint(optarg, 86400 * 7, &timeout) != 0)
+				return die("--timeout wants seconds (0..604800)");
+			break;
+		case 'f':
+			if (parse_uint(optarg, 100000, &forks) != 0 || forks == 0)
+				return die("--forks wants 1..100000");
+			break;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (sel == NULL || args == NULL || optind != argc)
+		return die("usage: omctl run -t SELECTOR -m MODULE -a ARGS [--timeout S]");
+	if (!om_name_valid(module))
+		return die("invalid module name '%s'", module);
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	/* Free-form arguments, as ansible -a: the module's "cmd" parameter. */
+	kv.key = "cmd";
+	kv.val = (char *)args;
+	req.u.submit.selector = (char *)sel;
+	req.u.submit.module = (char *)module;
+	req.u.submit.params = &kv;
+	req.u.submit.nparams = 1;
+	req.u.submit.timeout_s = timeout;
+	req.u.submit.forks = forks;
+	if ((rv = call(c, &req, &rep, OM_MSG_SUBMITTED)) != 0)
+		return rv;
+	job = rep.u.submitted.job_id;
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "event", json_string("job"));
+		json_object_set_new(o, "job", json_integer((json_int_t)job));
+		json_object_set_new(o, "hosts", json_integer(rep.u.submitted.nhosts));
+		json_print(o);
+	} else {
+		printf("job %llu: %u hosts\n", (unsigned long long)job, rep.u.submitted.nhosts);
+	}
+	fflush(stdout);
+	om_msg_release(&rep);
+
+	last_contact = om_now_ms();
+	while (!done) {
+		struct om_msg f = {.type = OM_MSG_FOLLOW}, ev;
+		uint32_t i;
+
+		f.u.follow.job_id = job;
+		f.u.follow.cursor = cursor;
+		f.u.follow.wait_ms = FOLLOW_WAIT_MS;
+		rv = om_rpc_call(c->rpc, &f, &ev, FOLLOW_WAIT_MS + CALL_TIMEOUT_MS);
+		if (rv != 0 || ev.type != OM_MSG_EVENTS) {
+			if (rv == 0 && ev.type == OM_MSG_ERROR) {
+				die("%s", ev.u.error.text ? ev.u.error.text : "error");
+				om_msg_release(&ev);
+				hosttab_free(&tab);
+				return EXIT_USAGE;
+			}
+			if (rv == 0)
+				om_msg_release(&ev);
+			if (om_now_ms() - last_contact > LOST_CONTACT_MS) {
+				hosttab_free(&tab);
+				return die("lost contact with the master while following job %llu",
+					(unsigned long long)job);
+			}
+			usleep(500 * 1000); /* the master may be restarting: keep the cursor */
+			continue;
+		}
+		last_contact = om_now_ms();
+		for (i = 0; i < ev.u.events.nevents; i++) {
+			const struct om_event *e = &ev.u.events.events[i];
+			struct hoststate *h = e->host ? hosttab_get(&tab, e->host) : NULL;
+			if (e->kind == OM_EV_OUTPUT && h != NULL) {
+				feed_output(c, h, (int)e->stream, e->data, e->len);
+			} else if (e->kind == OM_EV_STATE && h != NULL &&
+				   om_host_state_final((int)e->state)) {
+				h->final = true;
+				h->state = e->state;
+				h->exit_code = e->exit_code;
+				h->duration_ms = e->duration_ms;
+				om_free(h->reason);
+				h->reason = e->reason ? om_strdup(e->reason) : NULL;
+				flush_partial(c, h);
+			}
+		}
+		fflush(stdout);
+		cursor = ev.u.events.cursor;
+		done = ev.u.events.done;
+		om_msg_release(&ev);
+	}
+	rv = print_summary(c, job, &tab);
+	hosttab_free(&tab);
+	return rv;
+}
+
+/* ---------------------------------------------------------------- hosts */
+
+static int
+send_hosts(struct ctl *c, struct om_host *hosts, size_t n)
+{
+	size_t off = 0, total = 0;
+	int rv;
+
+	while (off < n) {
+		struct om_msg req = {.type = OM_MSG_HOSTS_ADD}, rep;
+		size_t take = n - off > IMPORT_BATCH ? IMPORT_BATCH : n - off;
+		req.u.hosts.hosts = hosts + off;
+		req.u.hosts.nhosts = (uint32_t)take;
+		if ((rv = call(c, &req, &rep, OM_MSG_DONE)) != 0)
+			return rv;
+		total += rep.u.done.count;
+		om_msg_release(&rep);
+		off += take;
+	}
+	printf("%zu hosts added or updated\n", total);
+	return 0;
+}
+
+static int
+cmd_hosts_add(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"addr", required_argument, NULL, 'A'},
+		{"port", required_argument, NULL, 'P'},
+		{"user", required_argument, NULL, 'U'},
+		{"idc", required_argument, NULL, 'I'},
+		{"group", required_argument, NULL, 'G'},
+		{NULL, 0, NULL, 0},
+	};
+	char *groups[OM_MAX_GROUPS];
+	struct om_host h;
+	int ch, rv;
+
+	memset(&h, 0, sizeof(h));
+	h.groups = groups;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'A': h.addr = optarg; break;
+		case 'P':
+			if (parse_uint(optarg, 65535, &h.port) != 0 || h.port == 0)
+				return die("--port wants 1..65535");
+			break;
+		case 'U': h.user = optarg; break;
+		case 'I': h.idc = optarg; break;
+		case 'G':
+			if (h.ngroups == OM_MAX_GROUPS || !om_name_valid(optarg))
+				return die("invalid or too many groups ('%s')", optarg);
+			groups[h.ngroups++] = optarg;
+			break;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1 || h.idc == NULL)
+		return die("usage: omctl hosts add NAME --addr A --idc I [--port P] [--user U] "
+			   "[--group G]...");
+	h.name = argv[optind];
+	if (!om_name_valid(h.name))
+		return die("invalid host name '%s'", h.name);
+	if (!om_name_valid(h.idc))
+		return die("invalid IDC name '%s'", h.idc);
+	if (h.addr == NULL)
+		h.addr = h.name;
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	return send_hosts(c, &h, 1);
+}
+
+static int
+cmd_hosts_import(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"idc", required_argument, NULL, 'I'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *def_idc = NULL;
+	struct om_host *hosts = NULL;
+	uint8_t *text;
+	size_t len, n = 0;
+	char err[512];
+	int ch, rv;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch != 'I')
+			return usage(stderr), EXIT_USAGE;
+		def_idc = optarg;
+	}
+	if (optind != argc - 1)
+		return die("usage: omctl hosts import FILE [--idc DEFAULT]");
+	if ((rv = om_read_file(argv[optind], 64 << 20, &text, &len)) != 0)
+		return die("cannot read '%s': %s", argv[optind], om_strerror(rv));
+	rv = om_inventory_parse_ini((const char *)text, len, def_idc, &hosts, &n, err, sizeof(err));
+	om_free(text);
+	if (rv != 0)
+		return die("%s: %s", argv[optind], err);
+	if ((rv = connect_master(c)) == 0)
+		rv = send_hosts(c, hosts, n);
+	om_hosts_free(hosts, n);
+	return rv;
+}
+
+static int
+cmd_hosts_list(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"target", required_argument, NULL, 't'},
+		{NULL, 0, NULL, 0},
+	};
+	struct om_msg req = {.type = OM_MSG_HOSTS_LIST}, rep;
+	const char *sel = "all";
+	uint32_t i, g;
+	int ch, rv;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
+		if (ch != 't')
+			return usage(stderr), EXIT_USAGE;
+		sel = optarg;
+	}
+	if (optind != argc)
+		return die("usage: omctl hosts list [-t SELECTOR]");
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	req.u.hosts_list.selector = (char *)sel;
+	if ((rv = call(c, &req, &rep, OM_MSG_HOSTS)) != 0)
+		return rv;
+	if (!c->json)
+		printf("%-24s %-16s %-6s %-12s %-8s %s\n", "NAME", "ADDRESS", "PORT", "USER", "IDC",
+			"GROUPS");
+	for (i = 0; i < rep.u.hosts.nhosts; i++) {
+		const struct om_host *h = &rep.u.hosts.hosts[i];
+		if (c->json) {
+			json_t *o = json_object(), *gs = json_array();
+			json_object_set_new(o, "name", json_string(h->name));
+			json_object_set_new(o, "addr", json_string(h->addr ? h->addr : ""));
+			json_object_set_new(o, "port", json_integer(h->port));
+			json_object_set_new(o, "user", h->user ? json_string(h->user) : json_null());
+			json_object_set_new(o, "idc", json_string(h->idc ? h->idc : ""));
+			for (g = 0; g < h->ngroups; g++)
+				json_array_append_new(gs, json_string(h->groups[g]));
+			json_object_set_new(o, "groups", gs);
+			json_print(o);
+			continue;
+		}
+		printf("%-24s %-16s %-6u %-12s %-8s ", h->name, h->addr ? h->addr : "-", h->port,
+			h->user ? h->user : "-", h->idc ? h->idc : "-");
+		for (g = 0; g < h->ngroups; g++)
+			printf("%s%s", g ? "," : "", h->groups[g]);
+		putchar('\n');
+	}
+	om_msg_release(&rep);
+	return 0;
+}
+
+static int
+cmd_workers_list(struct ctl *c, int argc, char **argv)
+{
+	struct om_msg req = {.type = OM_MSG_WORKERS_LIST}, rep;
+	uint32_t i;
+	int rv;
+
+	(void)argv;
+	if (argc != 1)
+		return die("usage: omctl workers list");
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	if ((rv = call(c, &req, &rep, OM_MSG_WORKERS)) != 0)
+		return rv;
+	if (!c->json)
+		printf("%-16s %-8s %-12s %-7s %-20s %s\n", "NAME", "IDC", "STATE", "RUNNING",
+			"LAST_SEEN", "FINGERPRINT");
+	for (i = 0; i < rep.u.workers.nworkers; i++) {
+		const struct om_worker_info *w = &rep.u.workers.workers[i];
+		time_t t = (time_t)(w->last_seen_ms / 1000);
+		struct tm tm;
+		char when[32];
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (c->json) {
+			json_t *o = json_object();
+			json_object_set_new(o, "name", json_string(w->name));
+			json_object_set_new(o, "idc", json_string(w->idc));
+			json_object_set_new(o, "connected", json_boolean(w->connected));
+			json_object_set_new(o, "running", json_integer(w->running));
+			json_object_set_new(o, "last_seen", json_string(when));
+			json_object_set_new(o, "fingerprint",
+				json_string(w->fingerprint ? w->fingerprint : ""));
+			json_print(o);
+			continue;
+		}
+		printf("%-16s %-8s %-12s %-7u %-20s %.16s\n", w->name, w->idc,
+			w->connected ? "connected" : "disconnected", w->running, when,
+			w->fingerprint ? w->fingerprint : "-");
+	}
+	om_msg_release(&rep);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"master", required_argument, NULL, 'M'},
+		{"master-key", required_argument, NULL, 'K'},
+		{"token", required_argument, NULL, 'T'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct ctl c;
+	int ch, rv;
+
+	memset(&c, 0, sizeof(c));
+	c.master = getenv("OM_MASTER");
+	c.master_key = getenv("OM_MASTER_KEY");
+	c.token = getenv("OM_TOKEN");
+	om_log_setup("omctl", OM_LOG_ERROR);
+	/* '+': stop at the command word, the rest is the command's. */
+	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'M': c.master = optarg; break;
+		case 'K': c.master_key = optarg; break;
+		case 'T': c.token = optarg; break;
+		case 'j': c.json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc >= 1 && strcmp(argv[0], "run") == 0)
+		rv = cmd_run(&c, argc, argv);
+	else if (argc >= 2 && strcmp(argv[0], "hosts") == 0 && strcmp(argv[1], "add") == 0)
+		rv = cmd_hosts_add(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "hosts") == 0 && strcmp(argv[1], "list") == 0)
+		rv = cmd_hosts_list(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "hosts") == 0 && strcmp(argv[1], "import") == 0)
+		rv = cmd_hosts_import(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "workers") == 0 && strcmp(argv[1], "list") == 0)
+		rv = cmd_workers_list(&c, argc - 1, argv + 1);
+	else {
+		usage(stderr);
+		rv = EXIT_USAGE;
+	}
+	om_rpc_client_close(c.rpc);
+	fflush(stdout);
+	return rv;
+}

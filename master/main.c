@@ -1,0 +1,213 @@
+/*
+ * om-master: configuration, signals, and the core loop (master.c).
+ *
+ * Settings come from a config file of "key = value" lines (--config FILE)
+ * and from flags of the same names, flags winning.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "master.h"
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: om-master [--config FILE] --db CONNINFO --key FILE\n"
+		"                 --worker-listen URL --client-listen URL\n"
+		"                 --enroll-secret-file FILE --token-file FILE\n"
+		"                 [--heartbeat-ms N] [--log-level error|warn|info|debug]\n"
+		"       om-master --key FILE --print-public-key\n");
+}
+
+static int
+parse_level(const char *s, enum om_log_level *out)
+{
+	static const char *names[] = {"error", "warn", "info", "debug"};
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (*out = (enum om_log_level)i), 0;
+	return -1;
+}
+
+/* Applies one setting; the value must outlive the config (argv or the file buffer). */
+static int
+set_option(struct master_config *c, const char *key, const char *val)
+{
+	char *end;
+	unsigned long v;
+
+	if (strcmp(key, "db") == 0)
+		c->db = val;
+	else if (strcmp(key, "worker-listen") == 0 || strcmp(key, "worker_listen") == 0)
+		c->worker_listen = val;
+	else if (strcmp(key, "client-listen") == 0 || strcmp(key, "client_listen") == 0)
+		c->client_listen = val;
+	else if (strcmp(key, "key") == 0)
+		c->key_path = val;
+	else if (strcmp(key, "enroll-secret-file") == 0 || strcmp(key, "enroll_secret_file") == 0)
+		c->secret_path = val;
+	else if (strcmp(key, "token-file") == 0 || strcmp(key, "token_file") == 0)
+		c->token_path = val;
+	else if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
+		if (parse_level(val, &c->log_level) != 0)
+			return fprintf(stderr, "om-master: unknown log level '%s'\n", val), -1;
+	} else if (strcmp(key, "heartbeat-ms") == 0 || strcmp(key, "heartbeat_ms") == 0) {
+		errno = 0;
+		v = strtoul(val, &end, 10);
+		if (errno || *end || v < 100 || v > 600000)
+			return fprintf(stderr, "om-master: heartbeat-ms wants 100..600000\n"), -1;
+		c->heartbeat_ms = (unsigned)v;
+	} else {
+		fprintf(stderr, "om-master: unknown setting '%s'\n", key);
+		return -1;
+	}
+	return 0;
+}
+
+static char *config_text; /* kept for the life of the process: settings point into it */
+
+static int
+load_config(struct master_config *c, const char *path)
+{
+	uint8_t *data;
+	size_t len;
+	char *line, *save = NULL;
+	int rv, lineno = 0;
+
+	if ((rv = om_read_file(path, 1 << 20, &data, &len)) != 0) {
+		fprintf(stderr, "om-master: cannot read config '%s': %s\n", path, om_strerror(rv));
+		return -1;
+	}
+	config_text = (char *)data;
+	for (line = strtok_r(config_text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq, *k, *v, *e;
+		lineno++;
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (*line == '#' || *line == '\0')
+			continue;
+		if ((eq = strchr(line, '=')) == NULL) {
+			fprintf(stderr, "om-master: %s: line %d: expected key = value\n", path, lineno);
+			return -1;
+		}
+		*eq = '\0';
+		k = line;
+		v = eq + 1;
+		for (e = eq - 1; e >= k && (*e == ' ' || *e == '\t'); e--)
+			*e = '\0';
+		while (*v == ' ' || *v == '\t')
+			v++;
+		for (e = v + strlen(v) - 1; e >= v && (*e == ' ' || *e == '\t' || *e == '\r'); e--)
+			*e = '\0';
+		if (set_option(c, k, v) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"db", required_argument, NULL, 1},
+		{"worker-listen", required_argument, NULL, 1},
+		{"client-listen", required_argument, NULL, 1},
+		{"key", required_argument, NULL, 1},
+		{"enroll-secret-file", required_argument, NULL, 1},
+		{"token-file", required_argument, NULL, 1},
+		{"heartbeat-ms", required_argument, NULL, 1},
+		{"log-level", required_argument, NULL, 1},
+		{"print-public-key", no_argument, NULL, 'p'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct master_config cfg;
+	struct master m;
+	struct sigaction sa;
+	bool print_key = false;
+	int ch, idx, i;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.heartbeat_ms = 5000;
+	cfg.worker_ctx = 256;
+	cfg.client_ctx = 128;
+	cfg.log_level = OM_LOG_INFO;
+	/* The config file first, so flags override it. */
+	for (i = 1; i < argc - 1; i++)
+		if (strcmp(argv[i], "--config") == 0 && load_config(&cfg, argv[i + 1]) != 0)
+			return 2;
+	while ((ch = getopt_long(argc, argv, "c:h", opts, &idx)) != -1) {
+		switch (ch) {
+		case 'c':
+			break;
+		case 1:
+			if (set_option(&cfg, opts[idx].name, optarg) != 0)
+				return 2;
+			break;
+		case 'p':
+			print_key = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	om_log_setup("om-master", cfg.log_level);
+	if (print_key) {
+		struct om_keypair kp;
+		char hex[2 * OM_NOISE_KEYLEN + 1];
+		bool created;
+		int rv;
+		if (cfg.key_path == NULL) {
+			usage(stderr);
+			return 2;
+		}
+		if ((rv = om_key_load_or_create(cfg.key_path, &kp, &created)) != 0) {
+			fprintf(stderr, "om-master: cannot load key '%s': %s\n", cfg.key_path,
+				om_strerror(rv));
+			return 1;
+		}
+		om_hex_encode(kp.pub, OM_NOISE_KEYLEN, hex);
+		om_wipe(&kp, sizeof(kp));
+		printf("%s\n", hex);
+		return 0;
+	}
+	if (!cfg.db || !cfg.worker_listen || !cfg.client_listen || !cfg.key_path ||
+		!cfg.secret_path || !cfg.token_path) {
+		usage(stderr);
+		return 2;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (master_open(&m, &cfg) != 0) {
+		master_close(&m);
+		return 1;
+	}
+	master_run(&m, &stopping);
+	om_info("stopping");
+	master_close(&m);
+	return 0;
+}

@@ -1,0 +1,1075 @@
+/*
+ * om-master's core loop: handshakes, the operation table, dispatch of jobs
+ * to workers by IDC, result ingest and acknowledgement, long-polls.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "master.h"
+#include "selector.h"
+
+#define POLL_HOLD_MAX_MS 5000
+#define FOLLOW_HOLD_MAX_MS 5000
+#define FOLLOW_BATCH 500
+#define CLIENT_IDLE_MS 120000
+#define HOUSEKEEPING_MS 200
+
+enum peer_kind { PEER_WORKER = 1, PEER_CLIENT = 2 };
+
+/* Attached to every session: who is at the other end. */
+struct peer {
+	enum peer_kind kind;
+	struct wconn *w; /* PEER_WORKER */
+	char who[OM_MAX_NAME + 80]; /* for logs: worker name or "client@addr" */
+};
+
+struct wconn {
+	char name[OM_MAX_NAME + 1];
+	char idc[OM_MAX_NAME + 1];
+	char fingerprint[65];
+	uint64_t worker_id;
+	struct om_rpc_session *session; /* NULL while disconnected */
+	int64_t last_ms;
+	bool gone;		   /* declared dead; its tasks were marked lost */
+	uint32_t running;	   /* tasks assigned and not finished */
+	struct om_rpc_req *poll;   /* a held POLL */
+	int64_t poll_deadline;
+	struct task *queue;	   /* assigned, not yet delivered (FIFO via qnext) */
+	struct wconn *next;
+};
+
+struct task {
+	uint64_t id, job_id;
+	struct wconn *worker;
+	struct om_msg msg; /* the TASK message, owned */
+	bool *final;	   /* per host */
+	uint32_t nfinal;
+	struct task *next;  /* m->tasks */
+	struct task *qnext; /* worker queue */
+};
+
+struct follower {
+	struct om_rpc_req *req;
+	uint64_t job_id, cursor;
+	int64_t deadline;
+	struct follower *next;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void
+reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
+{
+	struct om_msg e = {.type = OM_MSG_ERROR};
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	e.u.error.code = code;
+	e.u.error.text = text;
+	om_rpc_reply(r, &e);
+}
+
+static struct peer *
+req_peer(struct om_rpc_req *r)
+{
+	return om_rpc_session_user(r->session);
+}
+
+static struct wconn *
+wconn_find(struct master *m, const char *name)
+{
+	struct wconn *w;
+
+	for (w = m->workers; w != NULL; w = w->next)
+		if (strcmp(w->name, name) == 0)
+			return w;
+	return NULL;
+}
+
+static bool
+wconn_live(const struct wconn *w)
+{
+	return w->session != NULL && !w->gone;
+}
+
+static struct task *
+task_find(struct master *m, uint64_t id)
+{
+	struct task *t;
+
+	for (t = m->tasks; t != NULL; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+static void
+task_free(struct task *t)
+{
+	om_msg_release(&t->msg);
+	om_free(t->final);
+	om_free(t);
+}
+
+static void
+task_unlink(struct master *m, struct task *t)
+{
+	struct task **pp;
+
+	for (pp = &m->tasks; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	if (t->worker != NULL) {
+		for (pp = &t->worker->queue; *pp != NULL; pp = &(*pp)->qnext)
+			if (*pp == t) {
+				*pp = t->qnext;
+				break;
+			}
+		if (t->worker->running > 0)
+			t->worker->running--;
+	}
+}
+
+/* ------------------------------------------------------------- followers */
+
+/* Answers f if there is something to say (or force); returns true when answered. */
+static bool
+follower_try(struct master *m, struct follower *f, bool force)
+{
+	struct om_msg ev = {.type = OM_MSG_EVENTS};
+	struct om_event *events = NULL;
+	size_t n = 0;
+	bool done = false;
+	int rv;
+
+	rv = om_store_events_read(m->store, f->job_id, f->cursor, FOLLOW_BATCH, &events, &n,
+		&done);
+	if (rv != 0) {
+		reply_error(f->req, rv, "cannot read events of job %llu: %s",
+			(unsigned long long)f->job_id, om_strerror(rv));
+		return true;
+	}
+	if (n == 0 && !done && !force)
+		return false;
+	ev.u.events.job_id = f->job_id;
+	ev.u.events.events = events;
+	ev.u.events.nevents = (uint32_t)n;
+	ev.u.events.done = done;
+	ev.u.events.cursor = n > 0 ? events[n - 1].id : f->cursor;
+	om_rpc_reply(f->req, &ev);
+	om_events_free(events, n);
+	return true;
+}
+
+static void
+followers_wake(struct master *m, uint64_t job_id, bool all_expired_only)
+{
+	struct follower **pp = &m->followers, *f;
+	int64_t now = om_now_ms();
+
+	while ((f = *pp) != NULL) {
+		bool expired = now >= f->deadline;
+		bool answered = false;
+
+		if (all_expired_only ? expired : (f->job_id == job_id))
+			answered = follower_try(m, f, expired);
+		if (answered) {
+			*pp = f->next;
+			om_free(f);
+		} else {
+			pp = &f->next;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+static void
+ingest_states(struct master *m, const struct om_store_state *st, size_t n)
+{
+	size_t i;
+	int rv;
+
+	if (n == 0)
+		return;
+	if ((rv = om_store_ingest(m->store, NULL, 0, st, n)) != 0) {
+		om_err("cannot record %zu host states: %s (%s)", n, om_strerror(rv),
+			om_store_errmsg(m->store));
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (i == 0 || st[i].job_id != st[i - 1].job_id)
+			followers_wake(m, st[i].job_id, false);
+}
+
+/* Marks every unfinished host of t lost and forgets the task. */
+static void
+task_lose(struct master *m, struct task *t, const char *reason)
+{
+	struct om_store_state *st;
+	uint32_t i, n = 0;
+
+	if ((st = om_calloc(t->msg.u.task.nhosts + 1, sizeof(*st))) != NULL) {
+		for (i = 0; i < t->msg.u.task.nhosts; i++) {
+			if (t->final[i])
+				continue;
+			st[n].job_id = t->job_id;
+			st[n].host = t->msg.u.task.hosts[i].name;
+			st[n].state = OM_HS_LOST;
+			st[n].exit_code = -1;
+			st[n].reason = reason;
+			n++;
+		}
+		ingest_states(m, st, n);
+		om_free(st);
+	}
+	task_unlink(m, t);
+	task_free(t);
+}
+
+/* ------------------------------------------------------------ workers */
+
+static void
+poll_answer(struct wconn *w)
+{
+	struct om_rpc_req *r = w->poll;
+	struct task *t;
+
+	if (r == NULL)
+		return;
+	w->poll = NULL;
+	if ((t = w->queue) != NULL) {
+		w->queue = t->qnext;
+		t->qnext = NULL;
+		om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
+			(unsigned long long)t->id, (unsigned long long)t->job_id, w->name,
+			t->msg.u.task.nhosts);
+		om_rpc_reply(r, &t->msg);
+	} else {
+		struct om_msg none = {.type = OM_MSG_NOTASK};
+		om_rpc_reply(r, &none);
+	}
+}
+
+static void
+worker_disconnect(struct master *m, struct wconn *w, const char *reason)
+{
+	struct task *t, *next;
+
+	(void)m;
+	if (w->poll != NULL) {
+		struct om_msg none = {.type = OM_MSG_NOTASK};
+		om_rpc_reply(w->poll, &none);
+		w->poll = NULL;
+	}
+	if (w->gone)
+		return;
+	w->gone = true;
+	om_warn("worker '%s' (IDC '%s') is gone: %s", w->name, w->idc, reason);
+	for (t = m->tasks; t != NULL; t = next) {
+		next = t->next;
+		if (t->worker == w) {
+			char why[OM_MAX_TEXT];
+			snprintf(why, sizeof(why), "lost: worker '%s' %s", w->name, reason);
+			task_lose(m, t, why);
+		}
+	}
+	w->running = 0;
+}
+
+static void
+on_session_end(void *arg, void *user)
+{
+	struct master *m = arg;
+	struct peer *p = user;
+	struct follower **pp, *f;
+
+	if (p == NULL)
+		return;
+	if (p->kind == PEER_WORKER && p->w != NULL && p->w->session != NULL &&
+		om_rpc_session_user(p->w->session) == p) {
+		if (p->w->poll != NULL) {
+			struct om_msg none = {.type = OM_MSG_NOTASK};
+			om_rpc_reply(p->w->poll, &none);
+			p->w->poll = NULL;
+		}
+		p->w->session = NULL;
+	}
+	if (p->kind == PEER_CLIENT) {
+		pp = &m->followers;
+		while ((f = *pp) != NULL) {
+			if (om_rpc_session_user(f->req->session) == p) {
+				follower_try(m, f, true);
+				*pp = f->next;
+				om_free(f);
+			} else {
+				pp = &f->next;
+			}
+		}
+	}
+	om_free(p);
+}
+
+static void
+handle_worker_hello(struct master *m, struct om_rpc_req *r)
+{
+	const struct om_msg *h = &r->msg;
+	struct om_msg welcome = {.type = OM_MSG_WELCOME};
+	struct wconn *w;
+	struct peer *p;
+	char fp[65];
+	uint64_t id = 0;
+	int rv;
+
+	if (r->pattern != OM_NOISE_IK || h->type != OM_MSG_HELLO) {
+		om_rpc_drop(r, "worker endpoint expects an IK handshake with HELLO");
+		return;
+	}
+	om_key_fingerprint(r->remote_static, fp);
+	if (h->u.hello.secret == NULL || strlen(h->u.hello.secret) != strlen(m->enroll_secret) ||
+		om_ct_memcmp(h->u.hello.secret, m->enroll_secret, strlen(m->enroll_secret)) != 0) {
+		om_warn("refused worker '%s' from %s (key %.16s...): wrong enrollment secret",
+			h->u.hello.name, r->peer, fp);
+		om_rpc_refuse(r, OM_EAUTH, "enrollment secret does not match");
+		return;
+	}
+	if (h->u.hello.version != OM_PROTO_VERSION) {
+		om_rpc_refuse(r, OM_EPROTO, "unsupported protocol version");
+		return;
+	}
+	if ((rv = om_store_worker_seen(m->store, h->u.hello.name, h->u.hello.idc, fp, &id)) != 0) {
+		om_err("cannot record worker '%s': %s", h->u.hello.name, om_store_errmsg(m->store));
+		om_rpc_refuse(r, OM_EDB, "master database unavailable");
+		return;
+	}
+	if ((w = wconn_find(m, h->u.hello.name)) == NULL) {
+		if ((w = om_calloc(1, sizeof(*w))) == NULL) {
+			om_rpc_refuse(r, OM_ENOMEM, "master out of memory");
+			return;
+		}
+		snprintf(w->name, sizeof(w->name), "%s", h->u.hello.name);
+		w->next = m->workers;
+		m->workers = w;
+	}
+	if (w->session != NULL) {
+		/* A reconnect: the old session's held poll ends, the session goes. */
+		struct om_rpc_session *old = w->session;
+		struct peer *op = om_rpc_session_user(old);
+		on_session_end(m, op);
+		om_rpc_session_end(m->wsrv, old);
+	}
+	if ((p = om_calloc(1, sizeof(*p))) == NULL) {
+		om_rpc_refuse(r, OM_ENOMEM, "master out of memory");
+		return;
+	}
+	p->kind = PEER_WORKER;
+	p->w = w;
+	snprintf(p->who, sizeof(p->who), "worker '%s'", w->name);
+	snprintf(w->idc, sizeof(w->idc), "%s", h->u.hello.idc);
+	snprintf(w->fingerprint, sizeof(w->fingerprint), "%s", fp);
+	w->worker_id = id;
+	w->gone = false;
+	w->last_ms = om_now_ms();
+	welcome.u.welcome.worker_id = id;
+	welcome.u.welcome.heartbeat_ms = m->cfg.heartbeat_ms;
+	om_info("worker '%s' (IDC '%s') connected from %s, key %.16s...", w->name, w->idc,
+		r->peer, fp);
+	if (om_rpc_accept(r, &welcome, p, &w->session) != 0) {
+		om_free(p);
+		w->session = NULL;
+	}
+}
+
+static void
+handle_client_hello(struct master *m, struct om_rpc_req *r)
+{
+	struct om_msg ok = {.type = OM_MSG_AUTH_OK};
+	const char *tok;
+	struct peer *p;
+
+	if (r->pattern != OM_NOISE_NK || r->msg.type != OM_MSG_AUTH) {
+		om_rpc_drop(r, "client endpoint expects an NK handshake with AUTH");
+		return;
+	}
+	tok = r->msg.u.auth.token;
+	if (strlen(tok) != strlen(m->token) || om_ct_memcmp(tok, m->token, strlen(m->token)) != 0) {
+		om_warn("refused client %s: invalid API token", r->peer);
+		om_rpc_refuse(r, OM_EAUTH, "invalid API token");
+		return;
+	}
+	if ((p = om_calloc(1, sizeof(*p))) == NULL) {
+		om_rpc_refuse(r, OM_ENOMEM, "master out of memory");
+		return;
+	}
+	p->kind = PEER_CLIENT;
+	snprintf(p->who, sizeof(p->who), "client@%s", r->peer);
+	om_debug("client %s authenticated", r->peer);
+	if (om_rpc_accept(r, &ok, p, NULL) != 0)
+		om_free(p);
+}
+
+/* ------------------------------------------------------------ worker ops */
+
+static void
+op_heartbeat(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	struct om_msg ack = {.type = OM_MSG_ACK};
+
+	(void)m;
+	p->w->last_ms = om_now_ms();
+	om_rpc_reply(r, &ack);
+}
+
+static void
+op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	struct wconn *w = p->w;
+	uint32_t wait = r->msg.u.poll.wait_ms;
+
+	(void)m;
+	w->last_ms = om_now_ms();
+	if (w->poll != NULL) {
+		struct om_msg none = {.type = OM_MSG_NOTASK};
+		om_rpc_reply(w->poll, &none);
+	}
+	w->poll = r;
+	w->poll_deadline = om_now_ms() + (wait > POLL_HOLD_MAX_MS ? POLL_HOLD_MAX_MS : wait);
+	if (w->queue != NULL || wait == 0)
+		poll_answer(w);
+}
+
+static void
+op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	const struct om_msg *q = &r->msg;
+	struct om_store_chunk *chunks = NULL;
+	struct om_store_state *states = NULL;
+	struct om_msg ack = {.type = OM_MSG_ACK};
+	uint32_t i, nc = 0, ns = 0, ignored = 0;
+	struct task *t;
+	int rv;
+
+	p->w->last_ms = om_now_ms();
+	chunks = om_calloc(q->u.report.nchunks + 1, sizeof(*chunks));
+	states = om_calloc(q->u.report.nresults + 1, sizeof(*states));
+	if (chunks == NULL || states == NULL) {
+		reply_error(r, OM_ENOMEM, "master out of memory");
+		goto out;
+	}
+	for (i = 0; i < q->u.report.nchunks; i++) {
+		const struct om_chunk *c = &q->u.report.chunks[i];
+		t = task_find(m, c->task_id);
+		/* Only the worker a task went to may report for it. */
+		if (t == NULL || t->worker != p->w || c->host >= t->msg.u.task.nhosts) {
+			ignored++;
+			continue;
+		}
+		chunks[nc].job_id = t->job_id;
+		chunks[nc].host = t->msg.u.task.hosts[c->host].name;
+		chunks[nc].stream = c->stream;
+		chunks[nc].seq = c->seq;
+		chunks[nc].data = c->data;
+		chunks[nc].len = c->len;
+		nc++;
+	}
+	for (i = 0; i < q->u.report.nresults; i++) {
+		const struct om_result *res = &q->u.report.results[i];
+		t = task_find(m, res->task_id);
+		if (t == NULL || t->worker != p->w || res->host >= t->msg.u.task.nhosts ||
+			!om_host_state_final((int)res->state)) {
+			ignored++;
+			continue;
+		}
+		states[ns].job_id = t->job_id;
+		states[ns].host = t->msg.u.task.hosts[res->host].name;
+		states[ns].state = res->state;
+		states[ns].exit_code = res->exit_code;
+		states[ns].reason = res->reason;
+		states[ns].duration_ms = res->duration_ms;
+		ns++;
+	}
+	if (ignored > 0)
+		om_warn("%s: ignored %u report items for tasks not assigned to it", p->who,
+			ignored);
+	if ((rv = om_store_ingest(m->store, chunks, nc, states, ns)) != 0) {
+		/* Not acknowledged: the worker keeps the items and sends them again. */
+		om_err("cannot store a report from %s: %s", p->who, om_store_errmsg(m->store));
+		reply_error(r, OM_EDB, "master database unavailable, retry later");
+		goto out;
+	}
+	ack.u.ack.nchunks = q->u.report.nchunks;
+	ack.u.ack.nresults = q->u.report.nresults;
+	/* Mark finished hosts before replying: the reply releases r->msg. */
+	for (i = 0; i < q->u.report.nresults; i++) {
+		const struct om_result *res = &q->u.report.results[i];
+		t = task_find(m, res->task_id);
+		if (t == NULL || t->worker != p->w || res->host >= t->msg.u.task.nhosts)
+			continue;
+		if (!t->final[res->host]) {
+			t->final[res->host] = true;
+			t->nfinal++;
+		}
+	}
+	{
+		uint64_t touched[64];
+		size_t nt = 0, k;
+		for (i = 0; i < nc + ns; i++) {
+			uint64_t j = i < nc ? chunks[i].job_id : states[i - nc].job_id;
+			for (k = 0; k < nt && touched[k] != j; k++)
+				;
+			if (k == nt && nt < 64)
+				touched[nt++] = j;
+		}
+		om_rpc_reply(r, &ack);
+		for (k = 0; k < nt; k++)
+			followers_wake(m, touched[k], false);
+	}
+	/* Forget tasks whose every host is final. */
+	{
+		struct task *next;
+		for (t = m->tasks; t != NULL; t = next) {
+			next = t->next;
+			if (t->worker == p->w && t->nfinal == t->msg.u.task.nhosts) {
+				task_unlink(m, t);
+				task_free(t);
+			}
+		}
+	}
+out:
+	om_free(chunks);
+	om_free(states);
+}
+
+/* ------------------------------------------------------------ client ops */
+
+static struct wconn *
+pick_worker(struct master *m, const char *idc)
+{
+	struct wconn *w, *best = NULL;
+
+	for (w = m->workers; w != NULL; w = w->next) {
+		if (!wconn_live(w) || strcmp(w->idc, idc) != 0)
+			continue;
+		if (best == NULL || w->running < best->running)
+			best = w;
+	}
+	return best;
+}
+
+/* Builds the TASK for the hosts of one IDC and queues it on w. */
+static int
+dispatch_idc(struct master *m, uint64_t job_id, const struct om_msg *sub, struct wconn *w,
+	struct om_host **hosts, size_t n)
+{
+	struct task *t;
+	const char **names;
+	size_t i;
+	int rv;
+
+	if ((names = om_calloc(n, sizeof(*names))) == NULL)
+		return OM_ENOMEM;
+	for (i = 0; i < n; i++)
+		names[i] = hosts[i]->name;
+	if ((t = om_calloc(1, sizeof(*t))) == NULL) {
+		om_free(names);
+		return OM_ENOMEM;
+	}
+	rv = om_store_task_create(m->store, job_id, w->idc, w->name, names, n, &t->id);
+	om_free(names);
+	if (rv != 0) {
+		om_free(t);
+		return rv;
+	}
+	t->job_id = job_id;
+	t->worker = w;
+	t->msg.type = OM_MSG_TASK;
+	t->msg.u.task.job_id = job_id;
+	t->msg.u.task.task_id = t->id;
+	t->msg.u.task.timeout_s = sub->u.submit.timeout_s;
+	t->msg.u.task.forks = sub->u.submit.forks;
+	t->msg.u.task.module = om_strdup(sub->u.submit.module);
+	t->msg.u.task.hosts = om_calloc(n, sizeof(struct om_host));
+	t->msg.u.task.params = om_calloc(sub->u.submit.nparams + 1, sizeof(struct om_kv));
+	t->final = om_calloc(n, sizeof(bool));
+	rv = (t->msg.u.task.module && t->msg.u.task.hosts && t->msg.u.task.params && t->final)
+		? 0 : OM_ENOMEM;
+	for (i = 0; rv == 0 && i < n; i++) {
+		rv = om_host_copy(&t->msg.u.task.hosts[i], hosts[i]);
+		if (rv == 0)
+			t->msg.u.task.nhosts++;
+	}
+	for (i = 0; rv == 0 && i < sub->u.submit.nparams; i++) {
+		struct om_kv *kv = &t->msg.u.task.params[i];
+		kv->key = om_strdup(sub->u.submit.params[i].key);
+		kv->val = om_strdup(sub->u.submit.params[i].val);
+		t->msg.u.task.nparams++;
+		if (kv->key == NULL || kv->val == NULL)
+			rv = OM_ENOMEM;
+	}
+	if (rv != 0) {
+		task_free(t);
+		return rv;
+	}
+	t->next = m->tasks;
+	m->tasks = t;
+	/* FIFO: append at the tail of the worker's queue. */
+	{
+		struct task **pp = &w->queue;
+		while (*pp != NULL)
+			pp = &(*pp)->qnext;
+		*pp = t;
+	}
+	w->running++;
+	if (w->poll != NULL)
+		poll_answer(w);
+	return 0;
+}
+
+static void
+op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	const struct om_msg *sub = &r->msg;
+	struct om_selector *sel = NULL;
+	struct om_host *all = NULL, *matched = NULL, **group = NULL;
+	struct om_store_state *unreach = NULL;
+	struct om_job_spec spec;
+	struct om_msg ok = {.type = OM_MSG_SUBMITTED};
+	bool *done = NULL;
+	size_t nall = 0, nm = 0, i, j, nu = 0;
+	uint64_t job_id = 0;
+	char err[256], (*reasons)[160] = NULL;
+	int rv;
+
+	if (om_selector_parse(sub->u.submit.selector, &sel, err, sizeof(err)) != 0) {
+		reply_error(r, OM_EINVAL, "bad selector '%s': %s", sub->u.submit.selector, err);
+		return;
+	}
+	if ((rv = om_store_hosts_load(m->store, &all, &nall)) != 0) {
+		reply_error(r, OM_EDB, "cannot read the inventory: %s", om_strerror(rv));
+		goto out;
+	}
+	if ((matched = om_calloc(nall + 1, sizeof(*matched))) == NULL)
+		goto nomem;
+	for (i = 0; i < nall; i++)
+		if (om_selector_match(sel, &all[i]))
+			matched[nm++] = all[i]; /* shallow: all[] keeps ownership */
+	if (nm == 0) {
+		reply_error(r, OM_ENOTFOUND, "selector '%s' matches no host",
+			sub->u.submit.selector);
+		goto out;
+	}
+	memset(&spec, 0, sizeof(spec));
+	spec.user = p->who;
+	spec.selector = sub->u.submit.selector;
+	spec.module = sub->u.submit.module;
+	spec.params = sub->u.submit.params;
+	spec.nparams = sub->u.submit.nparams;
+	spec.timeout_s = sub->u.submit.timeout_s;
+	spec.forks = sub->u.submit.forks;
+	if ((rv = om_store_job_create(m->store, &spec, matched, nm, &job_id)) != 0) {
+		om_err("cannot create a job: %s", om_store_errmsg(m->store));
+		reply_error(r, OM_EDB, "cannot record the job: %s", om_strerror(rv));
+		goto out;
+	}
+	om_info("job %llu by %s: module '%s' on '%s' (%zu hosts)", (unsigned long long)job_id,
+		p->who, sub->u.submit.module, sub->u.submit.selector, nm);
+	done = om_calloc(nm, sizeof(*done));
+	group = om_calloc(nm, sizeof(*group));
+	unreach = om_calloc(nm, sizeof(*unreach));
+	reasons = om_calloc(nm, sizeof(*reasons));
+	if (done == NULL || group == NULL || unreach == NULL || reasons == NULL)
+		goto nomem;
+	/* One task per IDC, to the least loaded live worker of that IDC. */
+	for (i = 0; i < nm; i++) {
+		struct wconn *w;
+		size_t ng = 0;
+		if (done[i])
+			continue;
+		for (j = i; j < nm; j++)
+			if (!done[j] && strcmp(matched[j].idc, matched[i].idc) == 0)
+				group[ng++] = &matched[j], done[j] = true;
+		w = pick_worker(m, matched[i].idc);
+		if (w != NULL && (rv = dispatch_idc(m, job_id, sub, w, group, ng)) == 0)
+			continue;
+		for (j = 0; j < ng; j++) {
+			snprintf(reasons[nu], sizeof(reasons[nu]),
+				w == NULL ? "no connected worker in IDC '%s'"
+					  : "cannot dispatch to IDC '%s'",
+				matched[i].idc);
+			unreach[nu].job_id = job_id;
+			unreach[nu].host = group[j]->name;
+			unreach[nu].state = OM_HS_UNREACHABLE;
+			unreach[nu].exit_code = -1;
+			unreach[nu].reason = reasons[nu];
+			nu++;
+		}
+		if (w == NULL)
+			om_warn("job %llu: no connected worker in IDC '%s' for %zu hosts",
+				(unsigned long long)job_id, matched[i].idc, ng);
+	}
+	ok.u.submitted.job_id = job_id;
+	ok.u.submitted.nhosts = (uint32_t)nm;
+	om_rpc_reply(r, &ok);
+	ingest_states(m, unreach, nu);
+	goto out;
+nomem:
+	reply_error(r, OM_ENOMEM, "master out of memory");
+out:
+	om_free(reasons);
+	om_free(unreach);
+	om_free(group);
+	om_free(done);
+	om_free(matched);
+	om_hosts_free(all, nall);
+	om_selector_free(sel);
+}
+
+static void
+op_follow(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	struct follower *f;
+	uint32_t wait = r->msg.u.follow.wait_ms;
+
+	(void)p;
+	if ((f = om_calloc(1, sizeof(*f))) == NULL) {
+		reply_error(r, OM_ENOMEM, "master out of memory");
+		return;
+	}
+	f->req = r;
+	f->job_id = r->msg.u.follow.job_id;
+	f->cursor = r->msg.u.follow.cursor;
+	f->deadline = om_now_ms() + (wait > FOLLOW_HOLD_MAX_MS ? FOLLOW_HOLD_MAX_MS : wait);
+	if (follower_try(m, f, wait == 0)) {
+		om_free(f);
+		return;
+	}
+	f->next = m->followers;
+	m->followers = f;
+}
+
+static void
+op_hosts_list(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	struct om_selector *sel = NULL;
+	struct om_host *all = NULL, *out = NULL;
+	struct om_msg rep = {.type = OM_MSG_HOSTS};
+	const char *s = r->msg.u.hosts_list.selector;
+	size_t nall = 0, n = 0, i;
+	char err[256];
+	int rv;
+
+	(void)p;
+	if (om_selector_parse(s && *s ? s : "all", &sel, err, sizeof(err)) != 0) {
+		reply_error(r, OM_EINVAL, "bad selector '%s': %s", s, err);
+		return;
+	}
+	if ((rv = om_store_hosts_load(m->store, &all, &nall)) != 0) {
+		reply_error(r, OM_EDB, "cannot read the inventory: %s", om_strerror(rv));
+	} else if ((out = om_calloc(nall + 1, sizeof(*out))) == NULL) {
+		reply_error(r, OM_ENOMEM, "master out of memory");
+	} else {
+		for (i = 0; i < nall; i++)
+			if (om_selector_match(sel, &all[i]))
+				out[n++] = all[i];
+		rep.u.hosts.hosts = out;
+		rep.u.hosts.nhosts = (uint32_t)n;
+		om_rpc_reply(r, &rep);
+	}
+	om_free(out);
+	om_hosts_free(all, nall);
+	om_selector_free(sel);
+}
+
+static void
+op_hosts_add(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	struct om_host *hs = r->msg.u.hosts.hosts;
+	struct om_msg done = {.type = OM_MSG_DONE};
+	uint32_t i, n = r->msg.u.hosts.nhosts;
+	int rv;
+
+	for (i = 0; i < n; i++) {
+		if (hs[i].idc == NULL || !om_name_valid(hs[i].idc)) {
+			reply_error(r, OM_EINVAL, "host '%s' needs a valid IDC", hs[i].name);
+			return;
+		}
+		if (hs[i].addr == NULL || hs[i].addr[0] == '\0' || hs[i].addr[0] == '-') {
+			reply_error(r, OM_EINVAL, "host '%s' needs a valid address", hs[i].name);
+			return;
+		}
+		if (hs[i].port == 0)
+			hs[i].port = 22;
+	}
+	if ((rv = om_store_hosts_upsert(m->store, hs, n)) != 0) {
+		reply_error(r, OM_EDB, "cannot store hosts: %s", om_store_errmsg(m->store));
+		return;
+	}
+	om_info("%s added or updated %u hosts", p->who, n);
+	done.u.done.count = n;
+	om_rpc_reply(r, &done);
+}
+
+static void
+op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p)
+{
+	struct om_worker_info *ws = NULL;
+	struct om_msg rep = {.type = OM_MSG_WORKERS};
+	size_t n = 0, i;
+	int rv;
+
+	(void)p;
+	if ((rv = om_store_workers_load(m->store, &ws, &n)) != 0) {
+		reply_error(r, OM_EDB, "cannot read workers: %s", om_strerror(rv));
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		struct wconn *w = wconn_find(m, ws[i].name);
+		if (w != NULL && wconn_live(w)) {
+			ws[i].connected = true;
+			ws[i].running = w->running;
+		}
+	}
+	rep.u.workers.workers = ws;
+	rep.u.workers.nworkers = (uint32_t)n;
+	om_rpc_reply(r, &rep);
+	om_workers_free(ws, n);
+}
+
+/*
+ * Every operation, who may call it, and its handler.  Anything not in this
+ * table, or called by the wrong kind of peer, closes that peer.
+ */
+static const struct op {
+	enum om_msg_type type;
+	enum peer_kind peer;
+	void (*fn)(struct master *, struct om_rpc_req *, struct peer *);
+} ops[] = {
+	{OM_MSG_HEARTBEAT, PEER_WORKER, op_heartbeat},
+	{OM_MSG_POLL, PEER_WORKER, op_poll},
+	{OM_MSG_REPORT, PEER_WORKER, op_report},
+	{OM_MSG_SUBMIT, PEER_CLIENT, op_submit},
+	{OM_MSG_FOLLOW, PEER_CLIENT, op_follow},
+	{OM_MSG_HOSTS_LIST, PEER_CLIENT, op_hosts_list},
+	{OM_MSG_HOSTS_ADD, PEER_CLIENT, op_hosts_add},
+	{OM_MSG_WORKERS_LIST, PEER_CLIENT, op_workers_list},
+};
+
+static void
+handle_request(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r)
+{
+	struct peer *p = req_peer(r);
+	size_t i;
+
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (ops[i].type != r->msg.type)
+			continue;
+		if (ops[i].peer != p->kind)
+			break;
+		ops[i].fn(m, r, p);
+		return;
+	}
+	om_warn("%s sent operation %d it may not use: closing", p->who, (int)r->msg.type);
+	{
+		struct om_rpc_session *ss = r->session;
+		om_rpc_drop(r, "operation not permitted");
+		on_session_end(m, p);
+		om_rpc_session_end(srv, ss);
+	}
+}
+
+/* ----------------------------------------------------------- the loop */
+
+static void
+wake(void *arg)
+{
+	struct master *m = arg;
+
+	pthread_mutex_lock(&m->wake_lock);
+	m->woken = true;
+	pthread_cond_signal(&m->wake_cond);
+	pthread_mutex_unlock(&m->wake_lock);
+}
+
+static void
+housekeeping(struct master *m)
+{
+	int64_t now = om_now_ms();
+	int64_t dead_after = 3 * (int64_t)m->cfg.heartbeat_ms;
+	struct wconn *w;
+
+	for (w = m->workers; w != NULL; w = w->next) {
+		if (w->poll != NULL && now >= w->poll_deadline)
+			poll_answer(w);
+		if (!w->gone && w->last_ms > 0 && now - w->last_ms > dead_after) {
+			char why[128];
+			snprintf(why, sizeof(why), "missed 3 heartbeats (silent for %lld s)",
+				(long long)((now - w->last_ms) / 1000));
+			worker_disconnect(m, w, why);
+		}
+	}
+	followers_wake(m, 0, true);
+	om_rpc_server_expire(m->wsrv, on_session_end, m);
+	om_rpc_server_expire(m->csrv, on_session_end, m);
+}
+
+void
+master_run(struct master *m, const volatile int *stop)
+{
+	while (!*stop) {
+		struct om_rpc_req *r;
+		struct timespec ts;
+
+		pthread_mutex_lock(&m->wake_lock);
+		if (!m->woken) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+			pthread_cond_timedwait(&m->wake_cond, &m->wake_lock, &ts);
+		}
+		m->woken = false;
+		pthread_mutex_unlock(&m->wake_lock);
+
+		while ((r = om_rpc_server_take(m->wsrv)) != NULL) {
+			if (r->kind == OM_RPC_HANDSHAKE)
+				handle_worker_hello(m, r);
+			else
+				handle_request(m, m->wsrv, r);
+		}
+		while ((r = om_rpc_server_take(m->csrv)) != NULL) {
+			if (r->kind == OM_RPC_HANDSHAKE)
+				handle_client_hello(m, r);
+			else
+				handle_request(m, m->csrv, r);
+		}
+		if (om_now_ms() - m->last_housekeeping >= HOUSEKEEPING_MS) {
+			m->last_housekeeping = om_now_ms();
+			housekeeping(m);
+		}
+	}
+}
+
+static int
+read_secret(const char *path, char **out)
+{
+	uint8_t *data;
+	size_t len;
+	int rv;
+
+	if ((rv = om_read_file(path, 4096, &data, &len)) != 0)
+		return rv;
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		data[--len] = '\0';
+	if (len < 16 || memchr(data, '\0', len) != NULL) {
+		om_free(data);
+		return OM_EINVAL; /* short secrets are guessable */
+	}
+	*out = (char *)data;
+	return 0;
+}
+
+int
+master_open(struct master *m, const struct master_config *cfg)
+{
+	struct om_rpc_server_opts so;
+	char err[512], fp[65];
+	bool created = false;
+	int rv;
+
+	memset(m, 0, sizeof(*m));
+	m->cfg = *cfg;
+	pthread_mutex_init(&m->wake_lock, NULL);
+	pthread_cond_init(&m->wake_cond, NULL);
+	if ((rv = om_key_load_or_create(cfg->key_path, &m->key, &created)) != 0) {
+		om_err("cannot load key '%s': %s", cfg->key_path, om_strerror(rv));
+		return rv;
+	}
+	om_key_fingerprint(m->key.pub, fp);
+	om_info("master key fingerprint %s%s", fp, created ? " (new key)" : "");
+	if ((rv = read_secret(cfg->secret_path, &m->enroll_secret)) != 0) {
+		om_err("cannot read enrollment secret '%s' (at least 16 characters): %s",
+			cfg->secret_path, om_strerror(rv));
+		return rv;
+	}
+	if ((rv = read_secret(cfg->token_path, &m->token)) != 0) {
+		om_err("cannot read API token '%s' (at least 16 characters): %s", cfg->token_path,
+			om_strerror(rv));
+		return rv;
+	}
+	if ((rv = om_store_open(&m->store, cfg->db, err, sizeof(err))) != 0) {
+		om_err("cannot open the database: %s", err);
+		return rv;
+	}
+	om_info("database schema version %d", om_store_schema_version(m->store));
+	memset(&so, 0, sizeof(so));
+	so.key = &m->key;
+	so.max_frame = OM_MAX_FRAME + 64;
+	so.wake = wake;
+	so.wake_arg = m;
+	so.url = cfg->worker_listen;
+	so.patterns = 1u << OM_NOISE_IK;
+	so.nctx = cfg->worker_ctx;
+	so.session_idle_ms = 4 * (int64_t)cfg->heartbeat_ms;
+	so.name = "worker";
+	if ((rv = om_rpc_server_open(&m->wsrv, &so)) != 0) {
+		om_err("cannot listen on '%s': %s", cfg->worker_listen, om_strerror(rv));
+		return rv;
+	}
+	so.url = cfg->client_listen;
+	so.patterns = 1u << OM_NOISE_NK;
+	so.nctx = cfg->client_ctx;
+	so.session_idle_ms = CLIENT_IDLE_MS;
+	so.name = "client";
+	if ((rv = om_rpc_server_open(&m->csrv, &so)) != 0) {
+		om_err("cannot listen on '%s': %s", cfg->client_listen, om_strerror(rv));
+		return rv;
+	}
+	om_info("listening for workers on %s and clients on %s", cfg->worker_listen,
+		cfg->client_listen);
+	return 0;
+}
+
+void
+master_close(struct master *m)
+{
+	struct wconn *w;
+	struct task *t;
+	struct follower *f;
+
+	/* Closing the servers drops every held request and session. */
+	om_rpc_server_close(m->wsrv);
+	om_rpc_server_close(m->csrv);
+	while ((f = m->followers) != NULL) {
+		m->followers = f->next;
+		om_free(f);
+	}
+	while ((t = m->tasks) != NULL) {
+		m->tasks = t->next;
+		task_free(t);
+	}
+	while ((w = m->workers) != NULL) {
+		m->workers = w->next;
+		om_free(w);
+	}
+	om_store_close(m->store);
+	if (m->enroll_secret)
+		om_wipe(m->enroll_secret, strlen(m->enroll_secret));
+	if (m->token)
+		om_wipe(m->token, strlen(m->token));
+	om_free(m->enroll_secret);
+	om_free(m->token);
+	om_wipe(&m->key, sizeof(m->key));
+	pthread_mutex_destroy(&m->wake_lock);
+	pthread_cond_destroy(&m->wake_cond);
+}

@@ -1,0 +1,55 @@
+/*
+ * om-master's core: one thread owns everything here (the store, the RPC
+ * servers' sessions, the worker registry, tasks in flight, held long-polls).
+ * nng threads only queue frames and wake the core (see om/rpc.h).
+ */
+#ifndef OM_MASTER_MASTER_H
+#define OM_MASTER_MASTER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "om/rpc.h"
+#include "store.h"
+
+struct master_config {
+	const char *db;
+	const char *worker_listen;
+	const char *client_listen;
+	const char *key_path;
+	const char *secret_path;
+	const char *token_path;
+	enum om_log_level log_level;
+	unsigned heartbeat_ms;	 /* a worker silent 3x this long is gone */
+	unsigned worker_ctx;	 /* concurrent worker requests */
+	unsigned client_ctx;	 /* concurrent client requests */
+};
+
+struct wconn;	 /* a connected worker */
+struct task;	 /* a task in flight */
+struct follower; /* a held FOLLOW request */
+
+struct master {
+	struct master_config cfg;
+	struct om_keypair key;
+	char *enroll_secret;
+	char *token;
+	struct om_store *store;
+	struct om_rpc_server *wsrv, *csrv;
+	pthread_mutex_t wake_lock;
+	pthread_cond_t wake_cond;
+	bool woken;
+	struct wconn *workers;
+	struct task *tasks;
+	struct follower *followers;
+	int64_t last_housekeeping;
+};
+
+/* Loads keys and secrets, opens the store and both endpoints. */
+int master_open(struct master *m, const struct master_config *cfg);
+/* Runs until *stop becomes non-zero. */
+void master_run(struct master *m, const volatile int *stop);
+void master_close(struct master *m);
+
+#endif

@@ -1,0 +1,246 @@
+/*
+ * Protocol messages between om-worker, om-master and omctl.
+ *
+ * On the wire every message is one msgpack map inside a secure-channel
+ * record: {"t": type, field: value, ...}.  The decoder is schema-checked:
+ * each known field has one type, required fields must be present, unknown
+ * fields are skipped (forward compatibility), every count and length is
+ * bounded by the limits below and by the bytes that remain.
+ *
+ * Ownership: om_msg_decode allocates every string and array of *m; free them
+ * all with om_msg_release(m).  Encoders only read the message.
+ */
+#ifndef OM_MSG_H
+#define OM_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "om/base.h"
+
+#define OM_PROTO_VERSION 1
+
+/* Limits enforced by the decoder (and respected by encoders). */
+#define OM_MAX_NAME 255	       /* host, worker, IDC, group, module names */
+#define OM_MAX_TEXT 4096       /* reasons, messages, selectors */
+#define OM_MAX_PARAM 65536     /* one module parameter value */
+#define OM_MAX_PARAMS 64       /* parameters per task */
+#define OM_MAX_HOSTS 100000    /* hosts per task, list or add */
+#define OM_MAX_GROUPS 64       /* groups per host */
+#define OM_MAX_CHUNK 65536     /* bytes of output per chunk */
+#define OM_MAX_ITEMS 4096      /* chunks or results per report, events per reply */
+#define OM_MAX_WORKERS 4096    /* workers per list */
+#define OM_MAX_FRAME (8 << 20) /* any frame after authentication */
+#define OM_MAX_FRAME_PREAUTH 8192 /* handshake frames */
+
+enum om_msg_type {
+	OM_MSG_NONE = 0,
+	/* worker <-> master */
+	OM_MSG_HELLO = 1,     /* W->M, inside the handshake: who I am */
+	OM_MSG_WELCOME = 2,   /* M->W, inside the handshake: admitted */
+	OM_MSG_HEARTBEAT = 3, /* W->M: alive, load */
+	OM_MSG_POLL = 4,      /* W->M: give me a task, wait up to wait_ms */
+	OM_MSG_TASK = 5,      /* M->W: a task to run */
+	OM_MSG_NOTASK = 6,    /* M->W: nothing within wait_ms */
+	OM_MSG_REPORT = 7,    /* W->M: output chunks and host results */
+	OM_MSG_ACK = 8,	      /* M->W: everything in the report is durable */
+	/* omctl <-> master */
+	OM_MSG_AUTH = 20,	  /* C->M, inside the handshake: the API token */
+	OM_MSG_AUTH_OK = 21,	  /* M->C, inside the handshake */
+	OM_MSG_SUBMIT = 22,	  /* C->M: run a job */
+	OM_MSG_SUBMITTED = 23,	  /* M->C: job id and matched hosts */
+	OM_MSG_FOLLOW = 24,	  /* C->M: events of a job after a cursor */
+	OM_MSG_EVENTS = 25,	  /* M->C */
+	OM_MSG_HOSTS_LIST = 26,	  /* C->M: hosts matching a selector */
+	OM_MSG_HOSTS = 27,	  /* M->C */
+	OM_MSG_HOSTS_ADD = 28,	  /* C->M: add or update hosts (add, import) */
+	OM_MSG_DONE = 29,	  /* M->C: generic success with a count */
+	OM_MSG_WORKERS_LIST = 30, /* C->M */
+	OM_MSG_WORKERS = 31,	  /* M->C */
+	OM_MSG_ERROR = 40,	  /* M->any: request refused, with a reason */
+};
+
+/* Per-host states of a job (DESIGN.md section 4). */
+enum om_host_state {
+	OM_HS_QUEUED = 0,
+	OM_HS_DISPATCHED = 1,
+	OM_HS_RUNNING = 2,
+	OM_HS_OK = 3,
+	OM_HS_FAILED = 4,
+	OM_HS_UNREACHABLE = 5,
+	OM_HS_TIMEOUT = 6,
+	OM_HS_CANCELLED = 7,
+	OM_HS_SKIPPED = 8,
+	OM_HS_LOST = 9,
+	OM_HS_COUNT_
+};
+const char *om_host_state_name(int state); /* "ok", ...; "unknown" out of range */
+int om_host_state_parse(const char *name);  /* -1 when unknown */
+bool om_host_state_final(int state);
+
+enum om_stream { OM_STREAM_STDOUT = 1, OM_STREAM_STDERR = 2 };
+
+struct om_host {
+	char *name;
+	char *addr;
+	char *user;	/* NULL: the worker's default */
+	char *idc;
+	uint32_t port;	/* 0: 22 */
+	char **groups;
+	uint32_t ngroups;
+};
+
+struct om_kv {
+	char *key;
+	char *val;
+};
+
+struct om_task {
+	uint64_t job_id;
+	uint64_t task_id;
+	char *module;
+	struct om_kv *params;
+	uint32_t nparams;
+	struct om_host *hosts;
+	uint32_t nhosts;
+	uint32_t timeout_s; /* per host, 0: none */
+	uint32_t forks;	    /* hosts at once, 0: worker default */
+};
+
+struct om_chunk {
+	uint64_t task_id;
+	uint32_t host;	 /* index into the task's hosts */
+	uint32_t stream; /* enum om_stream */
+	uint64_t seq;	 /* per (task, host), from 0 */
+	uint8_t *data;
+	uint32_t len;
+};
+
+struct om_result {
+	uint64_t task_id;
+	uint32_t host;	/* index into the task's hosts */
+	uint32_t state; /* enum om_host_state, final */
+	int32_t exit_code;
+	char *reason;	/* NULL or text for a person */
+	uint64_t duration_ms;
+};
+
+enum om_event_kind { OM_EV_OUTPUT = 1, OM_EV_STATE = 2, OM_EV_JOB_DONE = 3 };
+
+struct om_event {
+	uint64_t id;   /* per-job sequence: the cursor */
+	uint32_t kind; /* enum om_event_kind */
+	char *host;
+	uint32_t stream;
+	uint8_t *data;
+	uint32_t len;
+	uint32_t state;
+	int32_t exit_code;
+	char *reason;
+	uint64_t duration_ms;
+};
+
+struct om_worker_info {
+	char *name;
+	char *idc;
+	char *fingerprint;
+	bool connected;
+	int64_t last_seen_ms; /* wall clock */
+	uint32_t running;     /* tasks */
+};
+
+struct om_msg {
+	enum om_msg_type type;
+	union {
+		struct { /* HELLO */
+			char *name, *idc, *secret;
+			uint32_t version, capacity;
+		} hello;
+		struct { /* WELCOME */
+			uint64_t worker_id;
+			uint32_t heartbeat_ms;
+		} welcome;
+		struct { /* HEARTBEAT */
+			uint32_t running, capacity;
+		} heartbeat;
+		struct { /* POLL */
+			uint32_t wait_ms;
+		} poll;
+		struct om_task task; /* TASK */
+		struct {	     /* REPORT */
+			struct om_chunk *chunks;
+			uint32_t nchunks;
+			struct om_result *results;
+			uint32_t nresults;
+		} report;
+		struct { /* ACK */
+			uint32_t nchunks, nresults;
+		} ack;
+		struct { /* AUTH */
+			char *token;
+			uint32_t version;
+		} auth;
+		struct { /* SUBMIT */
+			char *selector, *module;
+			struct om_kv *params;
+			uint32_t nparams;
+			uint32_t timeout_s, forks;
+		} submit;
+		struct { /* SUBMITTED */
+			uint64_t job_id;
+			uint32_t nhosts;
+		} submitted;
+		struct { /* FOLLOW */
+			uint64_t job_id, cursor;
+			uint32_t wait_ms;
+		} follow;
+		struct { /* EVENTS */
+			uint64_t job_id, cursor;
+			bool done;
+			struct om_event *events;
+			uint32_t nevents;
+		} events;
+		struct { /* HOSTS_LIST */
+			char *selector;
+		} hosts_list;
+		struct { /* HOSTS, HOSTS_ADD */
+			struct om_host *hosts;
+			uint32_t nhosts;
+		} hosts;
+		struct { /* DONE */
+			uint64_t count;
+			char *text;
+		} done;
+		struct { /* WORKERS */
+			struct om_worker_info *workers;
+			uint32_t nworkers;
+		} workers;
+		struct { /* ERROR */
+			int32_t code; /* OM_E* */
+			char *text;
+		} error;
+	} u;
+};
+
+/* Appends the encoding of m to b; OM_EINVAL for an unknown type. */
+int om_msg_encode(const struct om_msg *m, struct om_buf *b);
+/*
+ * Decodes exactly one message filling all of data..data+n (trailing bytes are
+ * an error).  On failure *m is released and zeroed.  Caller releases *m.
+ */
+int om_msg_decode(const uint8_t *data, size_t n, struct om_msg *m);
+void om_msg_release(struct om_msg *m);
+
+void om_host_release(struct om_host *h);
+void om_hosts_free(struct om_host *hosts, size_t n);
+void om_events_free(struct om_event *ev, size_t n);
+void om_workers_free(struct om_worker_info *w, size_t n);
+void om_kvs_free(struct om_kv *kv, size_t n);
+/* Deep copy; dst is overwritten.  Caller releases dst. */
+int om_host_copy(struct om_host *dst, const struct om_host *src);
+
+/* Validates a name (host, IDC, group, worker): 1..255 of [A-Za-z0-9._-], not starting with '-'. */
+bool om_name_valid(const char *s);
+
+#endif

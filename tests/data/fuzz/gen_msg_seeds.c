@@ -1,0 +1,142 @@
+/*
+ * Writes the fuzz seeds: one valid message of each type into msg/<type>.bin
+ * and a few raw msgpack vectors into mp/.  Rerun after a wire key changes:
+ *
+ *   cc -std=c11 -D_GNU_SOURCE -Iproto/include tests/data/fuzz/gen_msg_seeds.c \
+ *      proto/msg.c proto/mp.c proto/base.c proto/err.c -lmsgpackc -o /tmp/gen
+ *   /tmp/gen tests/data/fuzz
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "om/mp.h"
+#include "om/msg.h"
+
+static char *groups[] = {"web", "prod"};
+static struct om_host hosts[] = {
+        {"web1.dc1", "10.0.0.1", "deploy", "dc1", 2222, groups, 2},
+        {"db2", "db2.example.org", NULL, "dc1", 0, NULL, 0},
+};
+static struct om_kv params[] = {{"cmd", "uptime"}, {"chdir", "/tmp"}};
+static uint8_t out[] = {'o', 'k', '\n', 0x00, 0xff};
+static struct om_chunk chunks[] = {{9, 0, OM_STREAM_STDOUT, 0, out, sizeof(out)}};
+static struct om_result results[] = {{9, 1, OM_HS_FAILED, 255, "exit status 255", 1500}};
+static struct om_event events[] = {
+        {1, OM_EV_OUTPUT, "web1.dc1", OM_STREAM_STDERR, out, sizeof(out), 0, 0, NULL, 0},
+        {2, OM_EV_STATE, "web1.dc1", 0, NULL, 0, OM_HS_OK, 0, NULL, 1200},
+        {3, OM_EV_JOB_DONE, NULL, 0, NULL, 0, 0, 0, NULL, 3000},
+};
+static struct om_worker_info workers[] = {{"w1", "dc1", "SHA256:0011", true, 1700000000000, 2}};
+
+static int
+save(const char *dir, const char *name, const void *p, size_t n)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.bin", dir, name);
+	if ((f = fopen(path, "wb")) == NULL || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
+		perror(path);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+save_msg(const char *dir, const char *name, const struct om_msg *m)
+{
+	struct om_buf b;
+	int rc;
+
+	om_buf_init(&b, OM_MAX_FRAME);
+	if (om_msg_encode(m, &b) != 0) {
+		fprintf(stderr, "%s: encode failed\n", name);
+		return 1;
+	}
+	rc = save(dir, name, b.data, b.len);
+	om_buf_release(&b);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	char msgdir[256], mpdir[256];
+	struct om_msg m;
+	int bad = 0;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s tests/data/fuzz\n", argv[0]);
+		return 2;
+	}
+	snprintf(msgdir, sizeof(msgdir), "%s/msg", argv[1]);
+	snprintf(mpdir, sizeof(mpdir), "%s/mp", argv[1]);
+
+#define MSG(name, t, ...)                                                                          \
+	do {                                                                                       \
+		memset(&m, 0, sizeof(m));                                                          \
+		m.type = (t);                                                                      \
+		__VA_ARGS__;                                                                       \
+		bad |= save_msg(msgdir, name, &m);                                                 \
+	} while (0)
+	MSG("hello", OM_MSG_HELLO, m.u.hello.name = "w1", m.u.hello.idc = "dc1",
+	    m.u.hello.secret = "enroll-123", m.u.hello.version = 1, m.u.hello.capacity = 16);
+	MSG("welcome", OM_MSG_WELCOME, m.u.welcome.worker_id = 4, m.u.welcome.heartbeat_ms = 5000);
+	MSG("heartbeat", OM_MSG_HEARTBEAT, m.u.heartbeat.running = 1, m.u.heartbeat.capacity = 16);
+	MSG("poll", OM_MSG_POLL, m.u.poll.wait_ms = 30000);
+	MSG("task", OM_MSG_TASK, m.u.task.job_id = 7, m.u.task.task_id = 9,
+	    m.u.task.module = "shell", m.u.task.params = params, m.u.task.nparams = 2,
+	    m.u.task.hosts = hosts, m.u.task.nhosts = 2, m.u.task.timeout_s = 60,
+	    m.u.task.forks = 5);
+	MSG("notask", OM_MSG_NOTASK, (void)0);
+	MSG("report", OM_MSG_REPORT, m.u.report.chunks = chunks, m.u.report.nchunks = 1,
+	    m.u.report.results = results, m.u.report.nresults = 1);
+	MSG("ack", OM_MSG_ACK, m.u.ack.nchunks = 1, m.u.ack.nresults = 1);
+	MSG("auth", OM_MSG_AUTH, m.u.auth.token = "omt_abc", m.u.auth.version = 1);
+	MSG("auth_ok", OM_MSG_AUTH_OK, (void)0);
+	MSG("submit", OM_MSG_SUBMIT, m.u.submit.selector = "idc=dc1", m.u.submit.module = "shell",
+	    m.u.submit.params = params, m.u.submit.nparams = 1, m.u.submit.timeout_s = 60,
+	    m.u.submit.forks = 5);
+	MSG("submitted", OM_MSG_SUBMITTED, m.u.submitted.job_id = 7, m.u.submitted.nhosts = 2);
+	MSG("follow", OM_MSG_FOLLOW, m.u.follow.job_id = 7, m.u.follow.cursor = 1,
+	    m.u.follow.wait_ms = 1000);
+	MSG("events", OM_MSG_EVENTS, m.u.events.job_id = 7, m.u.events.cursor = 3,
+	    m.u.events.done = true, m.u.events.events = events, m.u.events.nevents = 3);
+	MSG("hosts_list", OM_MSG_HOSTS_LIST, m.u.hosts_list.selector = "group=web");
+	MSG("hosts", OM_MSG_HOSTS, m.u.hosts.hosts = hosts, m.u.hosts.nhosts = 2);
+	MSG("hosts_add", OM_MSG_HOSTS_ADD, m.u.hosts.hosts = hosts, m.u.hosts.nhosts = 1);
+	MSG("done", OM_MSG_DONE, m.u.done.count = 2, m.u.done.text = "2 hosts added");
+	MSG("workers_list", OM_MSG_WORKERS_LIST, (void)0);
+	MSG("workers", OM_MSG_WORKERS, m.u.workers.workers = workers, m.u.workers.nworkers = 1);
+	MSG("error", OM_MSG_ERROR, m.u.error.code = OM_EAUTH, m.u.error.text = "bad token");
+#undef MSG
+
+	/* raw vectors for the reader: every format once, and the classic bombs */
+	static const uint8_t every[] = {
+	        0x05, 0x81, 0xa1, 'a',  0x01, 0x92, 0x01, 0x02, 0xa3, 'a',  'b',  'c',  0xc0, 0xc2,
+	        0xc3, 0xc4, 0x01, 0xff, 0xc5, 0x00, 0x01, 0x02, 0xc6, 0x00, 0x00, 0x00, 0x01, 0x07,
+	        0xc7, 0x01, 0x05, 0xaa, 0xc8, 0x00, 0x01, 0x05, 0xaa, 0xc9, 0x00, 0x00, 0x00, 0x00,
+	        0x05, 0xca, 0x3f, 0x80, 0x00, 0x00, 0xcb, 0x3f, 0xf0, 0,    0,    0,    0,    0,
+	        0,    0xcc, 0xff, 0xcd, 0xff, 0xff, 0xce, 0xff, 0xff, 0xff, 0xff, 0xcf, 0xff, 0xff,
+	        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xd0, 0x80, 0xd1, 0x80, 0x00, 0xd2, 0x80, 0x00,
+	        0x00, 0x00, 0xd3, 0x80, 0,    0,    0,    0,    0,    0,    0,    0xd4, 0x01, 0x00,
+	        0xd5, 0x01, 0x00, 0x00, 0xd6, 0x01, 0,    0,    0,    0,    0xd7, 0x01, 0,    0,
+	        0,    0,    0,    0,    0,    0,    0xd8, 0x01, 0,    0,    0,    0,    0,    0,
+	        0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0xd9, 0x01, 'x',  0xda,
+	        0x00, 0x01, 'x',  0xdb, 0x00, 0x00, 0x00, 0x01, 'x',  0xdc, 0x00, 0x01, 0xc0, 0xdd,
+	        0x00, 0x00, 0x00, 0x01, 0xc0, 0xde, 0x00, 0x01, 0xc0, 0xc0, 0xdf, 0x00, 0x00, 0x00,
+	        0x01, 0xc0, 0xc0, 0xe0, 0xff,
+	};
+	static const uint8_t nested[] = {0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91,
+	                                 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x90};
+	bad |= save(mpdir, "every-format", every, sizeof(every));
+	bad |= save(mpdir, "nested-16", nested, sizeof(nested));
+	bad |= save(mpdir, "array32-bomb", "\xdd\xff\xff\xff\xff", 5);
+	bad |= save(mpdir, "map32-bomb", "\xdf\xff\xff\xff\xff", 5);
+	bad |= save(mpdir, "str32-short",
+	            "\xdb\x00\x00\x10\x00"
+	            "abc",
+	            8);
+	bad |= save(mpdir, "c1", "\xc1", 1);
+	return bad;
+}

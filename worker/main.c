@@ -1,0 +1,730 @@
+/*
+ * om-worker: dials the master, proves its key (Noise IK), long-polls for
+ * tasks and runs them over SSH on the hosts of its IDC, streaming output and
+ * results back.  Results stay in the outbox until the master acknowledges
+ * that they are durable.
+ *
+ * Threads: main (poll loop), heartbeat, sender (drains the outbox), and one
+ * per running task (om_ssh_run drives all of that task's hosts from it).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libssh2.h>
+
+#include "om/base.h"
+#include "om/chan.h"
+#include "om/msg.h"
+#include "om/rpc.h"
+#include "plugins.h"
+#include "ssh.h"
+
+#define POLL_WAIT_MS 2000
+#define CALL_TIMEOUT_MS 15000
+#define HEARTBEAT_MS 5000
+#define OUTBOX_MAX_BYTES (64u << 20) /* producers block beyond this: backpressure */
+#define REPORT_MAX_BYTES (4u << 20)
+#define MAX_COMMAND 65536
+
+struct config {
+	const char *name, *idc, *master_url, *master_key_hex, *key_path;
+	const char *secret_path, *ssh_key, *known_hosts, *ssh_user, *plugin_dir;
+	unsigned forks, capacity;
+	enum om_log_level log_level;
+};
+
+struct outitem {
+	bool is_result;
+	struct om_chunk chunk;	 /* owned data */
+	struct om_result result; /* owned reason */
+	size_t bytes;
+	struct outitem *next;
+};
+
+struct worker {
+	struct config cfg;
+	struct om_rpc_client *rpc;
+	struct om_plugins *plugins;
+	pthread_mutex_t lock; /* guards everything below */
+	pthread_cond_t cond;
+	unsigned running;
+	struct outitem *head, *tail;
+	size_t outbox_bytes;
+	size_t outbox_items;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+/* ---- outbox ---- */
+
+static void
+outbox_push(struct worker *w, struct outitem *it)
+{
+	pthread_mutex_lock(&w->lock);
+	/* Backpressure: the SSH reads of this task wait until the master catches up. */
+	while (w->outbox_bytes > OUTBOX_MAX_BYTES && !stopping)
+		pthread_cond_wait(&w->cond, &w->lock);
+	it->next = NULL;
+	if (w->tail)
+		w->tail->next = it;
+	else
+		w->head = it;
+	w->tail = it;
+	w->outbox_bytes += it->bytes;
+	w->outbox_items++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void
+outitem_free(struct outitem *it)
+{
+	om_free(it->chunk.data);
+	om_free(it->result.reason);
+	om_free(it);
+}
+
+/* Sends the oldest items as one REPORT; removes them only once acknowledged. */
+static int
+outbox_flush_once(struct worker *w)
+{
+	struct om_msg req = {.type = OM_MSG_REPORT}, rep;
+	struct om_chunk *chunks = NULL;
+	struct om_result *results = NULL;
+	struct outitem *it;
+	uint32_t nc = 0, nr = 0, count = 0, i;
+	size_t bytes = 0;
+	int rv;
+
+	pthread_mutex_lock(&w->lock);
+	for (it = w->head; it && count < OM_MAX_ITEMS && bytes < REPORT_MAX_BYTES; it = it->next)
+		count++, bytes += it->bytes;
+	pthread_mutex_unlock(&w->lock);
+	if (count == 0)
+		return 0;
+	chunks = om_calloc(count, sizeof(*chunks));
+	results = om_calloc(count, sizeof(*results));
+	if (chunks == NULL || results == NULL) {
+		om_free(chunks);
+		om_free(results);
+		return OM_ENOMEM;
+	}
+	/* Only this thread removes items, so the first count stay put while unlocked. */
+	pthread_mutex_lock(&w->lock);
+	for (it = w->head, i = 0; i < count; it = it->next, i++) {
+		if (it->is_result)
+			results[nr++] = it->result;
+		else
+			chunks[nc++] = it->chunk;
+	}
+	pthread_mutex_unlock(&w->lock);
+	req.u.report.chunks = chunks;
+	req.u.report.nchunks = nc;
+	req.u.report.results = results;
+	req.u.report.nresults = nr;
+	rv = om_rpc_call(w->rpc, &req, &rep, CALL_TIMEOUT_MS);
+	om_free(chunks);
+	om_free(results);
+	if (rv != 0)
+		return rv;
+	if (rep.type != OM_MSG_ACK) {
+		om_warn("master refused a report: %s",
+			rep.type == OM_MSG_ERROR && rep.u.error.text ? rep.u.error.text : "?");
+		om_msg_release(&rep);
+		return OM_EPROTO;
+	}
+	om_msg_release(&rep);
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < count; i++) {
+		it = w->head;
+		w->head = it->next;
+		w->outbox_bytes -= it->bytes;
+		w->outbox_items--;
+		outitem_free(it);
+	}
+	if (w->head == NULL)
+		w->tail = NULL;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+static void *
+sender_main(void *arg)
+{
+	struct worker *w = arg;
+	int64_t stop_deadline = 0;
+	int backoff = 200;
+
+	for (;;) {
+		int rv;
+		pthread_mutex_lock(&w->lock);
+		while (w->head == NULL && !stopping) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+		}
+		bool empty = w->head == NULL;
+		bool tasks_left = w->running > 0;
+		pthread_mutex_unlock(&w->lock);
+		if (stopping) {
+			if (stop_deadline == 0)
+				stop_deadline = om_now_ms() + 5000;
+			if ((empty && !tasks_left) || om_now_ms() > stop_deadline)
+				break;
+			if (empty) {
+				usleep(50 * 1000);
+				continue;
+			}
+		}
+		if ((rv = outbox_flush_once(w)) != 0) {
+			om_warn("cannot deliver results to the master (%s), retrying in %d ms",
+				om_strerror(rv), backoff);
+			usleep((useconds_t)backoff * 1000);
+			backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+		} else {
+			backoff = 200;
+		}
+	}
+	if (w->head != NULL)
+		om_warn("exiting with %zu undelivered results", w->outbox_items);
+	return NULL;
+}
+
+/* ---- tasks ---- */
+
+struct task_run {
+	struct worker *w;
+	struct om_task task;
+	uint64_t *seq; /* next chunk seq per host */
+};
+
+static void
+task_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
+{
+	struct task_run *t = arg;
+
+	while (n > 0) {
+		size_t take = n > OM_MAX_CHUNK ? OM_MAX_CHUNK : n;
+		struct outitem *it = om_calloc(1, sizeof(*it));
+		if (it == NULL || (it->chunk.data = om_malloc(take)) == NULL) {
+			om_free(it);
+			om_err("out of memory: output of task %llu lost",
+				(unsigned long long)t->task.task_id);
+			return;
+		}
+		memcpy(it->chunk.data, data, take);
+		it->chunk.len = (uint32_t)take;
+		it->chunk.task_id = t->task.task_id;
+		it->chunk.host = (uint32_t)host;
+		it->chunk.stream = (uint32_t)stream;
+		it->chunk.seq = t->seq[host]++;
+		it->bytes = take + 64;
+		outbox_push(t->w, it);
+		data += take;
+		n -= take;
+	}
+}
+
+static void
+task_done(void *arg, size_t host, int state, int exit_code, const char *reason,
+	uint64_t duration_ms)
+{
+	struct task_run *t = arg;
+	struct outitem *it = om_calloc(1, sizeof(*it));
+
+	if (it == NULL) {
+		om_err("out of memory: result of task %llu lost",
+			(unsigned long long)t->task.task_id);
+		return;
+	}
+	it->is_result = true;
+	it->result.task_id = t->task.task_id;
+	it->result.host = (uint32_t)host;
+	it->result.state = (uint32_t)state;
+	it->result.exit_code = exit_code;
+	it->result.duration_ms = duration_ms;
+	it->result.reason = reason ? om_strndup(reason, strnlen(reason, OM_MAX_TEXT - 1)) : NULL;
+	it->bytes = 128 + (reason ? strlen(reason) : 0);
+	outbox_push(t->w, it);
+}
+
+static void
+task_fail_all(struct task_run *t, const char *reason)
+{
+	uint32_t i;
+
+	for (i = 0; i < t->task.nhosts; i++)
+		task_done(t, i, OM_HS_FAILED, -1, reason, 0);
+}
+
+/*
+ * Builds the remote command.  With a timeout the command runs under
+ * coreutils timeout(1) on the host: libssh2 1.10 cannot signal a remote
+ * process, and without a pty closing the channel leaves it running, so the
+ * host must stop it itself (one second after our own deadline).
+ */
+static int
+task_command(struct task_run *t, const struct om_plugin *p, struct om_buf *cmd, char *err,
+	size_t errlen)
+{
+	const char **keys, **vals;
+	struct om_plugin_args args;
+	char *raw;
+	uint32_t i;
+	int rv;
+
+	keys = om_calloc(t->task.nparams + 1, sizeof(*keys));
+	vals = om_calloc(t->task.nparams + 1, sizeof(*vals));
+	raw = om_malloc(MAX_COMMAND);
+	if (keys == NULL || vals == NULL || raw == NULL) {
+		rv = OM_ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < t->task.nparams; i++) {
+		keys[i] = t->task.params[i].key;
+		vals[i] = t->task.params[i].val;
+	}
+	args.keys = keys;
+	args.vals = vals;
+	args.n = t->task.nparams;
+	err[0] = '\0';
+	if ((rv = p->remote_command(&args, raw, MAX_COMMAND, err, errlen)) != 0) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "module '%s' refused its parameters", p->name);
+		goto out;
+	}
+	if (t->task.timeout_s > 0) {
+		om_buf_printf(cmd, "timeout -k 2 %u sh -c ", t->task.timeout_s + 1);
+		rv = om_shell_quote(cmd, raw, strlen(raw));
+	} else {
+		rv = om_buf_append(cmd, raw, strlen(raw));
+	}
+	om_buf_putc(cmd, '\0');
+	if (rv == 0 && (rv = cmd->err) != 0)
+		snprintf(err, errlen, "command too long");
+out:
+	om_free(keys);
+	om_free(vals);
+	om_free(raw);
+	return rv;
+}
+
+static void *
+task_main(void *arg)
+{
+	struct task_run *t = arg;
+	struct worker *w = t->w;
+	struct om_ssh_target *targets = NULL;
+	const struct om_plugin *p;
+	struct om_ssh_cb cb = {task_output, task_done, t};
+	struct om_ssh_opts opts;
+	struct om_buf cmd;
+	char err[512];
+	uint32_t i;
+	int rv;
+
+	om_buf_init(&cmd, MAX_COMMAND + 256);
+	om_info("task %llu of job %llu: module '%s' on %u hosts",
+		(unsigned long long)t->task.task_id, (unsigned long long)t->task.job_id,
+		t->task.module, t->task.nhosts);
+	if ((p = om_plugins_find(w->plugins, t->task.module)) == NULL) {
+		snprintf(err, sizeof(err), "module '%s' is not installed on worker '%s'",
+			t->task.module, w->cfg.name);
+		task_fail_all(t, err);
+		goto out;
+	}
+	if (task_command(t, p, &cmd, err, sizeof(err)) != 0) {
+		task_fail_all(t, err);
+		goto out;
+	}
+	if ((targets = om_calloc(t->task.nhosts, sizeof(*targets))) == NULL) {
+		task_fail_all(t, "worker out of memory");
+		goto out;
+	}
+	for (i = 0; i < t->task.nhosts; i++) {
+		const struct om_host *h = &t->task.hosts[i];
+		targets[i].name = h->name;
+		targets[i].addr = h->addr ? h->addr : h->name;
+		targets[i].user = h->user ? h->user : w->cfg.ssh_user;
+		targets[i].port = (uint16_t)(h->port ? h->port : 22);
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.privkey = w->cfg.ssh_key;
+	opts.known_hosts = w->cfg.known_hosts;
+	opts.concurrency = t->task.forks ? t->task.forks : w->cfg.forks;
+	opts.timeout_s = t->task.timeout_s;
+	rv = om_ssh_run(&opts, targets, t->task.nhosts, (const char *)cmd.data, &stopping, &cb);
+	if (rv != 0) {
+		snprintf(err, sizeof(err), "worker '%s' cannot start SSH: %s", w->cfg.name,
+			om_strerror(rv));
+		task_fail_all(t, err);
+	}
+out:
+	om_free(targets);
+	om_buf_release(&cmd);
+	pthread_mutex_lock(&w->lock);
+	w->running--;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	om_info("task %llu finished", (unsigned long long)t->task.task_id);
+	om_msg_release(&(struct om_msg){.type = OM_MSG_TASK, .u.task = t->task});
+	om_free(t->seq);
+	om_free(t);
+	return NULL;
+}
+
+static void
+task_start(struct worker *w, struct om_msg *m)
+{
+	struct task_run *t = om_calloc(1, sizeof(*t));
+	pthread_attr_t attr;
+	pthread_t tid;
+
+	if (t == NULL || (t->seq = om_calloc(m->u.task.nhosts + 1, sizeof(*t->seq))) == NULL) {
+		om_free(t);
+		om_msg_release(m);
+		om_err("out of memory: task dropped");
+		return;
+	}
+	t->w = w;
+	t->task = m->u.task; /* takes ownership */
+	memset(m, 0, sizeof(*m));
+	pthread_mutex_lock(&w->lock);
+	w->running++;
+	pthread_mutex_unlock(&w->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, task_main, t) != 0) {
+		struct task_run tmp = *t;
+		om_err("cannot start a thread for task %llu", (unsigned long long)t->task.task_id);
+		task_fail_all(&tmp, "worker cannot start a thread");
+		om_msg_release(&(struct om_msg){.type = OM_MSG_TASK, .u.task = t->task});
+		om_free(t->seq);
+		om_free(t);
+		pthread_mutex_lock(&w->lock);
+		w->running--;
+		pthread_mutex_unlock(&w->lock);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* ---- heartbeat ---- */
+
+static void *
+heartbeat_main(void *arg)
+{
+	struct worker *w = arg;
+
+	while (!stopping) {
+		struct om_msg req = {.type = OM_MSG_HEARTBEAT}, rep;
+		int64_t next = om_now_ms() + HEARTBEAT_MS;
+
+		pthread_mutex_lock(&w->lock);
+		req.u.heartbeat.running = w->running;
+		pthread_mutex_unlock(&w->lock);
+		req.u.heartbeat.capacity = w->cfg.capacity;
+		if (om_rpc_call(w->rpc, &req, &rep, CALL_TIMEOUT_MS) == 0)
+			om_msg_release(&rep);
+		while (!stopping && om_now_ms() < next)
+			usleep(100 * 1000);
+	}
+	return NULL;
+}
+
+/* ---- main ---- */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: om-worker --idc NAME --master URL --master-key HEX --key FILE\n"
+		"                 --enroll-secret-file FILE --ssh-key FILE --known-hosts FILE\n"
+		"                 [--name NAME] [--ssh-user USER] [--plugins DIR] [--forks N]\n"
+		"                 [--capacity TASKS] [--log-level error|warn|info|debug]\n");
+}
+
+static int
+parse_level(const char *s, enum om_log_level *out)
+{
+	static const char *names[] = {"error", "warn", "info", "debug"};
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (*out = (enum om_log_level)i), 0;
+	return -1;
+}
+
+static int
+parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int
+parse_args(int argc, char **argv, struct config *c)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"idc", required_argument, NULL, 'i'},
+		{"master", required_argument, NULL, 'm'},
+		{"master-key", required_argument, NULL, 'K'},
+		{"key", required_argument, NULL, 'k'},
+		{"enroll-secret-file", required_argument, NULL, 's'},
+		{"ssh-key", required_argument, NULL, 'S'},
+		{"known-hosts", required_argument, NULL, 'H'},
+		{"ssh-user", required_argument, NULL, 'u'},
+		{"plugins", required_argument, NULL, 'p'},
+		{"forks", required_argument, NULL, 'f'},
+		{"capacity", required_argument, NULL, 'c'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	static char host[256];
+	int ch;
+
+	memset(c, 0, sizeof(*c));
+	c->forks = 100;
+	c->capacity = 16;
+	c->ssh_user = "root";
+	c->plugin_dir = "build/plugins";
+	c->log_level = OM_LOG_INFO;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n': c->name = optarg; break;
+		case 'i': c->idc = optarg; break;
+		case 'm': c->master_url = optarg; break;
+		case 'K': c->master_key_hex = optarg; break;
+		case 'k': c->key_path = optarg; break;
+		case 's': c->secret_path = optarg; break;
+		case 'S': c->ssh_key = optarg; break;
+		case 'H': c->known_hosts = optarg; break;
+		case 'u': c->ssh_user = optarg; break;
+		case 'p': c->plugin_dir = optarg; break;
+		case 'f':
+			if (parse_uint(optarg, 1, 10000, &c->forks) != 0)
+				return fprintf(stderr, "om-worker: --forks wants 1..10000\n"), -1;
+			break;
+		case 'c':
+			if (parse_uint(optarg, 1, 1000, &c->capacity) != 0)
+				return fprintf(stderr, "om-worker: --capacity wants 1..1000\n"), -1;
+			break;
+		case 'l':
+			if (parse_level(optarg, &c->log_level) != 0)
+				return fprintf(stderr, "om-worker: unknown log level '%s'\n", optarg), -1;
+			break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (c->name == NULL && gethostname(host, sizeof(host) - 1) == 0)
+		c->name = host;
+	if (!c->idc || !c->master_url || !c->master_key_hex || !c->key_path || !c->secret_path ||
+		!c->ssh_key || !c->known_hosts) {
+		usage(stderr);
+		return -1;
+	}
+	if (!om_name_valid(c->name) || !om_name_valid(c->idc)) {
+		fprintf(stderr, "om-worker: invalid worker or IDC name\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+read_secret(const char *path, char **out)
+{
+	uint8_t *data;
+	size_t len;
+	int rv;
+
+	if ((rv = om_read_file(path, 4096, &data, &len)) != 0)
+		return rv;
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		data[--len] = '\0';
+	if (len == 0 || memchr(data, '\0', len) != NULL) {
+		om_free(data);
+		return OM_EINVAL;
+	}
+	*out = (char *)data;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct worker w;
+	struct om_keypair key;
+	struct om_rpc_client_opts ro;
+	struct om_msg hello = {.type = OM_MSG_HELLO}, welcome;
+	char *secret = NULL;
+	pthread_t sender, heart;
+	struct sigaction sa;
+	bool created = false;
+	int rv, backoff = 200;
+
+	memset(&w, 0, sizeof(w));
+	if (parse_args(argc, argv, &w.cfg) != 0)
+		return 2;
+	om_log_setup("om-worker", w.cfg.log_level);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&ro, 0, sizeof(ro));
+	if (om_hex_decode(w.cfg.master_key_hex, ro.master_pub, OM_NOISE_KEYLEN) != 0) {
+		om_err("--master-key must be 64 hex digits");
+		return 2;
+	}
+	if ((rv = om_key_load_or_create(w.cfg.key_path, &key, &created)) != 0) {
+		om_err("cannot load key '%s': %s", w.cfg.key_path, om_strerror(rv));
+		return 1;
+	}
+	if (created)
+		om_info("generated a new worker key in '%s'", w.cfg.key_path);
+	if ((rv = read_secret(w.cfg.secret_path, &secret)) != 0) {
+		om_err("cannot read enrollment secret '%s': %s", w.cfg.secret_path,
+			om_strerror(rv));
+		return 1;
+	}
+	{
+		char fp[65];
+		om_key_fingerprint(key.pub, fp);
+		om_info("worker '%s' in IDC '%s', key fingerprint %s", w.cfg.name, w.cfg.idc, fp);
+	}
+	if (libssh2_init(0) != 0) {
+		om_err("libssh2_init failed");
+		return 1;
+	}
+	om_plugins_load(w.cfg.plugin_dir, &w.plugins);
+	if (om_plugins_count(w.plugins) == 0)
+		om_warn("no modules loaded from '%s'", w.cfg.plugin_dir);
+
+	hello.u.hello.name = (char *)w.cfg.name;
+	hello.u.hello.idc = (char *)w.cfg.idc;
+	hello.u.hello.secret = secret;
+	hello.u.hello.version = OM_PROTO_VERSION;
+	hello.u.hello.capacity = w.cfg.capacity;
+	ro.url = w.cfg.master_url;
+	ro.pattern = OM_NOISE_IK;
+	ro.local = &key;
+	ro.hello = &hello;
+	ro.connect_timeout_ms = 5000;
+	rv = om_rpc_client_open(&w.rpc, &ro);
+	om_wipe(&key, sizeof(key));
+	om_wipe(secret, strlen(secret));
+	om_free(secret);
+	if (rv != 0) {
+		om_err("cannot dial '%s': %s", w.cfg.master_url, om_strerror(rv));
+		return 1;
+	}
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+
+	while (!stopping) {
+		rv = om_rpc_connect(w.rpc, &welcome);
+		if (rv == 0) {
+			om_info("connected to master %s as worker id %llu", w.cfg.master_url,
+				(unsigned long long)welcome.u.welcome.worker_id);
+			om_msg_release(&welcome);
+			break;
+		}
+		if (rv == OM_EAUTH) {
+			om_err("master refused this worker: %s",
+				welcome.u.error.text ? welcome.u.error.text : "no reason given");
+			om_msg_release(&welcome);
+		} else {
+			om_warn("master %s not reachable: %s", w.cfg.master_url, om_strerror(rv));
+		}
+		usleep((useconds_t)backoff * 1000);
+		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+	pthread_create(&sender, NULL, sender_main, &w);
+	pthread_create(&heart, NULL, heartbeat_main, &w);
+
+	while (!stopping) {
+		struct om_msg req = {.type = OM_MSG_POLL}, rep;
+
+		pthread_mutex_lock(&w.lock);
+		while (w.running >= w.cfg.capacity && !stopping) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&w.cond, &w.lock, &ts);
+		}
+		pthread_mutex_unlock(&w.lock);
+		if (stopping)
+			break;
+		req.u.poll.wait_ms = POLL_WAIT_MS;
+		rv = om_rpc_call(w.rpc, &req, &rep, POLL_WAIT_MS + CALL_TIMEOUT_MS);
+		if (rv != 0) {
+			om_warn("poll failed: %s", om_strerror(rv));
+			usleep((useconds_t)backoff * 1000);
+			backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+			continue;
+		}
+		backoff = 200;
+		if (rep.type == OM_MSG_TASK) {
+			task_start(&w, &rep);
+		} else if (rep.type == OM_MSG_ERROR) {
+			om_warn("master: %s", rep.u.error.text ? rep.u.error.text : "error");
+			usleep(1000 * 1000);
+		}
+		om_msg_release(&rep);
+	}
+	om_info("stopping");
+	/* Tasks see the stop flag through their cancel pointer and report cancelled hosts. */
+	pthread_mutex_lock(&w.lock);
+	{
+		int64_t deadline = om_now_ms() + 5000;
+		while (w.running > 0 && om_now_ms() < deadline) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+			pthread_cond_timedwait(&w.cond, &w.lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&w.lock);
+	pthread_join(sender, NULL);
+	pthread_join(heart, NULL);
+	if (w.running == 0) {
+		om_rpc_client_close(w.rpc);
+		om_plugins_free(w.plugins);
+		while (w.head) {
+			struct outitem *it = w.head;
+			w.head = it->next;
+			outitem_free(it);
+		}
+	}
+	libssh2_exit();
+	return 0;
+}
