@@ -397,7 +397,7 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	bool done = false;
 	int ch, rv;
 
-	optind = 1;
+	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
 	while ((ch = getopt_long(argc, argv, "t:m:a:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 't': sel = optarg; break;
@@ -537,7 +537,7 @@ cmd_hosts_add(struct ctl *c, int argc, char **argv)
 
 	memset(&h, 0, sizeof(h));
 	h.groups = groups;
-	optind = 1;
+	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'A': h.addr = optarg; break;
@@ -584,7 +584,7 @@ cmd_hosts_import(struct ctl *c, int argc, char **argv)
 	char err[512];
 	int ch, rv;
 
-	optind = 1;
+	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'I')
 			return usage(stderr), EXIT_USAGE;
@@ -616,7 +616,7 @@ cmd_hosts_list(struct ctl *c, int argc, char **argv)
 	uint32_t i, g;
 	int ch, rv;
 
-	optind = 1;
+	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
 	while ((ch = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
 		if (ch != 't')
 			return usage(stderr), EXIT_USAGE;

@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +80,24 @@ set_option(struct master_config *c, const char *key, const char *val)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * nng 1.5.2 can hang in nng_close after a raw-mode REQ peer had pipes
+ * closed on it (reproduced with a hostile peer; fixed upstream later).  By
+ * the time we close sockets the database is closed and nothing durable is
+ * left, so a shutdown that takes longer than this just ends the process.
+ */
+#define SHUTDOWN_GRACE_S 2
+
+static void *
+shutdown_watchdog(void *arg)
+{
+	(void)arg;
+	sleep(SHUTDOWN_GRACE_S);
+	om_warn("shutdown did not finish in %d s (nng close), exiting anyway", SHUTDOWN_GRACE_S);
+	_exit(0);
+	return NULL;
 }
 
 static char *config_text; /* kept for the life of the process: settings point into it */
@@ -208,6 +228,11 @@ main(int argc, char **argv)
 	}
 	master_run(&m, &stopping);
 	om_info("stopping");
+	{
+		pthread_t wd;
+		if (pthread_create(&wd, NULL, shutdown_watchdog, NULL) == 0)
+			pthread_detach(wd);
+	}
 	master_close(&m);
 	return 0;
 }

@@ -1047,6 +1047,9 @@ master_close(struct master *m)
 	struct task *t;
 	struct follower *f;
 
+	/* The database first: it is the only durable state. */
+	om_store_close(m->store);
+	m->store = NULL;
 	/* Closing the servers drops every held request and session. */
 	om_rpc_server_close(m->wsrv);
 	om_rpc_server_close(m->csrv);
@@ -1062,7 +1065,6 @@ master_close(struct master *m)
 		m->workers = w->next;
 		om_free(w);
 	}
-	om_store_close(m->store);
 	if (m->enroll_secret)
 		om_wipe(m->enroll_secret, strlen(m->enroll_secret));
 	if (m->token)

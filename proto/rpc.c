@@ -52,6 +52,7 @@ struct om_rpc_client {
 	struct om_chan chan;
 	bool have_chan;
 	uint64_t generation; /* bumps at every new session */
+	bool shut;	     /* om_rpc_client_shutdown was called */
 };
 
 int
@@ -104,11 +105,24 @@ fail:
 }
 
 void
+om_rpc_client_shutdown(struct om_rpc_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (!c->shut) {
+		c->shut = true;
+		/* Closing the socket aborts every context's pending aio with NNG_ECLOSED. */
+		nng_close(c->sock);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void
 om_rpc_client_close(struct om_rpc_client *c)
 {
 	if (c == NULL)
 		return;
-	nng_close(c->sock);
+	if (!c->shut)
+		nng_close(c->sock);
 	om_chan_wipe(&c->chan);
 	om_wipe(&c->local, sizeof(c->local));
 	om_buf_release(&c->hello);
@@ -203,7 +217,9 @@ om_rpc_connect(struct om_rpc_client *c, struct om_msg *welcome)
 	if (welcome != NULL)
 		memset(welcome, 0, sizeof(*welcome));
 	pthread_mutex_lock(&c->lock);
-	if (!c->have_chan)
+	if (c->shut)
+		rv = OM_ECLOSED;
+	else if (!c->have_chan)
 		rv = client_handshake(c, welcome);
 	pthread_mutex_unlock(&c->lock);
 	return rv;
@@ -234,7 +250,10 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
 	om_buf_init(&frame, OM_MAX_FRAME + 64);
 	om_buf_init(&plain, OM_MAX_FRAME);
 	pthread_mutex_lock(&c->lock);
-	rv = c->have_chan ? 0 : client_handshake(c, NULL);
+	if (c->shut)
+		rv = OM_ECLOSED;
+	else
+		rv = c->have_chan ? 0 : client_handshake(c, NULL);
 	gen = c->generation;
 	if (rv == 0)
 		rv = om_chan_seal(&c->chan, pt->data, pt->len, &frame);
@@ -505,13 +524,16 @@ static void
 work_drop(struct om_rpc_work *w, const char *why)
 {
 	om_warn("%s endpoint: dropping %s: %s", w->srv->opts.name, w->req.peer, why);
+	nng_pipe p = NNG_PIPE_INITIALIZER;
 	if (w->msg != NULL) {
-		nng_pipe_close(nng_msg_get_pipe(w->msg));
+		p = nng_msg_get_pipe(w->msg);
 		nng_msg_free(w->msg);
 		w->msg = NULL;
 	}
 	req_clear(&w->req);
 	work_recv(w);
+	if (nng_pipe_id(p) > 0)
+		nng_pipe_close(p);
 }
 
 static struct om_rpc_session *

@@ -68,6 +68,16 @@ on_signal(int sig)
 	stopping = 1;
 }
 
+/* Sleeps ms, waking early when the worker is stopping. */
+static void
+nap(int ms)
+{
+	int64_t until = om_now_ms() + ms;
+
+	while (!stopping && om_now_ms() < until)
+		usleep(20 * 1000);
+}
+
 /* ---- outbox ---- */
 
 static void
@@ -191,10 +201,12 @@ sender_main(void *arg)
 				continue;
 			}
 		}
-		if ((rv = outbox_flush_once(w)) != 0) {
+		if ((rv = outbox_flush_once(w)) == OM_ECLOSED && stopping)
+			break;
+		if (rv != 0) {
 			om_warn("cannot deliver results to the master (%s), retrying in %d ms",
 				om_strerror(rv), backoff);
-			usleep((useconds_t)backoff * 1000);
+			nap(backoff);
 			backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
 		} else {
 			backoff = 200;
@@ -447,6 +459,32 @@ heartbeat_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Shutdown: tasks see the stop flag (their cancel pointer) and report
+ * cancelled hosts; give the sender up to 5 s to deliver what is left, then
+ * abort every call still waiting on the master, which may be gone already.
+ */
+static void *
+watcher_main(void *arg)
+{
+	struct worker *w = arg;
+	int64_t deadline;
+	bool idle;
+
+	while (!stopping)
+		usleep(50 * 1000);
+	deadline = om_now_ms() + 5000;
+	do {
+		usleep(50 * 1000);
+		pthread_mutex_lock(&w->lock);
+		idle = w->running == 0 && w->head == NULL;
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+	} while (!idle && om_now_ms() < deadline);
+	om_rpc_client_shutdown(w->rpc);
+	return NULL;
+}
+
 /* ---- main ---- */
 
 static void
@@ -583,9 +621,9 @@ main(int argc, char **argv)
 	struct om_rpc_client_opts ro;
 	struct om_msg hello = {.type = OM_MSG_HELLO}, welcome;
 	char *secret = NULL;
-	pthread_t sender, heart;
+	pthread_t sender, heart, watcher;
 	struct sigaction sa;
-	bool created = false;
+	bool created = false, sender_started = false;
 	int rv, backoff = 200;
 
 	memset(&w, 0, sizeof(w));
@@ -647,6 +685,7 @@ main(int argc, char **argv)
 	}
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
+	pthread_create(&watcher, NULL, watcher_main, &w);
 
 	while (!stopping) {
 		rv = om_rpc_connect(w.rpc, &welcome);
@@ -663,11 +702,14 @@ main(int argc, char **argv)
 		} else {
 			om_warn("master %s not reachable: %s", w.cfg.master_url, om_strerror(rv));
 		}
-		usleep((useconds_t)backoff * 1000);
+		nap(backoff);
 		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
 	}
-	pthread_create(&sender, NULL, sender_main, &w);
-	pthread_create(&heart, NULL, heartbeat_main, &w);
+	if (!stopping) {
+		pthread_create(&sender, NULL, sender_main, &w);
+		pthread_create(&heart, NULL, heartbeat_main, &w);
+		sender_started = true;
+	}
 
 	while (!stopping) {
 		struct om_msg req = {.type = OM_MSG_POLL}, rep;
@@ -686,7 +728,7 @@ main(int argc, char **argv)
 		rv = om_rpc_call(w.rpc, &req, &rep, POLL_WAIT_MS + CALL_TIMEOUT_MS);
 		if (rv != 0) {
 			om_warn("poll failed: %s", om_strerror(rv));
-			usleep((useconds_t)backoff * 1000);
+			nap(backoff);
 			backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
 			continue;
 		}
@@ -695,27 +737,16 @@ main(int argc, char **argv)
 			task_start(&w, &rep);
 		} else if (rep.type == OM_MSG_ERROR) {
 			om_warn("master: %s", rep.u.error.text ? rep.u.error.text : "error");
-			usleep(1000 * 1000);
+			nap(1000);
 		}
 		om_msg_release(&rep);
 	}
 	om_info("stopping");
-	/* Tasks see the stop flag through their cancel pointer and report cancelled hosts. */
-	pthread_mutex_lock(&w.lock);
-	{
-		int64_t deadline = om_now_ms() + 5000;
-		while (w.running > 0 && om_now_ms() < deadline) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000L)
-				ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-			pthread_cond_timedwait(&w.cond, &w.lock, &ts);
-		}
-	}
-	pthread_mutex_unlock(&w.lock);
-	pthread_join(sender, NULL);
-	pthread_join(heart, NULL);
+	pthread_join(watcher, NULL);
+	if (sender_started)
+		pthread_join(sender, NULL);
+	if (sender_started)
+		pthread_join(heart, NULL);
 	if (w.running == 0) {
 		om_rpc_client_close(w.rpc);
 		om_plugins_free(w.plugins);

@@ -240,7 +240,7 @@ void om_kvs_free(struct om_kv *kv, size_t n);
 /* Deep copy; dst is overwritten.  Caller releases dst. */
 int om_host_copy(struct om_host *dst, const struct om_host *src);
 
-/* Validates a name (host, IDC, group, worker): 1..255 of [A-Za-z0-9._-], not starting with '-'. */
+/* Validates a name (host, IDC, group, worker): 1..255 of [A-Za-z0-9._-], not starting with '-' or '.'. */
 bool om_name_valid(const char *s);
 
 #endif

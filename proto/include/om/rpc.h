@@ -27,8 +27,6 @@
 #include "om/chan.h"
 #include "om/msg.h"
 
-#define OM_FRAME_RESET 'R' /* 'R' | sid(8): the server has no such session */
-
 /* ---- client ---- */
 
 struct om_rpc_client;
@@ -43,6 +41,12 @@ struct om_rpc_client_opts {
 };
 
 int om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *opts);
+/*
+ * Aborts every call in progress (they return OM_ECLOSED) and refuses new
+ * ones.  Safe from any thread while others are inside om_rpc_call; the
+ * client must still be freed with om_rpc_client_close after they returned.
+ */
+void om_rpc_client_shutdown(struct om_rpc_client *c);
 void om_rpc_client_close(struct om_rpc_client *c);
 
 /*
