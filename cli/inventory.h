@@ -23,6 +23,6 @@
  * OM_ENOMEM, OM_EMSGSIZE) and a message like "line 7: ..." in err.
  */
 int om_inventory_parse_ini(const char *text, size_t len, const char *default_idc,
-	struct om_host **hosts, size_t *n, char *err, size_t errlen);
+                           struct om_host **hosts, size_t *n, char *err, size_t errlen);
 
 #endif

@@ -20,13 +20,13 @@
 #include "om/msg.h"
 #include "om/rpc.h"
 
-#define EXIT_NOT_OK 1
-#define EXIT_USAGE 2
+#define EXIT_NOT_OK     1
+#define EXIT_USAGE      2
 #define CALL_TIMEOUT_MS 30000
-#define FOLLOW_WAIT_MS 5000
+#define FOLLOW_WAIT_MS  5000
 #define LOST_CONTACT_MS 120000 /* give up following after this long without an answer */
-#define LINE_MAX_BYTES 65536   /* a longer line is printed in pieces */
-#define IMPORT_BATCH 1000
+#define LINE_MAX_BYTES  65536  /* a longer line is printed in pieces */
+#define IMPORT_BATCH    1000
 
 struct ctl {
 	const char *master, *master_key, *token;
@@ -34,8 +34,7 @@ struct ctl {
 	struct om_rpc_client *rpc;
 };
 
-static int
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int
 die(const char *fmt, ...)
@@ -53,18 +52,17 @@ die(const char *fmt, ...)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: omctl [--master URL] [--master-key HEX] [--token T] [--json] COMMAND\n"
-		"\n"
-		"  run -t SELECTOR -m MODULE -a ARGS [--timeout S] [--forks N]\n"
-		"  hosts add NAME --addr A --idc I [--port P] [--user U] [--group G]...\n"
-		"  hosts list [-t SELECTOR]\n"
-		"  hosts import FILE [--idc DEFAULT]   (Ansible INI inventory)\n"
-		"  workers list\n"
-		"\n"
-		"Selectors: all, idc:NAME, group:NAME, a host name or glob (web-*),\n"
-		"           A,B for union, !A to exclude.\n"
-		"Environment: OM_MASTER, OM_MASTER_KEY, OM_TOKEN.\n");
+	fprintf(f, "usage: omctl [--master URL] [--master-key HEX] [--token T] [--json] COMMAND\n"
+	           "\n"
+	           "  run -t SELECTOR -m MODULE -a ARGS [--timeout S] [--forks N]\n"
+	           "  hosts add NAME --addr A --idc I [--port P] [--user U] [--group G]...\n"
+	           "  hosts list [-t SELECTOR]\n"
+	           "  hosts import FILE [--idc DEFAULT]   (Ansible INI inventory)\n"
+	           "  workers list\n"
+	           "\n"
+	           "Selectors: all, idc:NAME, group:NAME, a host name or glob (web-*),\n"
+	           "           A,B for union, !A to exclude.\n"
+	           "Environment: OM_MASTER, OM_MASTER_KEY, OM_TOKEN.\n");
 }
 
 static int
@@ -76,7 +74,7 @@ connect_master(struct ctl *c)
 
 	if (c->master == NULL || c->master_key == NULL || c->token == NULL)
 		return die("need --master, --master-key and --token (or OM_MASTER, "
-			   "OM_MASTER_KEY, OM_TOKEN)");
+		           "OM_MASTER_KEY, OM_TOKEN)");
 	memset(&o, 0, sizeof(o));
 	if (om_hex_decode(c->master_key, o.master_pub, OM_NOISE_KEYLEN) != 0)
 		return die("the master key must be 64 hex digits");
@@ -91,14 +89,14 @@ connect_master(struct ctl *c)
 	rv = om_rpc_connect(c->rpc, &ans);
 	if (rv == OM_EAUTH) {
 		die("master refused the connection: %s",
-			ans.u.error.text ? ans.u.error.text : "authentication failed");
+		    ans.u.error.text ? ans.u.error.text : "authentication failed");
 		om_msg_release(&ans);
 		return EXIT_USAGE;
 	}
 	om_msg_release(&ans);
 	if (rv == OM_ECRYPTO)
 		return die("cannot reach master at %s: handshake failed (wrong master key?)",
-			c->master);
+		           c->master);
 	if (rv != 0)
 		return die("cannot reach master at %s: %s", c->master, om_strerror(rv));
 	return 0;
@@ -338,11 +336,15 @@ print_summary(struct ctl *c, uint64_t job, struct hosttab *t)
 			json_t *o = json_object();
 			json_object_set_new(o, "event", json_string("host"));
 			json_object_set_new(o, "host", json_string(h->name));
-			json_object_set_new(o, "state", json_string(om_host_state_name((int)h->state)));
-			json_object_set_new(o, "exit", h->exit_code >= 0 ? json_integer(h->exit_code)
-									  : json_null());
-			json_object_set_new(o, "duration_ms", json_integer((json_int_t)h->duration_ms));
-			json_object_set_new(o, "reason", h->reason ? json_string(h->reason) : json_null());
+			json_object_set_new(o, "state",
+			                    json_string(om_host_state_name((int)h->state)));
+			json_object_set_new(o, "exit",
+			                    h->exit_code >= 0 ? json_integer(h->exit_code)
+			                                      : json_null());
+			json_object_set_new(o, "duration_ms",
+			                    json_integer((json_int_t)h->duration_ms));
+			json_object_set_new(o, "reason",
+			                    h->reason ? json_string(h->reason) : json_null());
 			json_print(o);
 			continue;
 		}
@@ -364,7 +366,7 @@ print_summary(struct ctl *c, uint64_t job, struct hosttab *t)
 		json_print(o);
 	} else {
 		printf("summary: %u ok, %u failed, %u unreachable, %u timeout", counts[OM_HS_OK],
-			counts[OM_HS_FAILED], counts[OM_HS_UNREACHABLE], counts[OM_HS_TIMEOUT]);
+		       counts[OM_HS_FAILED], counts[OM_HS_UNREACHABLE], counts[OM_HS_TIMEOUT]);
 		for (s = OM_HS_CANCELLED; s < OM_HS_COUNT_; s++)
 			if (counts[s] > 0)
 				printf(", %u %s", counts[s], om_host_state_name(s));
@@ -380,12 +382,9 @@ static int
 cmd_run(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"target", required_argument, NULL, 't'},
-		{"module", required_argument, NULL, 'm'},
-		{"args", required_argument, NULL, 'a'},
-		{"timeout", required_argument, NULL, 'T'},
-		{"forks", required_argument, NULL, 'f'},
-		{NULL, 0, NULL, 0},
+	        {"target", required_argument, NULL, 't'}, {"module", required_argument, NULL, 'm'},
+	        {"args", required_argument, NULL, 'a'},   {"timeout", required_argument, NULL, 'T'},
+	        {"forks", required_argument, NULL, 'f'},  {NULL, 0, NULL, 0},
 	};
 	struct om_msg req = {.type = OM_MSG_SUBMIT}, rep;
 	struct om_kv kv;
@@ -400,9 +399,15 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
 	while ((ch = getopt_long(argc, argv, "t:m:a:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 't': sel = optarg; break;
-		case 'm': module = optarg; break;
-		case 'a': args = optarg; break;
+		case 't':
+			sel = optarg;
+			break;
+		case 'm':
+			module = optarg;
+			break;
+		case 'a':
+			args = optarg;
+			break;
 		case 'T':
 			if (parse_uint(optarg, 86400 * 7, &timeout) != 0)
 				return die("--timeout wants seconds (0..604800)");
@@ -411,7 +416,9 @@ cmd_run(struct ctl *c, int argc, char **argv)
 			if (parse_uint(optarg, 100000, &forks) != 0 || forks == 0)
 				return die("--forks wants 1..100000");
 			break;
-		default: usage(stderr); return EXIT_USAGE;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (sel == NULL || args == NULL || optind != argc)
@@ -465,7 +472,7 @@ cmd_run(struct ctl *c, int argc, char **argv)
 			if (om_now_ms() - last_contact > LOST_CONTACT_MS) {
 				hosttab_free(&tab);
 				return die("lost contact with the master while following job %llu",
-					(unsigned long long)job);
+				           (unsigned long long)job);
 			}
 			usleep(500 * 1000); /* the master may be restarting: keep the cursor */
 			continue;
@@ -477,7 +484,7 @@ cmd_run(struct ctl *c, int argc, char **argv)
 			if (e->kind == OM_EV_OUTPUT && h != NULL) {
 				feed_output(c, h, (int)e->stream, e->data, e->len);
 			} else if (e->kind == OM_EV_STATE && h != NULL &&
-				   om_host_state_final((int)e->state)) {
+			           om_host_state_final((int)e->state)) {
 				h->final = true;
 				h->state = e->state;
 				h->exit_code = e->exit_code;
@@ -524,12 +531,9 @@ static int
 cmd_hosts_add(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"addr", required_argument, NULL, 'A'},
-		{"port", required_argument, NULL, 'P'},
-		{"user", required_argument, NULL, 'U'},
-		{"idc", required_argument, NULL, 'I'},
-		{"group", required_argument, NULL, 'G'},
-		{NULL, 0, NULL, 0},
+	        {"addr", required_argument, NULL, 'A'},  {"port", required_argument, NULL, 'P'},
+	        {"user", required_argument, NULL, 'U'},  {"idc", required_argument, NULL, 'I'},
+	        {"group", required_argument, NULL, 'G'}, {NULL, 0, NULL, 0},
 	};
 	char *groups[OM_MAX_GROUPS];
 	struct om_host h;
@@ -540,24 +544,32 @@ cmd_hosts_add(struct ctl *c, int argc, char **argv)
 	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'A': h.addr = optarg; break;
+		case 'A':
+			h.addr = optarg;
+			break;
 		case 'P':
 			if (parse_uint(optarg, 65535, &h.port) != 0 || h.port == 0)
 				return die("--port wants 1..65535");
 			break;
-		case 'U': h.user = optarg; break;
-		case 'I': h.idc = optarg; break;
+		case 'U':
+			h.user = optarg;
+			break;
+		case 'I':
+			h.idc = optarg;
+			break;
 		case 'G':
 			if (h.ngroups == OM_MAX_GROUPS || !om_name_valid(optarg))
 				return die("invalid or too many groups ('%s')", optarg);
 			groups[h.ngroups++] = optarg;
 			break;
-		default: usage(stderr); return EXIT_USAGE;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1 || h.idc == NULL)
 		return die("usage: omctl hosts add NAME --addr A --idc I [--port P] [--user U] "
-			   "[--group G]...");
+		           "[--group G]...");
 	h.name = argv[optind];
 	if (!om_name_valid(h.name))
 		return die("invalid host name '%s'", h.name);
@@ -574,8 +586,8 @@ static int
 cmd_hosts_import(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"idc", required_argument, NULL, 'I'},
-		{NULL, 0, NULL, 0},
+	        {"idc", required_argument, NULL, 'I'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *def_idc = NULL;
 	struct om_host *hosts = NULL;
@@ -608,8 +620,8 @@ static int
 cmd_hosts_list(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"target", required_argument, NULL, 't'},
-		{NULL, 0, NULL, 0},
+	        {"target", required_argument, NULL, 't'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct om_msg req = {.type = OM_MSG_HOSTS_LIST}, rep;
 	const char *sel = "all";
@@ -631,7 +643,7 @@ cmd_hosts_list(struct ctl *c, int argc, char **argv)
 		return rv;
 	if (!c->json)
 		printf("%-24s %-16s %-6s %-12s %-8s %s\n", "NAME", "ADDRESS", "PORT", "USER", "IDC",
-			"GROUPS");
+		       "GROUPS");
 	for (i = 0; i < rep.u.hosts.nhosts; i++) {
 		const struct om_host *h = &rep.u.hosts.hosts[i];
 		if (c->json) {
@@ -639,7 +651,8 @@ cmd_hosts_list(struct ctl *c, int argc, char **argv)
 			json_object_set_new(o, "name", json_string(h->name));
 			json_object_set_new(o, "addr", json_string(h->addr ? h->addr : ""));
 			json_object_set_new(o, "port", json_integer(h->port));
-			json_object_set_new(o, "user", h->user ? json_string(h->user) : json_null());
+			json_object_set_new(o, "user",
+			                    h->user ? json_string(h->user) : json_null());
 			json_object_set_new(o, "idc", json_string(h->idc ? h->idc : ""));
 			for (g = 0; g < h->ngroups; g++)
 				json_array_append_new(gs, json_string(h->groups[g]));
@@ -648,7 +661,7 @@ cmd_hosts_list(struct ctl *c, int argc, char **argv)
 			continue;
 		}
 		printf("%-24s %-16s %-6u %-12s %-8s ", h->name, h->addr ? h->addr : "-", h->port,
-			h->user ? h->user : "-", h->idc ? h->idc : "-");
+		       h->user ? h->user : "-", h->idc ? h->idc : "-");
 		for (g = 0; g < h->ngroups; g++)
 			printf("%s%s", g ? "," : "", h->groups[g]);
 		putchar('\n');
@@ -673,7 +686,7 @@ cmd_workers_list(struct ctl *c, int argc, char **argv)
 		return rv;
 	if (!c->json)
 		printf("%-16s %-8s %-12s %-7s %-20s %s\n", "NAME", "IDC", "STATE", "RUNNING",
-			"LAST_SEEN", "FINGERPRINT");
+		       "LAST_SEEN", "FINGERPRINT");
 	for (i = 0; i < rep.u.workers.nworkers; i++) {
 		const struct om_worker_info *w = &rep.u.workers.workers[i];
 		time_t t = (time_t)(w->last_seen_ms / 1000);
@@ -689,13 +702,13 @@ cmd_workers_list(struct ctl *c, int argc, char **argv)
 			json_object_set_new(o, "running", json_integer(w->running));
 			json_object_set_new(o, "last_seen", json_string(when));
 			json_object_set_new(o, "fingerprint",
-				json_string(w->fingerprint ? w->fingerprint : ""));
+			                    json_string(w->fingerprint ? w->fingerprint : ""));
 			json_print(o);
 			continue;
 		}
 		printf("%-16s %-8s %-12s %-7u %-20s %.16s\n", w->name, w->idc,
-			w->connected ? "connected" : "disconnected", w->running, when,
-			w->fingerprint ? w->fingerprint : "-");
+		       w->connected ? "connected" : "disconnected", w->running, when,
+		       w->fingerprint ? w->fingerprint : "-");
 	}
 	om_msg_release(&rep);
 	return 0;
@@ -705,12 +718,12 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"master", required_argument, NULL, 'M'},
-		{"master-key", required_argument, NULL, 'K'},
-		{"token", required_argument, NULL, 'T'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"master", required_argument, NULL, 'M'},
+	        {"master-key", required_argument, NULL, 'K'},
+	        {"token", required_argument, NULL, 'T'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct ctl c;
 	int ch, rv;
@@ -723,12 +736,24 @@ main(int argc, char **argv)
 	/* '+': stop at the command word, the rest is the command's. */
 	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'M': c.master = optarg; break;
-		case 'K': c.master_key = optarg; break;
-		case 'T': c.token = optarg; break;
-		case 'j': c.json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'M':
+			c.master = optarg;
+			break;
+		case 'K':
+			c.master_key = optarg;
+			break;
+		case 'T':
+			c.token = optarg;
+			break;
+		case 'j':
+			c.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	argc -= optind;

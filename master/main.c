@@ -27,12 +27,11 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: om-master [--config FILE] --db CONNINFO --key FILE\n"
-		"                 --worker-listen URL --client-listen URL\n"
-		"                 --enroll-secret-file FILE --token-file FILE\n"
-		"                 [--heartbeat-ms N] [--log-level error|warn|info|debug]\n"
-		"       om-master --key FILE --print-public-key\n");
+	fprintf(f, "usage: om-master [--config FILE] --db CONNINFO --key FILE\n"
+	           "                 --worker-listen URL --client-listen URL\n"
+	           "                 --enroll-secret-file FILE --token-file FILE\n"
+	           "                 [--heartbeat-ms N] [--log-level error|warn|info|debug]\n"
+	           "       om-master --key FILE --print-public-key\n");
 }
 
 static int
@@ -123,7 +122,8 @@ load_config(struct master_config *c, const char *path)
 		if (*line == '#' || *line == '\0')
 			continue;
 		if ((eq = strchr(line, '=')) == NULL) {
-			fprintf(stderr, "om-master: %s: line %d: expected key = value\n", path, lineno);
+			fprintf(stderr, "om-master: %s: line %d: expected key = value\n", path,
+			        lineno);
 			return -1;
 		}
 		*eq = '\0';
@@ -145,18 +145,18 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"db", required_argument, NULL, 1},
-		{"worker-listen", required_argument, NULL, 1},
-		{"client-listen", required_argument, NULL, 1},
-		{"key", required_argument, NULL, 1},
-		{"enroll-secret-file", required_argument, NULL, 1},
-		{"token-file", required_argument, NULL, 1},
-		{"heartbeat-ms", required_argument, NULL, 1},
-		{"log-level", required_argument, NULL, 1},
-		{"print-public-key", no_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"db", required_argument, NULL, 1},
+	        {"worker-listen", required_argument, NULL, 1},
+	        {"client-listen", required_argument, NULL, 1},
+	        {"key", required_argument, NULL, 1},
+	        {"enroll-secret-file", required_argument, NULL, 1},
+	        {"token-file", required_argument, NULL, 1},
+	        {"heartbeat-ms", required_argument, NULL, 1},
+	        {"log-level", required_argument, NULL, 1},
+	        {"print-public-key", no_argument, NULL, 'p'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct master_config cfg;
 	struct master m;
@@ -204,7 +204,7 @@ main(int argc, char **argv)
 		}
 		if ((rv = om_key_load_or_create(cfg.key_path, &kp, &created)) != 0) {
 			fprintf(stderr, "om-master: cannot load key '%s': %s\n", cfg.key_path,
-				om_strerror(rv));
+			        om_strerror(rv));
 			return 1;
 		}
 		om_hex_encode(kp.pub, OM_NOISE_KEYLEN, hex);
@@ -213,7 +213,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (!cfg.db || !cfg.worker_listen || !cfg.client_listen || !cfg.key_path ||
-		!cfg.secret_path || !cfg.token_path) {
+	    !cfg.secret_path || !cfg.token_path) {
 		usage(stderr);
 		return 2;
 	}

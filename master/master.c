@@ -10,18 +10,18 @@
 #include "master.h"
 #include "selector.h"
 
-#define POLL_HOLD_MAX_MS 5000
+#define POLL_HOLD_MAX_MS   5000
 #define FOLLOW_HOLD_MAX_MS 5000
-#define FOLLOW_BATCH 500
-#define CLIENT_IDLE_MS 120000
-#define HOUSEKEEPING_MS 200
+#define FOLLOW_BATCH       500
+#define CLIENT_IDLE_MS     120000
+#define HOUSEKEEPING_MS    200
 
 enum peer_kind { PEER_WORKER = 1, PEER_CLIENT = 2 };
 
 /* Attached to every session: who is at the other end. */
 struct peer {
 	enum peer_kind kind;
-	struct wconn *w; /* PEER_WORKER */
+	struct wconn *w;            /* PEER_WORKER */
 	char who[OM_MAX_NAME + 80]; /* for logs: worker name or "client@addr" */
 };
 
@@ -32,11 +32,11 @@ struct wconn {
 	uint64_t worker_id;
 	struct om_rpc_session *session; /* NULL while disconnected */
 	int64_t last_ms;
-	bool gone;		   /* declared dead; its tasks were marked lost */
-	uint32_t running;	   /* tasks assigned and not finished */
-	struct om_rpc_req *poll;   /* a held POLL */
+	bool gone;               /* declared dead; its tasks were marked lost */
+	uint32_t running;        /* tasks assigned and not finished */
+	struct om_rpc_req *poll; /* a held POLL */
 	int64_t poll_deadline;
-	struct task *queue;	   /* assigned, not yet delivered (FIFO via qnext) */
+	struct task *queue; /* assigned, not yet delivered (FIFO via qnext) */
 	struct wconn *next;
 };
 
@@ -44,7 +44,7 @@ struct task {
 	uint64_t id, job_id;
 	struct wconn *worker;
 	struct om_msg msg; /* the TASK message, owned */
-	bool *final;	   /* per host */
+	bool *final;       /* per host */
 	uint32_t nfinal;
 	struct task *next;  /* m->tasks */
 	struct task *qnext; /* worker queue */
@@ -59,9 +59,8 @@ struct follower {
 
 /* ---------------------------------------------------------------- helpers */
 
-static void
-reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static void
 reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
@@ -153,11 +152,10 @@ follower_try(struct master *m, struct follower *f, bool force)
 	bool done = false;
 	int rv;
 
-	rv = om_store_events_read(m->store, f->job_id, f->cursor, FOLLOW_BATCH, &events, &n,
-		&done);
+	rv = om_store_events_read(m->store, f->job_id, f->cursor, FOLLOW_BATCH, &events, &n, &done);
 	if (rv != 0) {
 		reply_error(f->req, rv, "cannot read events of job %llu: %s",
-			(unsigned long long)f->job_id, om_strerror(rv));
+		            (unsigned long long)f->job_id, om_strerror(rv));
 		return true;
 	}
 	if (n == 0 && !done && !force)
@@ -205,7 +203,7 @@ ingest_states(struct master *m, const struct om_store_state *st, size_t n)
 		return;
 	if ((rv = om_store_ingest(m->store, NULL, 0, st, n)) != 0) {
 		om_err("cannot record %zu host states: %s (%s)", n, om_strerror(rv),
-			om_store_errmsg(m->store));
+		       om_store_errmsg(m->store));
 		return;
 	}
 	for (i = 0; i < n; i++)
@@ -253,8 +251,8 @@ poll_answer(struct wconn *w)
 		w->queue = t->qnext;
 		t->qnext = NULL;
 		om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
-			(unsigned long long)t->id, (unsigned long long)t->job_id, w->name,
-			t->msg.u.task.nhosts);
+		        (unsigned long long)t->id, (unsigned long long)t->job_id, w->name,
+		        t->msg.u.task.nhosts);
 		om_rpc_reply(r, &t->msg);
 	} else {
 		struct om_msg none = {.type = OM_MSG_NOTASK};
@@ -298,7 +296,7 @@ on_session_end(void *arg, void *user)
 	if (p == NULL)
 		return;
 	if (p->kind == PEER_WORKER && p->w != NULL && p->w->session != NULL &&
-		om_rpc_session_user(p->w->session) == p) {
+	    om_rpc_session_user(p->w->session) == p) {
 		if (p->w->poll != NULL) {
 			struct om_msg none = {.type = OM_MSG_NOTASK};
 			om_rpc_reply(p->w->poll, &none);
@@ -338,9 +336,9 @@ handle_worker_hello(struct master *m, struct om_rpc_req *r)
 	}
 	om_key_fingerprint(r->remote_static, fp);
 	if (h->u.hello.secret == NULL || strlen(h->u.hello.secret) != strlen(m->enroll_secret) ||
-		om_ct_memcmp(h->u.hello.secret, m->enroll_secret, strlen(m->enroll_secret)) != 0) {
+	    om_ct_memcmp(h->u.hello.secret, m->enroll_secret, strlen(m->enroll_secret)) != 0) {
 		om_warn("refused worker '%s' from %s (key %.16s...): wrong enrollment secret",
-			h->u.hello.name, r->peer, fp);
+		        h->u.hello.name, r->peer, fp);
 		om_rpc_refuse(r, OM_EAUTH, "enrollment secret does not match");
 		return;
 	}
@@ -383,8 +381,8 @@ handle_worker_hello(struct master *m, struct om_rpc_req *r)
 	w->last_ms = om_now_ms();
 	welcome.u.welcome.worker_id = id;
 	welcome.u.welcome.heartbeat_ms = m->cfg.heartbeat_ms;
-	om_info("worker '%s' (IDC '%s') connected from %s, key %.16s...", w->name, w->idc,
-		r->peer, fp);
+	om_info("worker '%s' (IDC '%s') connected from %s, key %.16s...", w->name, w->idc, r->peer,
+	        fp);
 	if (om_rpc_accept(r, &welcome, p, &w->session) != 0) {
 		om_free(p);
 		w->session = NULL;
@@ -487,7 +485,7 @@ op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		const struct om_result *res = &q->u.report.results[i];
 		t = task_find(m, res->task_id);
 		if (t == NULL || t->worker != p->w || res->host >= t->msg.u.task.nhosts ||
-			!om_host_state_final((int)res->state)) {
+		    !om_host_state_final((int)res->state)) {
 			ignored++;
 			continue;
 		}
@@ -501,7 +499,7 @@ op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 	}
 	if (ignored > 0)
 		om_warn("%s: ignored %u report items for tasks not assigned to it", p->who,
-			ignored);
+		        ignored);
 	if ((rv = om_store_ingest(m->store, chunks, nc, states, ns)) != 0) {
 		/* Not acknowledged: the worker keeps the items and sends them again. */
 		om_err("cannot store a report from %s: %s", p->who, om_store_errmsg(m->store));
@@ -570,7 +568,7 @@ pick_worker(struct master *m, const char *idc)
 /* Builds the TASK for the hosts of one IDC and queues it on w. */
 static int
 dispatch_idc(struct master *m, uint64_t job_id, const struct om_msg *sub, struct wconn *w,
-	struct om_host **hosts, size_t n)
+             struct om_host **hosts, size_t n)
 {
 	struct task *t;
 	const char **names;
@@ -603,7 +601,8 @@ dispatch_idc(struct master *m, uint64_t job_id, const struct om_msg *sub, struct
 	t->msg.u.task.params = om_calloc(sub->u.submit.nparams + 1, sizeof(struct om_kv));
 	t->final = om_calloc(n, sizeof(bool));
 	rv = (t->msg.u.task.module && t->msg.u.task.hosts && t->msg.u.task.params && t->final)
-		? 0 : OM_ENOMEM;
+	             ? 0
+	             : OM_ENOMEM;
 	for (i = 0; rv == 0 && i < n; i++) {
 		rv = om_host_copy(&t->msg.u.task.hosts[i], hosts[i]);
 		if (rv == 0)
@@ -666,7 +665,7 @@ op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 			matched[nm++] = all[i]; /* shallow: all[] keeps ownership */
 	if (nm == 0) {
 		reply_error(r, OM_ENOTFOUND, "selector '%s' matches no host",
-			sub->u.submit.selector);
+		            sub->u.submit.selector);
 		goto out;
 	}
 	memset(&spec, 0, sizeof(spec));
@@ -683,7 +682,7 @@ op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 		goto out;
 	}
 	om_info("job %llu by %s: module '%s' on '%s' (%zu hosts)", (unsigned long long)job_id,
-		p->who, sub->u.submit.module, sub->u.submit.selector, nm);
+	        p->who, sub->u.submit.module, sub->u.submit.selector, nm);
 	done = om_calloc(nm, sizeof(*done));
 	group = om_calloc(nm, sizeof(*group));
 	unreach = om_calloc(nm, sizeof(*unreach));
@@ -704,9 +703,9 @@ op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 			continue;
 		for (j = 0; j < ng; j++) {
 			snprintf(reasons[nu], sizeof(reasons[nu]),
-				w == NULL ? "no connected worker in IDC '%s'"
-					  : "cannot dispatch to IDC '%s'",
-				matched[i].idc);
+			         w == NULL ? "no connected worker in IDC '%s'"
+			                   : "cannot dispatch to IDC '%s'",
+			         matched[i].idc);
 			unreach[nu].job_id = job_id;
 			unreach[nu].host = group[j]->name;
 			unreach[nu].state = OM_HS_UNREACHABLE;
@@ -716,7 +715,7 @@ op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 		}
 		if (w == NULL)
 			om_warn("job %llu: no connected worker in IDC '%s' for %zu hosts",
-				(unsigned long long)job_id, matched[i].idc, ng);
+			        (unsigned long long)job_id, matched[i].idc, ng);
 	}
 	ok.u.submitted.job_id = job_id;
 	ok.u.submitted.nhosts = (uint32_t)nm;
@@ -855,14 +854,14 @@ static const struct op {
 	enum peer_kind peer;
 	void (*fn)(struct master *, struct om_rpc_req *, struct peer *);
 } ops[] = {
-	{OM_MSG_HEARTBEAT, PEER_WORKER, op_heartbeat},
-	{OM_MSG_POLL, PEER_WORKER, op_poll},
-	{OM_MSG_REPORT, PEER_WORKER, op_report},
-	{OM_MSG_SUBMIT, PEER_CLIENT, op_submit},
-	{OM_MSG_FOLLOW, PEER_CLIENT, op_follow},
-	{OM_MSG_HOSTS_LIST, PEER_CLIENT, op_hosts_list},
-	{OM_MSG_HOSTS_ADD, PEER_CLIENT, op_hosts_add},
-	{OM_MSG_WORKERS_LIST, PEER_CLIENT, op_workers_list},
+        {OM_MSG_HEARTBEAT, PEER_WORKER, op_heartbeat},
+        {OM_MSG_POLL, PEER_WORKER, op_poll},
+        {OM_MSG_REPORT, PEER_WORKER, op_report},
+        {OM_MSG_SUBMIT, PEER_CLIENT, op_submit},
+        {OM_MSG_FOLLOW, PEER_CLIENT, op_follow},
+        {OM_MSG_HOSTS_LIST, PEER_CLIENT, op_hosts_list},
+        {OM_MSG_HOSTS_ADD, PEER_CLIENT, op_hosts_add},
+        {OM_MSG_WORKERS_LIST, PEER_CLIENT, op_workers_list},
 };
 
 static void
@@ -914,7 +913,7 @@ housekeeping(struct master *m)
 		if (!w->gone && w->last_ms > 0 && now - w->last_ms > dead_after) {
 			char why[128];
 			snprintf(why, sizeof(why), "missed 3 heartbeats (silent for %lld s)",
-				(long long)((now - w->last_ms) / 1000));
+			         (long long)((now - w->last_ms) / 1000));
 			worker_disconnect(m, w, why);
 		}
 	}
@@ -999,12 +998,12 @@ master_open(struct master *m, const struct master_config *cfg)
 	om_info("master key fingerprint %s%s", fp, created ? " (new key)" : "");
 	if ((rv = read_secret(cfg->secret_path, &m->enroll_secret)) != 0) {
 		om_err("cannot read enrollment secret '%s' (at least 16 characters): %s",
-			cfg->secret_path, om_strerror(rv));
+		       cfg->secret_path, om_strerror(rv));
 		return rv;
 	}
 	if ((rv = read_secret(cfg->token_path, &m->token)) != 0) {
 		om_err("cannot read API token '%s' (at least 16 characters): %s", cfg->token_path,
-			om_strerror(rv));
+		       om_strerror(rv));
 		return rv;
 	}
 	if ((rv = om_store_open(&m->store, cfg->db, err, sizeof(err))) != 0) {
@@ -1036,7 +1035,7 @@ master_open(struct master *m, const struct master_config *cfg)
 		return rv;
 	}
 	om_info("listening for workers on %s and clients on %s", cfg->worker_listen,
-		cfg->client_listen);
+	        cfg->client_listen);
 	return 0;
 }
 

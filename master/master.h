@@ -21,13 +21,13 @@ struct master_config {
 	const char *secret_path;
 	const char *token_path;
 	enum om_log_level log_level;
-	unsigned heartbeat_ms;	 /* a worker silent 3x this long is gone */
-	unsigned worker_ctx;	 /* concurrent worker requests */
-	unsigned client_ctx;	 /* concurrent client requests */
+	unsigned heartbeat_ms; /* a worker silent 3x this long is gone */
+	unsigned worker_ctx;   /* concurrent worker requests */
+	unsigned client_ctx;   /* concurrent client requests */
 };
 
-struct wconn;	 /* a connected worker */
-struct task;	 /* a task in flight */
+struct wconn;    /* a connected worker */
+struct task;     /* a task in flight */
 struct follower; /* a held FOLLOW request */
 
 struct master {

@@ -39,102 +39,97 @@
 
 /* Database names of enum om_host_state; must match the CHECK in migration 1. */
 static const char *const state_names[] = {
-	[OM_HS_QUEUED] = "queued",
-	[OM_HS_DISPATCHED] = "dispatched",
-	[OM_HS_RUNNING] = "running",
-	[OM_HS_OK] = "ok",
-	[OM_HS_FAILED] = "failed",
-	[OM_HS_UNREACHABLE] = "unreachable",
-	[OM_HS_TIMEOUT] = "timeout",
-	[OM_HS_CANCELLED] = "cancelled",
-	[OM_HS_SKIPPED] = "skipped",
-	[OM_HS_LOST] = "lost",
+        [OM_HS_QUEUED] = "queued",   [OM_HS_DISPATCHED] = "dispatched",
+        [OM_HS_RUNNING] = "running", [OM_HS_OK] = "ok",
+        [OM_HS_FAILED] = "failed",   [OM_HS_UNREACHABLE] = "unreachable",
+        [OM_HS_TIMEOUT] = "timeout", [OM_HS_CANCELLED] = "cancelled",
+        [OM_HS_SKIPPED] = "skipped", [OM_HS_LOST] = "lost",
 };
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == OM_HS_COUNT_,
-	"state_names must cover enum om_host_state");
+               "state_names must cover enum om_host_state");
 
 /*
  * Versioned migrations: entry i is version i + 1.  Append only; an applied
  * migration is never edited, a change is a new entry.
  */
 static const char *const migrations[] = {
-	/* 1: inventory, workers, jobs, per-host results, tasks and job events. */
-	"CREATE TABLE hosts ("
-	" name text PRIMARY KEY,"
-	" addr text NOT NULL,"
-	" port int NOT NULL CHECK (port BETWEEN 1 AND 65535),"
-	" ssh_user text,"
-	" idc text NOT NULL,"
-	" groups text[] NOT NULL DEFAULT '{}',"
-	" created_at timestamptz NOT NULL DEFAULT now(),"
-	" updated_at timestamptz NOT NULL DEFAULT now());"
-	"CREATE TABLE workers ("
-	" id bigserial PRIMARY KEY,"
-	" name text UNIQUE NOT NULL,"
-	" idc text NOT NULL,"
-	" fingerprint text NOT NULL,"
-	" first_seen timestamptz NOT NULL DEFAULT now(),"
-	" last_seen timestamptz NOT NULL DEFAULT now());"
-	"CREATE TABLE jobs ("
-	" id bigserial PRIMARY KEY,"
-	" created_at timestamptz NOT NULL DEFAULT now(),"
-	" created_by text NOT NULL,"
-	" selector text NOT NULL,"
-	" module text NOT NULL,"
-	" param_keys text[] NOT NULL,"
-	" param_vals text[] NOT NULL,"
-	" timeout_s int NOT NULL,"
-	" forks int NOT NULL,"
-	" state text NOT NULL DEFAULT 'running' CHECK (state IN ('running','done')),"
-	" nhosts int NOT NULL,"
-	" last_event bigint NOT NULL DEFAULT 0,"
-	" finished_at timestamptz);"
-	"CREATE TABLE job_hosts ("
-	" job_id bigint REFERENCES jobs ON DELETE CASCADE,"
-	" host text,"
-	" idc text NOT NULL,"
-	" addr text NOT NULL,"
-	" port int NOT NULL,"
-	" ssh_user text,"
-	" state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued','dispatched',"
-	"'running','ok','failed','unreachable','timeout','cancelled','skipped','lost')),"
-	" exit_code int,"
-	" reason text,"
-	" task_id bigint,"
-	" worker text,"
-	" started_at timestamptz,"
-	" finished_at timestamptz,"
-	" duration_ms bigint,"
-	" PRIMARY KEY (job_id, host));"
-	/* The completion check looks only for unfinished hosts of a job: keep
-	 * it from scanning every finished host of a 100k-host job per batch. */
-	"CREATE INDEX job_hosts_open ON job_hosts (job_id) WHERE state NOT IN"
-	" ('ok','failed','unreachable','timeout','cancelled','skipped','lost');"
-	"CREATE INDEX job_hosts_task ON job_hosts (task_id);"
-	"CREATE TABLE tasks ("
-	" id bigserial PRIMARY KEY,"
-	" job_id bigint REFERENCES jobs ON DELETE CASCADE,"
-	" idc text NOT NULL,"
-	" worker text NOT NULL,"
-	" created_at timestamptz NOT NULL DEFAULT now());"
-	"CREATE INDEX tasks_job ON tasks (job_id);"
-	"CREATE TABLE job_events ("
-	" job_id bigint REFERENCES jobs ON DELETE CASCADE,"
-	" id bigint,"
-	" kind smallint NOT NULL CHECK (kind IN (1, 2, 3)),"
-	" host text,"
-	" stream smallint,"
-	" seq bigint,"
-	" data bytea,"
-	" state text,"
-	" exit_code int,"
-	" reason text,"
-	" duration_ms bigint,"
-	" created_at timestamptz NOT NULL DEFAULT now(),"
-	" PRIMARY KEY (job_id, id));"
-	/* Exactly-once output: a re-sent chunk hits this and is dropped. */
-	"CREATE UNIQUE INDEX job_events_chunk ON job_events (job_id, host, stream, seq)"
-	" WHERE kind = 1;",
+        /* 1: inventory, workers, jobs, per-host results, tasks and job events. */
+        "CREATE TABLE hosts ("
+        " name text PRIMARY KEY,"
+        " addr text NOT NULL,"
+        " port int NOT NULL CHECK (port BETWEEN 1 AND 65535),"
+        " ssh_user text,"
+        " idc text NOT NULL,"
+        " groups text[] NOT NULL DEFAULT '{}',"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " updated_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE TABLE workers ("
+        " id bigserial PRIMARY KEY,"
+        " name text UNIQUE NOT NULL,"
+        " idc text NOT NULL,"
+        " fingerprint text NOT NULL,"
+        " first_seen timestamptz NOT NULL DEFAULT now(),"
+        " last_seen timestamptz NOT NULL DEFAULT now());"
+        "CREATE TABLE jobs ("
+        " id bigserial PRIMARY KEY,"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " created_by text NOT NULL,"
+        " selector text NOT NULL,"
+        " module text NOT NULL,"
+        " param_keys text[] NOT NULL,"
+        " param_vals text[] NOT NULL,"
+        " timeout_s int NOT NULL,"
+        " forks int NOT NULL,"
+        " state text NOT NULL DEFAULT 'running' CHECK (state IN ('running','done')),"
+        " nhosts int NOT NULL,"
+        " last_event bigint NOT NULL DEFAULT 0,"
+        " finished_at timestamptz);"
+        "CREATE TABLE job_hosts ("
+        " job_id bigint REFERENCES jobs ON DELETE CASCADE,"
+        " host text,"
+        " idc text NOT NULL,"
+        " addr text NOT NULL,"
+        " port int NOT NULL,"
+        " ssh_user text,"
+        " state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued','dispatched',"
+        "'running','ok','failed','unreachable','timeout','cancelled','skipped','lost')),"
+        " exit_code int,"
+        " reason text,"
+        " task_id bigint,"
+        " worker text,"
+        " started_at timestamptz,"
+        " finished_at timestamptz,"
+        " duration_ms bigint,"
+        " PRIMARY KEY (job_id, host));"
+        /* The completion check looks only for unfinished hosts of a job: keep
+         * it from scanning every finished host of a 100k-host job per batch. */
+        "CREATE INDEX job_hosts_open ON job_hosts (job_id) WHERE state NOT IN"
+        " ('ok','failed','unreachable','timeout','cancelled','skipped','lost');"
+        "CREATE INDEX job_hosts_task ON job_hosts (task_id);"
+        "CREATE TABLE tasks ("
+        " id bigserial PRIMARY KEY,"
+        " job_id bigint REFERENCES jobs ON DELETE CASCADE,"
+        " idc text NOT NULL,"
+        " worker text NOT NULL,"
+        " created_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE INDEX tasks_job ON tasks (job_id);"
+        "CREATE TABLE job_events ("
+        " job_id bigint REFERENCES jobs ON DELETE CASCADE,"
+        " id bigint,"
+        " kind smallint NOT NULL CHECK (kind IN (1, 2, 3)),"
+        " host text,"
+        " stream smallint,"
+        " seq bigint,"
+        " data bytea,"
+        " state text,"
+        " exit_code int,"
+        " reason text,"
+        " duration_ms bigint,"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " PRIMARY KEY (job_id, id));"
+        /* Exactly-once output: a re-sent chunk hits this and is dropped. */
+        "CREATE UNIQUE INDEX job_events_chunk ON job_events (job_id, host, stream, seq)"
+        " WHERE kind = 1;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -143,69 +138,69 @@ static const struct {
 	const char *name;
 	const char *sql;
 } prepared[] = {
-	/* Reserves $2 event ids of a job and locks its row until commit.  Sent
-	 * in job id order so concurrent batches of several masters cannot
-	 * deadlock, and first, so the completion check later in the batch sees
-	 * every other writer of the job committed.  A plain UPDATE takes FOR NO
-	 * KEY UPDATE: foreign-key checks (KEY SHARE) are not blocked. */
-	{"om_reserve", "UPDATE jobs SET last_event = last_event + $2::bigint"
-		       " WHERE id = $1::bigint"},
-	/* One chunk with id last_event - $6 from the reserved block.  A missing
-	 * job gives an id that the foreign key refuses: the batch fails instead
-	 * of silently dropping output. */
-	{"om_chunk", "INSERT INTO job_events (job_id, id, kind, host, stream, seq, data)"
-		     " SELECT $1::bigint, coalesce((SELECT last_event FROM jobs"
-		     " WHERE id = $1::bigint), 0) - $6::bigint, 1,"
-		     " $2::text, $3::smallint, $4::bigint, $5::bytea"
-		     " ON CONFLICT (job_id, host, stream, seq) WHERE kind = 1 DO NOTHING"},
-	/* One host state.  Final states are sticky; only a final state that
-	 * actually moved the host gets an event (id last_event - $7). */
-	{"om_state", "WITH u AS (UPDATE job_hosts SET state = $3::text, reason = $5::text,"
-		     " exit_code = CASE WHEN $3::text IN " FINAL_STATES " THEN $4::int END,"
-		     " duration_ms = CASE WHEN $3::text IN " FINAL_STATES " THEN $6::bigint END,"
-		     " started_at = CASE WHEN $3::text = 'running'"
-		     " THEN coalesce(started_at, now()) ELSE started_at END,"
-		     " finished_at = CASE WHEN $3::text IN " FINAL_STATES " THEN now() END"
-		     " WHERE job_id = $1::bigint AND host = $2::text"
-		     " AND state NOT IN " FINAL_STATES " RETURNING 1)"
-		     " INSERT INTO job_events (job_id, id, kind, host, state, exit_code, reason,"
-		     " duration_ms)"
-		     " SELECT $1::bigint, j.last_event - $7::bigint, 2, $2::text, $3::text, $4::int,"
-		     " $5::text, $6::bigint FROM jobs j"
-		     " WHERE j.id = $1::bigint AND $3::text IN " FINAL_STATES
-		     " AND EXISTS (SELECT 1 FROM u)"},
-	/* Job completion, once: all hosts final and not yet done.  Its id is
-	 * the last of the block. */
-	{"om_done", "WITH d AS (UPDATE jobs SET state = 'done', finished_at = now()"
-		    " WHERE id = $1::bigint AND state <> 'done' AND NOT EXISTS (SELECT 1"
-		    " FROM job_hosts WHERE job_id = $1::bigint AND state NOT IN " FINAL_STATES ")"
-		    " RETURNING last_event)"
-		    " INSERT INTO job_events (job_id, id, kind) SELECT $1::bigint, d.last_event, 3"
-		    " FROM d"},
-	/* A page of events plus the job's state in one snapshot; one row with
-	 * NULL event columns when there is nothing after the cursor. */
-	{"om_events", "SELECT j.state, e.id, e.kind, e.host, e.stream, e.data,"
-		      " e.state, e.exit_code, e.reason, e.duration_ms"
-		      " FROM jobs j LEFT JOIN LATERAL (SELECT * FROM job_events v"
-		      " WHERE v.job_id = j.id AND v.id > $2::bigint ORDER BY v.id"
-		      " LIMIT $3::bigint) e ON true"
-		      " WHERE j.id = $1::bigint ORDER BY e.id"},
-	{"om_host_put", "INSERT INTO hosts (name, addr, port, ssh_user, idc, groups)"
-			" VALUES ($1::text, $2::text, $3::int, $4::text, $5::text, $6::text[])"
-			" ON CONFLICT (name) DO UPDATE SET addr = EXCLUDED.addr,"
-			" port = EXCLUDED.port, ssh_user = EXCLUDED.ssh_user, idc = EXCLUDED.idc,"
-			" groups = EXCLUDED.groups, updated_at = now()"},
+        /* Reserves $2 event ids of a job and locks its row until commit.  Sent
+         * in job id order so concurrent batches of several masters cannot
+         * deadlock, and first, so the completion check later in the batch sees
+         * every other writer of the job committed.  A plain UPDATE takes FOR NO
+         * KEY UPDATE: foreign-key checks (KEY SHARE) are not blocked. */
+        {"om_reserve", "UPDATE jobs SET last_event = last_event + $2::bigint"
+                       " WHERE id = $1::bigint"},
+        /* One chunk with id last_event - $6 from the reserved block.  A missing
+         * job gives an id that the foreign key refuses: the batch fails instead
+         * of silently dropping output. */
+        {"om_chunk", "INSERT INTO job_events (job_id, id, kind, host, stream, seq, data)"
+                     " SELECT $1::bigint, coalesce((SELECT last_event FROM jobs"
+                     " WHERE id = $1::bigint), 0) - $6::bigint, 1,"
+                     " $2::text, $3::smallint, $4::bigint, $5::bytea"
+                     " ON CONFLICT (job_id, host, stream, seq) WHERE kind = 1 DO NOTHING"},
+        /* One host state.  Final states are sticky; only a final state that
+         * actually moved the host gets an event (id last_event - $7). */
+        {"om_state",
+         "WITH u AS (UPDATE job_hosts SET state = $3::text, reason = $5::text,"
+         " exit_code = CASE WHEN $3::text IN " FINAL_STATES " THEN $4::int END,"
+         " duration_ms = CASE WHEN $3::text IN " FINAL_STATES " THEN $6::bigint END,"
+         " started_at = CASE WHEN $3::text = 'running'"
+         " THEN coalesce(started_at, now()) ELSE started_at END,"
+         " finished_at = CASE WHEN $3::text IN " FINAL_STATES " THEN now() END"
+         " WHERE job_id = $1::bigint AND host = $2::text"
+         " AND state NOT IN " FINAL_STATES " RETURNING 1)"
+         " INSERT INTO job_events (job_id, id, kind, host, state, exit_code, reason,"
+         " duration_ms)"
+         " SELECT $1::bigint, j.last_event - $7::bigint, 2, $2::text, $3::text, $4::int,"
+         " $5::text, $6::bigint FROM jobs j"
+         " WHERE j.id = $1::bigint AND $3::text IN " FINAL_STATES " AND EXISTS (SELECT 1 FROM u)"},
+        /* Job completion, once: all hosts final and not yet done.  Its id is
+         * the last of the block. */
+        {"om_done", "WITH d AS (UPDATE jobs SET state = 'done', finished_at = now()"
+                    " WHERE id = $1::bigint AND state <> 'done' AND NOT EXISTS (SELECT 1"
+                    " FROM job_hosts WHERE job_id = $1::bigint AND state NOT IN " FINAL_STATES ")"
+                    " RETURNING last_event)"
+                    " INSERT INTO job_events (job_id, id, kind) SELECT $1::bigint, d.last_event, 3"
+                    " FROM d"},
+        /* A page of events plus the job's state in one snapshot; one row with
+         * NULL event columns when there is nothing after the cursor. */
+        {"om_events", "SELECT j.state, e.id, e.kind, e.host, e.stream, e.data,"
+                      " e.state, e.exit_code, e.reason, e.duration_ms"
+                      " FROM jobs j LEFT JOIN LATERAL (SELECT * FROM job_events v"
+                      " WHERE v.job_id = j.id AND v.id > $2::bigint ORDER BY v.id"
+                      " LIMIT $3::bigint) e ON true"
+                      " WHERE j.id = $1::bigint ORDER BY e.id"},
+        {"om_host_put", "INSERT INTO hosts (name, addr, port, ssh_user, idc, groups)"
+                        " VALUES ($1::text, $2::text, $3::int, $4::text, $5::text, $6::text[])"
+                        " ON CONFLICT (name) DO UPDATE SET addr = EXCLUDED.addr,"
+                        " port = EXCLUDED.port, ssh_user = EXCLUDED.ssh_user, idc = EXCLUDED.idc,"
+                        " groups = EXCLUDED.groups, updated_at = now()"},
 };
 #define NPREPARED ((int)(sizeof(prepared) / sizeof(prepared[0])))
 
 struct om_store {
 	PGconn *conn;
-	int version;	/* highest applied migration */
-	bool prepared;	/* statements above exist in this session */
-	bool broken;	/* protocol state unknown (e.g. pipeline not drained): reset */
-	int npipe;	/* queries sent in the open pipeline */
-	int pipe_err;	/* first failure while sending the open pipeline */
-	bool have_msg;	/* err already holds the first failure of this call */
+	int version;   /* highest applied migration */
+	bool prepared; /* statements above exist in this session */
+	bool broken;   /* protocol state unknown (e.g. pipeline not drained): reset */
+	int npipe;     /* queries sent in the open pipeline */
+	int pipe_err;  /* first failure while sending the open pipeline */
+	bool have_msg; /* err already holds the first failure of this call */
 	char err[512];
 };
 
@@ -406,7 +401,7 @@ utf8_clean(const char *s, char *out, size_t max)
 		}
 		/* overlong, surrogate or past U+10FFFF */
 		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
-			(cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
 			goto bad;
 		if (o + need + 1 > max)
 			break;
@@ -414,7 +409,7 @@ utf8_clean(const char *s, char *out, size_t max)
 		o += need + 1;
 		p += need + 1;
 		continue;
-bad:
+	bad:
 		out[o++] = '?';
 		p++;
 	}
@@ -434,12 +429,24 @@ notice_drop(void *arg, const char *msg)
 static int
 session_setup(struct om_store *st)
 {
+	PGresult *r;
+
 	PQsetNoticeProcessor(st->conn, notice_drop, NULL);
 	/* Text is UTF-8 end to end (reasons are cleaned to it). */
 	if (PQsetClientEncoding(st->conn, "UTF8") != 0) {
 		set_err(st, "set client encoding", PQerrorMessage(st->conn));
 		return OM_EDB;
 	}
+	/* Every wait has a bound: a stuck statement or lock fails the call, the
+	 * caller retries (workers keep unacknowledged results meanwhile). */
+	r = PQexec(st->conn, "SET statement_timeout = '30s'; SET lock_timeout = '15s'; "
+			     "SET idle_in_transaction_session_timeout = '60s'");
+	if (!res_ok(r)) {
+		set_err_res(st, "set timeouts", r);
+		PQclear(r);
+		return OM_EDB;
+	}
+	PQclear(r);
 	return 0;
 }
 
@@ -510,7 +517,7 @@ store_ready(struct om_store *st)
 /* Runs one parameterized statement; text params, results in format rfmt. */
 static PGresult *
 run(struct om_store *st, const char *what, const char *sql, int n, const char *const *vals,
-	int rfmt)
+    int rfmt)
 {
 	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, rfmt);
 
@@ -548,7 +555,7 @@ pipe_sql(struct om_store *st, const char *sql)
 
 static int
 pipe_send(struct om_store *st, const char *stmt, int n, const char *const *vals, const int *lens,
-	const int *fmts)
+          const int *fmts)
 {
 	if (st->pipe_err)
 		return st->pipe_err;
@@ -645,12 +652,13 @@ migrate(struct om_store *st)
 	if (run_cmd(st, "migration lock", "SELECT pg_advisory_lock($1::bigint)", 1, kp) != 0)
 		return OM_EDB;
 	if ((rv = run_cmd(st, "schema_migrations",
-		     "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY,"
-		     " applied_at timestamptz NOT NULL DEFAULT now())",
-		     0, NULL)) != 0)
+	                  "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY,"
+	                  " applied_at timestamptz NOT NULL DEFAULT now())",
+	                  0, NULL)) != 0)
 		goto out;
-	if ((r = run(st, "schema version", "SELECT coalesce(max(version), 0) FROM schema_migrations",
-		     0, NULL, 0)) == NULL) {
+	if ((r = run(st, "schema version",
+	             "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL, 0)) ==
+	    NULL) {
 		rv = OM_EDB;
 		goto out;
 	}
@@ -670,9 +678,11 @@ migrate(struct om_store *st)
 			goto out;
 		}
 		PQclear(r);
-		if ((rv = run_cmd(st, "migration", "INSERT INTO schema_migrations (version)"
-			     " VALUES ($1::int)", 1, vp)) != 0 ||
-			(rv = run_cmd(st, "migration commit", "COMMIT", 0, NULL)) != 0) {
+		if ((rv = run_cmd(st, "migration",
+		                  "INSERT INTO schema_migrations (version)"
+		                  " VALUES ($1::int)",
+		                  1, vp)) != 0 ||
+		    (rv = run_cmd(st, "migration commit", "COMMIT", 0, NULL)) != 0) {
 			rollback(st);
 			goto out;
 		}
@@ -681,7 +691,7 @@ migrate(struct om_store *st)
 	st->version = have > NMIGRATIONS ? have : NMIGRATIONS;
 out:
 	PQclear(PQexecParams(st->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, kp, NULL,
-		NULL, 0));
+	                     NULL, 0));
 	return rv;
 }
 
@@ -698,7 +708,15 @@ om_store_open(struct om_store **out, const char *conninfo, char *err, size_t err
 		return OM_EINVAL;
 	if ((st = om_calloc(1, sizeof(*st))) == NULL)
 		return OM_ENOMEM;
-	if ((st->conn = PQconnectdb(conninfo)) == NULL) {
+	{
+		/* Bounded waits unless the conninfo says otherwise (it is expanded
+		 * after these, so its own settings win). */
+		static const char *const keys[] = {"connect_timeout", "keepalives_idle",
+			"keepalives_interval", "keepalives_count", "dbname", NULL};
+		const char *vals[] = {"10", "30", "10", "3", conninfo, NULL};
+		st->conn = PQconnectdbParams(keys, vals, 1);
+	}
+	if (st->conn == NULL) {
 		om_free(st);
 		return OM_ENOMEM;
 	}
@@ -707,8 +725,7 @@ om_store_open(struct om_store **out, const char *conninfo, char *err, size_t err
 		rv = OM_EDB;
 		goto fail;
 	}
-	if ((rv = session_setup(st)) != 0 || (rv = migrate(st)) != 0 ||
-		(rv = prepare_all(st)) != 0)
+	if ((rv = session_setup(st)) != 0 || (rv = migrate(st)) != 0 || (rv = prepare_all(st)) != 0)
 		goto fail;
 	*out = st;
 	return 0;
@@ -748,7 +765,7 @@ host_check(const struct om_host *h)
 	uint32_t i;
 
 	if (h->name == NULL || h->addr == NULL || h->idc == NULL || h->port > 65535 ||
-		(h->ngroups > 0 && h->groups == NULL))
+	    (h->ngroups > 0 && h->groups == NULL))
 		return OM_EINVAL;
 	for (i = 0; i < h->ngroups; i++)
 		if (h->groups[i] == NULL)
@@ -818,8 +835,10 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 		return rv;
 	/* binary results: groups arrive as a self-describing array, no parsing of
 	 * quoted literals */
-	if ((r = run(st, "hosts load", "SELECT name, addr, port, ssh_user, idc, groups FROM hosts"
-		     " ORDER BY name COLLATE \"C\"", 0, NULL, 1)) == NULL)
+	if ((r = run(st, "hosts load",
+	             "SELECT name, addr, port, ssh_user, idc, groups FROM hosts"
+	             " ORDER BY name COLLATE \"C\"",
+	             0, NULL, 1)) == NULL)
 		return OM_EDB;
 	rows = PQntuples(r);
 	if ((hs = om_calloc((size_t)rows, sizeof(*hs))) == NULL) {
@@ -836,12 +855,12 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 			h->user = om_strndup(PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3));
 		h->idc = om_strndup(PQgetvalue(r, i, 4), (size_t)PQgetlength(r, i, 4));
 		if (h->name == NULL || h->addr == NULL || h->idc == NULL ||
-			(h->user == NULL && !PQgetisnull(r, i, 3))) {
+		    (h->user == NULL && !PQgetisnull(r, i, 3))) {
 			rv = OM_ENOMEM;
 			break;
 		}
 		rv = bin_text_array(PQgetvalue(r, i, 5), PQgetlength(r, i, 5), &h->groups,
-			&h->ngroups);
+		                    &h->ngroups);
 		if (rv != 0) {
 			if (rv == OM_EPROTO)
 				set_err(st, "hosts load", "malformed groups array");
@@ -860,7 +879,7 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 
 int
 om_store_worker_seen(struct om_store *st, const char *name, const char *idc,
-	const char *fingerprint, uint64_t *worker_id)
+                     const char *fingerprint, uint64_t *worker_id)
 {
 	const char *v[3] = {name, idc, fingerprint};
 	PGresult *r;
@@ -870,10 +889,12 @@ om_store_worker_seen(struct om_store *st, const char *name, const char *idc,
 		return OM_EINVAL;
 	if ((rv = store_ready(st)) != 0)
 		return rv;
-	if ((r = run(st, "worker seen", "INSERT INTO workers (name, idc, fingerprint)"
-		     " VALUES ($1::text, $2::text, $3::text) ON CONFLICT (name) DO UPDATE"
-		     " SET idc = EXCLUDED.idc, fingerprint = EXCLUDED.fingerprint,"
-		     " last_seen = now() RETURNING id", 3, v, 0)) == NULL)
+	if ((r = run(st, "worker seen",
+	             "INSERT INTO workers (name, idc, fingerprint)"
+	             " VALUES ($1::text, $2::text, $3::text) ON CONFLICT (name) DO UPDATE"
+	             " SET idc = EXCLUDED.idc, fingerprint = EXCLUDED.fingerprint,"
+	             " last_seen = now() RETURNING id",
+	             3, v, 0)) == NULL)
 		return OM_EDB;
 	rv = PQntuples(r) == 1 ? parse_u64(PQgetvalue(r, 0, 0), worker_id) : OM_EPROTO;
 	PQclear(r);
@@ -895,9 +916,11 @@ om_store_workers_load(struct om_store *st, struct om_worker_info **out, size_t *
 	*n = 0;
 	if ((rv = store_ready(st)) != 0)
 		return rv;
-	if ((r = run(st, "workers load", "SELECT name, idc, fingerprint,"
-		     " (extract(epoch FROM last_seen) * 1000)::bigint FROM workers"
-		     " ORDER BY idc COLLATE \"C\", name COLLATE \"C\"", 0, NULL, 0)) == NULL)
+	if ((r = run(st, "workers load",
+	             "SELECT name, idc, fingerprint,"
+	             " (extract(epoch FROM last_seen) * 1000)::bigint FROM workers"
+	             " ORDER BY idc COLLATE \"C\", name COLLATE \"C\"",
+	             0, NULL, 0)) == NULL)
 		return OM_EDB;
 	rows = PQntuples(r);
 	if ((ws = om_calloc((size_t)rows, sizeof(*ws))) == NULL) {
@@ -928,7 +951,7 @@ om_store_workers_load(struct om_store *st, struct om_worker_info **out, size_t *
 
 int
 om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
-	const struct om_host *hosts, size_t n, uint64_t *job_id)
+                    const struct om_host *hosts, size_t n, uint64_t *job_id)
 {
 	struct om_buf a[7]; /* keys, vals, names, idcs, addrs, ports, users */
 	char timeout[16], forks[16], nh[16];
@@ -938,15 +961,15 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	int rv = 0, k;
 
 	if (spec == NULL || spec->user == NULL || spec->selector == NULL || spec->module == NULL ||
-		(spec->nparams > 0 && spec->params == NULL) || spec->timeout_s > INT32_MAX ||
-		spec->forks > INT32_MAX || n > INT32_MAX)
+	    (spec->nparams > 0 && spec->params == NULL) || spec->timeout_s > INT32_MAX ||
+	    spec->forks > INT32_MAX || n > INT32_MAX)
 		return OM_EINVAL;
 	for (i = 0; i < spec->nparams; i++)
 		if (spec->params[i].key == NULL)
 			return OM_EINVAL;
 	for (i = 0; i < n; i++)
 		if (hosts[i].name == NULL || hosts[i].addr == NULL || hosts[i].idc == NULL ||
-			hosts[i].port > 65535)
+		    hosts[i].port > 65535)
 			return OM_EINVAL;
 	if ((rv = store_ready(st)) != 0)
 		return rv;
@@ -990,20 +1013,20 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	/* One statement is one transaction.  A job without hosts is done at
 	 * once, with its job-done event, so a follower does not wait forever. */
 	r = run(st, "job create",
-		"WITH j AS (INSERT INTO jobs (created_by, selector, module, param_keys, param_vals,"
-		" timeout_s, forks, nhosts, state, last_event, finished_at)"
-		" VALUES ($1::text, $2::text, $3::text, $4::text[], $5::text[], $6::int, $7::int,"
-		" $8::int, CASE WHEN $8::int = 0 THEN 'done' ELSE 'running' END,"
-		" CASE WHEN $8::int = 0 THEN 1 ELSE 0 END,"
-		" CASE WHEN $8::int = 0 THEN now() END) RETURNING id, state),"
-		" h AS (INSERT INTO job_hosts (job_id, host, idc, addr, port, ssh_user)"
-		" SELECT j.id, u.host, u.idc, u.addr, u.port, u.ssh_user FROM j,"
-		" unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[])"
-		" AS u(host, idc, addr, port, ssh_user)),"
-		" e AS (INSERT INTO job_events (job_id, id, kind)"
-		" SELECT j.id, 1, 3 FROM j WHERE j.state = 'done')"
-		" SELECT id FROM j",
-		13, v, 0);
+	        "WITH j AS (INSERT INTO jobs (created_by, selector, module, param_keys, param_vals,"
+	        " timeout_s, forks, nhosts, state, last_event, finished_at)"
+	        " VALUES ($1::text, $2::text, $3::text, $4::text[], $5::text[], $6::int, $7::int,"
+	        " $8::int, CASE WHEN $8::int = 0 THEN 'done' ELSE 'running' END,"
+	        " CASE WHEN $8::int = 0 THEN 1 ELSE 0 END,"
+	        " CASE WHEN $8::int = 0 THEN now() END) RETURNING id, state),"
+	        " h AS (INSERT INTO job_hosts (job_id, host, idc, addr, port, ssh_user)"
+	        " SELECT j.id, u.host, u.idc, u.addr, u.port, u.ssh_user FROM j,"
+	        " unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[])"
+	        " AS u(host, idc, addr, port, ssh_user)),"
+	        " e AS (INSERT INTO job_events (job_id, id, kind)"
+	        " SELECT j.id, 1, 3 FROM j WHERE j.state = 'done')"
+	        " SELECT id FROM j",
+	        13, v, 0);
 	if (r == NULL) {
 		rv = OM_EDB;
 		goto out;
@@ -1021,7 +1044,7 @@ out:
 
 int
 om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, const char *worker,
-	const char *const *hosts, size_t n, uint64_t *task_id)
+                     const char *const *hosts, size_t n, uint64_t *task_id)
 {
 	struct om_buf names;
 	char jid[24];
@@ -1059,14 +1082,14 @@ om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, cons
 	/* Only queued hosts move: one already dispatched (by another master, or
 	 * an earlier task) must not run twice. */
 	r = PQexecParams(st->conn,
-		"WITH t AS (INSERT INTO tasks (job_id, idc, worker)"
-		" VALUES ($1::bigint, $2::text, $3::text) RETURNING id),"
-		" u AS (UPDATE job_hosts h SET state = 'dispatched', task_id = t.id,"
-		" worker = $3::text FROM t WHERE h.job_id = $1::bigint"
-		" AND h.host = ANY($4::text[]) AND h.state = 'queued' RETURNING 1)"
-		" SELECT t.id, (SELECT count(*) FROM u),"
-		" (SELECT count(DISTINCT x) FROM unnest($4::text[]) x) FROM t",
-		4, NULL, v, NULL, NULL, 0);
+	                 "WITH t AS (INSERT INTO tasks (job_id, idc, worker)"
+	                 " VALUES ($1::bigint, $2::text, $3::text) RETURNING id),"
+	                 " u AS (UPDATE job_hosts h SET state = 'dispatched', task_id = t.id,"
+	                 " worker = $3::text FROM t WHERE h.job_id = $1::bigint"
+	                 " AND h.host = ANY($4::text[]) AND h.state = 'queued' RETURNING 1)"
+	                 " SELECT t.id, (SELECT count(*) FROM u),"
+	                 " (SELECT count(DISTINCT x) FROM unnest($4::text[]) x) FROM t",
+	                 4, NULL, v, NULL, NULL, 0);
 	if (!res_ok(r)) {
 		set_err_res(st, "task create", r);
 		/* foreign key: the job does not exist */
@@ -1075,8 +1098,8 @@ om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, cons
 		goto out;
 	}
 	if (PQntuples(r) != 1 || parse_u64(PQgetvalue(r, 0, 0), task_id) != 0 ||
-		parse_u64(PQgetvalue(r, 0, 1), &moved) != 0 ||
-		parse_u64(PQgetvalue(r, 0, 2), &want) != 0) {
+	    parse_u64(PQgetvalue(r, 0, 1), &moved) != 0 ||
+	    parse_u64(PQgetvalue(r, 0, 2), &want) != 0) {
 		set_err(st, "task create", "unexpected result");
 		rv = OM_EDB;
 	} else if (moved != want) {
@@ -1112,14 +1135,14 @@ state_final(uint32_t s)
 
 static int
 ingest_check(const struct om_store_chunk *chunks, size_t nchunks,
-	const struct om_store_state *states, size_t nstates)
+             const struct om_store_state *states, size_t nstates)
 {
 	size_t i;
 
 	for (i = 0; i < nchunks; i++) {
 		const struct om_store_chunk *c = &chunks[i];
 		if (c->job_id == 0 || c->job_id > INT64_MAX || c->host == NULL ||
-			c->stream > INT16_MAX || c->seq > INT64_MAX || (c->len && c->data == NULL))
+		    c->stream > INT16_MAX || c->seq > INT64_MAX || (c->len && c->data == NULL))
 			return OM_EINVAL;
 		if (c->len > OM_MAX_FRAME)
 			return OM_EMSGSIZE;
@@ -1127,7 +1150,7 @@ ingest_check(const struct om_store_chunk *chunks, size_t nchunks,
 	for (i = 0; i < nstates; i++) {
 		const struct om_store_state *s = &states[i];
 		if (s->job_id == 0 || s->job_id > INT64_MAX || s->host == NULL ||
-			s->state >= OM_HS_COUNT_ || s->duration_ms > INT64_MAX)
+		    s->state >= OM_HS_COUNT_ || s->duration_ms > INT64_MAX)
 			return OM_EINVAL;
 	}
 	return 0;
@@ -1166,7 +1189,7 @@ job_next(struct ingest_job *j, char *out, size_t cap)
 /* The distinct jobs of a batch in id order, with their block sizes. */
 static int
 ingest_jobs(const struct om_store_chunk *chunks, size_t nchunks,
-	const struct om_store_state *states, size_t nstates, struct ingest_job **out, size_t *n)
+            const struct om_store_state *states, size_t nstates, struct ingest_job **out, size_t *n)
 {
 	struct ingest_job *jobs, *j;
 	size_t i, o = 0, total = nchunks + nstates;
@@ -1198,7 +1221,7 @@ ingest_jobs(const struct om_store_chunk *chunks, size_t nchunks,
 
 int
 om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t nchunks,
-	const struct om_store_state *states, size_t nstates)
+                const struct om_store_state *states, size_t nstates)
 {
 	static const int chunk_fmts[6] = {0, 0, 0, 0, 1, 0}; /* data is binary bytea */
 	static const char empty[1] = "";
@@ -1228,8 +1251,8 @@ om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t
 	for (i = 0; i < nchunks && st->pipe_err == 0; i++) {
 		const struct om_store_chunk *c = &chunks[i];
 		char stream[8];
-		const char *v[6] = {jid, c->host, stream, num, c->len ? (const char *)c->data : empty,
-			back};
+		const char *v[6] = {
+		        jid, c->host, stream, num, c->len ? (const char *)c->data : empty, back};
 		int lens[6] = {0, 0, 0, 0, (int)c->len, 0};
 
 		snprintf(jid, sizeof(jid), "%" PRIu64, c->job_id);
@@ -1240,8 +1263,9 @@ om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t
 	}
 	for (i = 0; i < nstates && st->pipe_err == 0; i++) {
 		const struct om_store_state *s = &states[i];
-		const char *v[7] = {jid, s->host, state_names[s->state], num,
-			s->reason ? reason : NULL, num2, back};
+		const char *v[7] = {
+		        jid,  s->host, state_names[s->state], num, s->reason ? reason : NULL,
+		        num2, back};
 
 		snprintf(jid, sizeof(jid), "%" PRIu64, s->job_id);
 		snprintf(num, sizeof(num), "%" PRId32, s->exit_code);
@@ -1287,7 +1311,7 @@ event_fill(const PGresult *r, int row, struct om_event *e)
 	e->id = (uint64_t)bin_int(r, row, 1);
 	e->kind = (uint32_t)bin_int(r, row, 2);
 	if (!PQgetisnull(r, row, 3) &&
-		(e->host = om_strndup(PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3))) == NULL)
+	    (e->host = om_strndup(PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3))) == NULL)
 		return OM_ENOMEM;
 	e->stream = (uint32_t)bin_int(r, row, 4);
 	if (!PQgetisnull(r, row, 5) && PQgetlength(r, row, 5) > 0) {
@@ -1307,8 +1331,7 @@ event_fill(const PGresult *r, int row, struct om_event *e)
 	}
 	e->exit_code = (int32_t)bin_int(r, row, 7);
 	if (!PQgetisnull(r, row, 8) &&
-		(e->reason = om_strndup(PQgetvalue(r, row, 8), (size_t)PQgetlength(r, row, 8))) ==
-			NULL)
+	    (e->reason = om_strndup(PQgetvalue(r, row, 8), (size_t)PQgetlength(r, row, 8))) == NULL)
 		return OM_ENOMEM;
 	e->duration_ms = (uint64_t)bin_int(r, row, 9);
 	return 0;
@@ -1316,7 +1339,7 @@ event_fill(const PGresult *r, int row, struct om_event *e)
 
 int
 om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
-	struct om_event **out, size_t *n, bool *done)
+                     struct om_event **out, size_t *n, bool *done)
 {
 	char jid[24], cur[24], lim[24];
 	const char *v[3] = {jid, cur, lim};

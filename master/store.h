@@ -35,13 +35,13 @@ int om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n);
 
 /* Records a worker presenting a key: upsert by name, last_seen = now. */
 int om_store_worker_seen(struct om_store *st, const char *name, const char *idc,
-	const char *fingerprint, uint64_t *worker_id);
+                         const char *fingerprint, uint64_t *worker_id);
 /* All known workers ordered by IDC, name; connected/running left false/0.
  * Caller frees with om_workers_free (om/msg.h). */
 int om_store_workers_load(struct om_store *st, struct om_worker_info **out, size_t *n);
 
 struct om_job_spec {
-	const char *user;     /* who submitted (token name for now) */
+	const char *user; /* who submitted (token name for now) */
 	const char *selector;
 	const char *module;
 	const struct om_kv *params;
@@ -55,11 +55,11 @@ struct om_job_spec {
  * queued, with the host's IDC, address, port and user as resolved now).
  */
 int om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
-	const struct om_host *hosts, size_t n, uint64_t *job_id);
+                        const struct om_host *hosts, size_t n, uint64_t *job_id);
 
 /* One transaction: a task row; its hosts (by name) become dispatched. */
-int om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc,
-	const char *worker, const char *const *hosts, size_t n, uint64_t *task_id);
+int om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, const char *worker,
+                         const char *const *hosts, size_t n, uint64_t *task_id);
 
 struct om_store_chunk {
 	uint64_t job_id;
@@ -87,7 +87,7 @@ struct om_store_state {
  * whole batch is durable: only then may it be acknowledged.
  */
 int om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t nchunks,
-	const struct om_store_state *states, size_t nstates);
+                    const struct om_store_state *states, size_t nstates);
 
 /*
  * Events of a job with id > cursor in id order, at most limit.  *done is
@@ -95,7 +95,7 @@ int om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, si
  * exists.  Caller frees with om_events_free (om/msg.h).  OM_ENOTFOUND: no such job.
  */
 int om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
-	struct om_event **out, size_t *n, bool *done);
+                         struct om_event **out, size_t *n, bool *done);
 
 /* Last error text from libpq (for logs); valid until the next call. */
 const char *om_store_errmsg(struct om_store *st);

@@ -277,7 +277,7 @@ om_log(enum om_log_level level, const char *fmt, ...)
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	pthread_mutex_lock(&log_lock);
 	fprintf(stderr, "%s.%03ldZ %s[%d]: %s: ", when, ts.tv_nsec / 1000000, log_prog,
-		(int)getpid(), names[level]);
+	        (int)getpid(), names[level]);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);

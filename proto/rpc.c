@@ -47,12 +47,12 @@ struct om_rpc_client {
 	nng_dialer dialer;
 	struct om_rpc_client_opts opts;
 	struct om_keypair local; /* copy: opts.local points here */
-	struct om_buf hello;	 /* encoded HELLO/AUTH */
-	pthread_mutex_t lock;	 /* guards chan, have_chan, handshake */
+	struct om_buf hello;     /* encoded HELLO/AUTH */
+	pthread_mutex_t lock;    /* guards chan, have_chan, handshake */
 	struct om_chan chan;
 	bool have_chan;
 	uint64_t generation; /* bumps at every new session */
-	bool shut;	     /* om_rpc_client_shutdown was called */
+	bool shut;           /* om_rpc_client_shutdown was called */
 };
 
 int
@@ -133,7 +133,7 @@ om_rpc_client_close(struct om_rpc_client *c)
 /* One request/reply exchange of raw frames on a fresh context. */
 static int
 client_exchange(struct om_rpc_client *c, const uint8_t *frame, size_t n, nng_msg **reply,
-	int timeout_ms)
+                int timeout_ms)
 {
 	nng_ctx ctx;
 	nng_aio *aio = NULL;
@@ -183,13 +183,13 @@ client_handshake(struct om_rpc_client *c, struct om_msg *welcome)
 	memset(&ans, 0, sizeof(ans));
 	om_buf_init(&frame, OM_MAX_FRAME_PREAUTH);
 	rv = om_chan_initiate(c->opts.pattern, c->opts.local, c->opts.master_pub, c->hello.data,
-		c->hello.len, &hs, &frame);
+	                      c->hello.len, &hs, &frame);
 	if (rv == 0)
 		rv = client_exchange(c, frame.data, frame.len, &reply, c->opts.connect_timeout_ms);
 	if (rv == 0) {
 		om_chan_wipe(&c->chan);
 		rv = om_chan_complete(hs, nng_msg_body(reply), nng_msg_len(reply), &c->chan,
-			payload, sizeof(payload), &plen);
+		                      payload, sizeof(payload), &plen);
 	}
 	if (rv == 0)
 		rv = om_msg_decode(payload, plen, &ans);
@@ -239,7 +239,7 @@ client_reset(struct om_rpc_client *c, uint64_t generation)
 
 static int
 client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg *rep,
-	int timeout_ms)
+                 int timeout_ms)
 {
 	struct om_buf frame, plain;
 	nng_msg *reply = NULL;
@@ -266,7 +266,7 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
 		goto out;
 	}
 	if (om_frame_peek(nng_msg_body(reply), nng_msg_len(reply), &type, &sid) == 0 &&
-		type == OM_FRAME_RESET) {
+	    type == OM_FRAME_RESET) {
 		client_reset(c, gen);
 		rv = OM_ESESSION;
 		goto out;
@@ -316,9 +316,9 @@ struct om_rpc_work {
 	nng_aio *aio;
 	nng_ctx ctx;
 	enum work_state state;
-	nng_msg *msg;		    /* the request frame while queued/owned */
-	struct om_rpc_work *next;   /* queue link */
-	struct om_rpc_req req;	    /* handed to the owner */
+	nng_msg *msg;             /* the request frame while queued/owned */
+	struct om_rpc_work *next; /* queue link */
+	struct om_rpc_req req;    /* handed to the owner */
 };
 
 struct om_rpc_session {
@@ -412,7 +412,7 @@ om_rpc_server_open(struct om_rpc_server **out, const struct om_rpc_server_opts *
 		w->srv = s;
 		w->req.work_ = w;
 		if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0 ||
-			(rv = nng_ctx_open(&w->ctx, s->sock)) != 0)
+		    (rv = nng_ctx_open(&w->ctx, s->sock)) != 0)
 			goto fail_sock;
 	}
 	if ((rv = nng_listen(s->sock, opts->url, NULL, 0)) != 0)
@@ -574,7 +574,7 @@ work_process(struct om_rpc_server *s, struct om_rpc_work *w)
 			return false;
 		}
 		rv = om_chan_accept(&s->key, s->opts.patterns, data, n, &pat, &r->hs_, payload,
-			sizeof(payload), &plen);
+		                    sizeof(payload), &plen);
 		if (rv == 0)
 			rv = om_msg_decode(payload, plen, &r->msg);
 		om_wipe(payload, sizeof(payload));
@@ -655,7 +655,7 @@ om_rpc_server_take(struct om_rpc_server *s)
 
 int
 om_rpc_accept(struct om_rpc_req *r, const struct om_msg *reply, void *user,
-	struct om_rpc_session **session)
+              struct om_rpc_session **session)
 {
 	struct om_rpc_work *w = r->work_;
 	struct om_rpc_server *s = w->srv;
@@ -713,8 +713,8 @@ om_rpc_refuse(struct om_rpc_req *r, int code, const char *text)
 	memset(&tmp, 0, sizeof(tmp));
 	/* The refusal travels encrypted inside message 2; the keys are thrown away. */
 	if (om_msg_encode(&err, &payload) == 0 && payload.err == 0 &&
-		om_chan_respond(r->hs_, 0, payload.data, payload.len, &tmp, &frame) == 0 &&
-		frame.err == 0) {
+	    om_chan_respond(r->hs_, 0, payload.data, payload.len, &tmp, &frame) == 0 &&
+	    frame.err == 0) {
 		req_clear(r);
 		work_send(w, frame.data, frame.len);
 	} else {

@@ -25,12 +25,12 @@
 #include "plugins.h"
 #include "ssh.h"
 
-#define POLL_WAIT_MS 2000
-#define CALL_TIMEOUT_MS 15000
-#define HEARTBEAT_MS 5000
+#define POLL_WAIT_MS     2000
+#define CALL_TIMEOUT_MS  15000
+#define HEARTBEAT_MS     5000
 #define OUTBOX_MAX_BYTES (64u << 20) /* producers block beyond this: backpressure */
 #define REPORT_MAX_BYTES (4u << 20)
-#define MAX_COMMAND 65536
+#define MAX_COMMAND      65536
 
 struct config {
 	const char *name, *idc, *master_url, *master_key_hex, *key_path;
@@ -41,7 +41,7 @@ struct config {
 
 struct outitem {
 	bool is_result;
-	struct om_chunk chunk;	 /* owned data */
+	struct om_chunk chunk;   /* owned data */
 	struct om_result result; /* owned reason */
 	size_t bytes;
 	struct outitem *next;
@@ -152,7 +152,7 @@ outbox_flush_once(struct worker *w)
 		return rv;
 	if (rep.type != OM_MSG_ACK) {
 		om_warn("master refused a report: %s",
-			rep.type == OM_MSG_ERROR && rep.u.error.text ? rep.u.error.text : "?");
+		        rep.type == OM_MSG_ERROR && rep.u.error.text ? rep.u.error.text : "?");
 		om_msg_release(&rep);
 		return OM_EPROTO;
 	}
@@ -205,7 +205,7 @@ sender_main(void *arg)
 			break;
 		if (rv != 0) {
 			om_warn("cannot deliver results to the master (%s), retrying in %d ms",
-				om_strerror(rv), backoff);
+			        om_strerror(rv), backoff);
 			nap(backoff);
 			backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
 		} else {
@@ -236,7 +236,7 @@ task_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
 		if (it == NULL || (it->chunk.data = om_malloc(take)) == NULL) {
 			om_free(it);
 			om_err("out of memory: output of task %llu lost",
-				(unsigned long long)t->task.task_id);
+			       (unsigned long long)t->task.task_id);
 			return;
 		}
 		memcpy(it->chunk.data, data, take);
@@ -254,14 +254,14 @@ task_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
 
 static void
 task_done(void *arg, size_t host, int state, int exit_code, const char *reason,
-	uint64_t duration_ms)
+          uint64_t duration_ms)
 {
 	struct task_run *t = arg;
 	struct outitem *it = om_calloc(1, sizeof(*it));
 
 	if (it == NULL) {
 		om_err("out of memory: result of task %llu lost",
-			(unsigned long long)t->task.task_id);
+		       (unsigned long long)t->task.task_id);
 		return;
 	}
 	it->is_result = true;
@@ -292,7 +292,7 @@ task_fail_all(struct task_run *t, const char *reason)
  */
 static int
 task_command(struct task_run *t, const struct om_plugin *p, struct om_buf *cmd, char *err,
-	size_t errlen)
+             size_t errlen)
 {
 	const char **keys, **vals;
 	struct om_plugin_args args;
@@ -353,11 +353,11 @@ task_main(void *arg)
 
 	om_buf_init(&cmd, MAX_COMMAND + 256);
 	om_info("task %llu of job %llu: module '%s' on %u hosts",
-		(unsigned long long)t->task.task_id, (unsigned long long)t->task.job_id,
-		t->task.module, t->task.nhosts);
+	        (unsigned long long)t->task.task_id, (unsigned long long)t->task.job_id,
+	        t->task.module, t->task.nhosts);
 	if ((p = om_plugins_find(w->plugins, t->task.module)) == NULL) {
 		snprintf(err, sizeof(err), "module '%s' is not installed on worker '%s'",
-			t->task.module, w->cfg.name);
+		         t->task.module, w->cfg.name);
 		task_fail_all(t, err);
 		goto out;
 	}
@@ -384,7 +384,7 @@ task_main(void *arg)
 	rv = om_ssh_run(&opts, targets, t->task.nhosts, (const char *)cmd.data, &stopping, &cb);
 	if (rv != 0) {
 		snprintf(err, sizeof(err), "worker '%s' cannot start SSH: %s", w->cfg.name,
-			om_strerror(rv));
+		         om_strerror(rv));
 		task_fail_all(t, err);
 	}
 out:
@@ -490,11 +490,10 @@ watcher_main(void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: om-worker --idc NAME --master URL --master-key HEX --key FILE\n"
-		"                 --enroll-secret-file FILE --ssh-key FILE --known-hosts FILE\n"
-		"                 [--name NAME] [--ssh-user USER] [--plugins DIR] [--forks N]\n"
-		"                 [--capacity TASKS] [--log-level error|warn|info|debug]\n");
+	fprintf(f, "usage: om-worker --idc NAME --master URL --master-key HEX --key FILE\n"
+	           "                 --enroll-secret-file FILE --ssh-key FILE --known-hosts FILE\n"
+	           "                 [--name NAME] [--ssh-user USER] [--plugins DIR] [--forks N]\n"
+	           "                 [--capacity TASKS] [--log-level error|warn|info|debug]\n");
 }
 
 static int
@@ -527,21 +526,21 @@ static int
 parse_args(int argc, char **argv, struct config *c)
 {
 	static const struct option opts[] = {
-		{"name", required_argument, NULL, 'n'},
-		{"idc", required_argument, NULL, 'i'},
-		{"master", required_argument, NULL, 'm'},
-		{"master-key", required_argument, NULL, 'K'},
-		{"key", required_argument, NULL, 'k'},
-		{"enroll-secret-file", required_argument, NULL, 's'},
-		{"ssh-key", required_argument, NULL, 'S'},
-		{"known-hosts", required_argument, NULL, 'H'},
-		{"ssh-user", required_argument, NULL, 'u'},
-		{"plugins", required_argument, NULL, 'p'},
-		{"forks", required_argument, NULL, 'f'},
-		{"capacity", required_argument, NULL, 'c'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"name", required_argument, NULL, 'n'},
+	        {"idc", required_argument, NULL, 'i'},
+	        {"master", required_argument, NULL, 'm'},
+	        {"master-key", required_argument, NULL, 'K'},
+	        {"key", required_argument, NULL, 'k'},
+	        {"enroll-secret-file", required_argument, NULL, 's'},
+	        {"ssh-key", required_argument, NULL, 'S'},
+	        {"known-hosts", required_argument, NULL, 'H'},
+	        {"ssh-user", required_argument, NULL, 'u'},
+	        {"plugins", required_argument, NULL, 'p'},
+	        {"forks", required_argument, NULL, 'f'},
+	        {"capacity", required_argument, NULL, 'c'},
+	        {"log-level", required_argument, NULL, 'l'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	static char host[256];
 	int ch;
@@ -554,16 +553,36 @@ parse_args(int argc, char **argv, struct config *c)
 	c->log_level = OM_LOG_INFO;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'n': c->name = optarg; break;
-		case 'i': c->idc = optarg; break;
-		case 'm': c->master_url = optarg; break;
-		case 'K': c->master_key_hex = optarg; break;
-		case 'k': c->key_path = optarg; break;
-		case 's': c->secret_path = optarg; break;
-		case 'S': c->ssh_key = optarg; break;
-		case 'H': c->known_hosts = optarg; break;
-		case 'u': c->ssh_user = optarg; break;
-		case 'p': c->plugin_dir = optarg; break;
+		case 'n':
+			c->name = optarg;
+			break;
+		case 'i':
+			c->idc = optarg;
+			break;
+		case 'm':
+			c->master_url = optarg;
+			break;
+		case 'K':
+			c->master_key_hex = optarg;
+			break;
+		case 'k':
+			c->key_path = optarg;
+			break;
+		case 's':
+			c->secret_path = optarg;
+			break;
+		case 'S':
+			c->ssh_key = optarg;
+			break;
+		case 'H':
+			c->known_hosts = optarg;
+			break;
+		case 'u':
+			c->ssh_user = optarg;
+			break;
+		case 'p':
+			c->plugin_dir = optarg;
+			break;
 		case 'f':
 			if (parse_uint(optarg, 1, 10000, &c->forks) != 0)
 				return fprintf(stderr, "om-worker: --forks wants 1..10000\n"), -1;
@@ -574,16 +593,22 @@ parse_args(int argc, char **argv, struct config *c)
 			break;
 		case 'l':
 			if (parse_level(optarg, &c->log_level) != 0)
-				return fprintf(stderr, "om-worker: unknown log level '%s'\n", optarg), -1;
+				return fprintf(stderr, "om-worker: unknown log level '%s'\n",
+				               optarg),
+				       -1;
 			break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return -1;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
 		}
 	}
 	if (c->name == NULL && gethostname(host, sizeof(host) - 1) == 0)
 		c->name = host;
 	if (!c->idc || !c->master_url || !c->master_key_hex || !c->key_path || !c->secret_path ||
-		!c->ssh_key || !c->known_hosts) {
+	    !c->ssh_key || !c->known_hosts) {
 		usage(stderr);
 		return -1;
 	}
@@ -649,7 +674,7 @@ main(int argc, char **argv)
 		om_info("generated a new worker key in '%s'", w.cfg.key_path);
 	if ((rv = read_secret(w.cfg.secret_path, &secret)) != 0) {
 		om_err("cannot read enrollment secret '%s': %s", w.cfg.secret_path,
-			om_strerror(rv));
+		       om_strerror(rv));
 		return 1;
 	}
 	{
@@ -691,13 +716,13 @@ main(int argc, char **argv)
 		rv = om_rpc_connect(w.rpc, &welcome);
 		if (rv == 0) {
 			om_info("connected to master %s as worker id %llu", w.cfg.master_url,
-				(unsigned long long)welcome.u.welcome.worker_id);
+			        (unsigned long long)welcome.u.welcome.worker_id);
 			om_msg_release(&welcome);
 			break;
 		}
 		if (rv == OM_EAUTH) {
 			om_err("master refused this worker: %s",
-				welcome.u.error.text ? welcome.u.error.text : "no reason given");
+			       welcome.u.error.text ? welcome.u.error.text : "no reason given");
 			om_msg_release(&welcome);
 		} else {
 			om_warn("master %s not reachable: %s", w.cfg.master_url, om_strerror(rv));

@@ -26,19 +26,18 @@ plugin_check(const struct om_plugins *p, const struct om_plugin *d, const char *
 	}
 	if (d->abi_major != OM_PLUGIN_ABI_MAJOR || d->abi_minor > OM_PLUGIN_ABI_MINOR) {
 		om_err("plugin '%s': ABI %u.%u, worker supports %u.0-%u.%u", file, d->abi_major,
-			d->abi_minor, OM_PLUGIN_ABI_MAJOR, OM_PLUGIN_ABI_MAJOR,
-			OM_PLUGIN_ABI_MINOR);
+		       d->abi_minor, OM_PLUGIN_ABI_MAJOR, OM_PLUGIN_ABI_MAJOR, OM_PLUGIN_ABI_MINOR);
 		return -1;
 	}
 	if (d->struct_size < offsetof(struct om_plugin, spare) || d->name == NULL ||
-		d->version == NULL || d->remote_command == NULL) {
+	    d->version == NULL || d->remote_command == NULL) {
 		om_err("plugin '%s': incomplete descriptor", file);
 		return -1;
 	}
 	for (i = 0; i < p->n; i++) {
 		if (strcmp(p->desc[i]->name, d->name) == 0) {
 			om_err("plugin '%s': module '%s' version %s already loaded (version %s)",
-				file, d->name, d->version, p->desc[i]->version);
+			       file, d->name, d->version, p->desc[i]->version);
 			return -1;
 		}
 	}

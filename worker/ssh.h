@@ -28,10 +28,10 @@ struct om_ssh_target {
 };
 
 struct om_ssh_opts {
-	const char *privkey;	 /* ed25519 private key file (OpenSSH format) */
-	const char *known_hosts; /* OpenSSH known_hosts file */
-	unsigned concurrency;	 /* hosts in flight at once, >= 1 */
-	unsigned timeout_s;	 /* whole run per host (connect to exit); 0: none */
+	const char *privkey;        /* ed25519 private key file (OpenSSH format) */
+	const char *known_hosts;    /* OpenSSH known_hosts file */
+	unsigned concurrency;       /* hosts in flight at once, >= 1 */
+	unsigned timeout_s;         /* whole run per host (connect to exit); 0: none */
 	unsigned connect_timeout_s; /* connect + handshake + auth; 0: 10 */
 };
 
@@ -46,7 +46,7 @@ struct om_ssh_cb {
 	 * (NULL for ok); exit_code is -1 when there is none.
 	 */
 	void (*done)(void *arg, size_t host, int state, int exit_code, const char *reason,
-		uint64_t duration_ms);
+	             uint64_t duration_ms);
 	void *arg;
 };
 
@@ -58,6 +58,6 @@ struct om_ssh_cb {
  * was made).
  */
 int om_ssh_run(const struct om_ssh_opts *opts, const struct om_ssh_target *hosts, size_t n,
-	const char *command, const volatile int *cancel, const struct om_ssh_cb *cb);
+               const char *command, const volatile int *cancel, const struct om_ssh_cb *cb);
 
 #endif

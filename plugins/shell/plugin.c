@@ -9,12 +9,12 @@
 #include <omserver/plugin.h>
 
 static const struct om_plugin_param shell_params[] = {
-	{"cmd", "string", 1, NULL, "shell command line to run on each host"},
+        {"cmd", "string", 1, NULL, "shell command line to run on each host"},
 };
 
 static int
 shell_remote_command(const struct om_plugin_args *args, char *out, size_t cap, char *err,
-	size_t errlen)
+                     size_t errlen)
 {
 	size_t i, len;
 
@@ -38,16 +38,16 @@ shell_remote_command(const struct om_plugin_args *args, char *out, size_t cap, c
 }
 
 static const struct om_plugin shell_plugin = {
-	.magic = OM_PLUGIN_MAGIC,
-	.abi_major = OM_PLUGIN_ABI_MAJOR,
-	.abi_minor = OM_PLUGIN_ABI_MINOR,
-	.struct_size = sizeof(struct om_plugin),
-	.name = "shell",
-	.version = "0.1.0",
-	.description = "run a command line through the remote shell",
-	.params = shell_params,
-	.nparams = sizeof(shell_params) / sizeof(shell_params[0]),
-	.remote_command = shell_remote_command,
+        .magic = OM_PLUGIN_MAGIC,
+        .abi_major = OM_PLUGIN_ABI_MAJOR,
+        .abi_minor = OM_PLUGIN_ABI_MINOR,
+        .struct_size = sizeof(struct om_plugin),
+        .name = "shell",
+        .version = "0.1.0",
+        .description = "run a command line through the remote shell",
+        .params = shell_params,
+        .nparams = sizeof(shell_params) / sizeof(shell_params[0]),
+        .remote_command = shell_remote_command,
 };
 
 OM_PLUGIN_DECLARE(shell_plugin)

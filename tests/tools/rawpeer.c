@@ -52,7 +52,8 @@ main(int argc, char **argv)
 	nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 10);
 	nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, 100);
 	if ((rv = nng_dialer_start(d, 0)) != 0) {
-		fprintf(stderr, "om-rawpeer: cannot connect to %s: %s\n", argv[1], nng_strerror(rv));
+		fprintf(stderr, "om-rawpeer: cannot connect to %s: %s\n", argv[1],
+		        nng_strerror(rv));
 		return 1;
 	}
 	for (i = 0; i < count; i++) {

@@ -114,9 +114,15 @@ static void
 test_shell_quote(void **state)
 {
 	static const char *cases[] = {
-		"plain", "", "it's", "''", "a'b'c", "$(id)", "`id`", "; touch /tmp/PWNED",
-		"\"double\"", "back\\slash", "new\nline", "-oProxyCommand=x", "*", "$HOME",
-		"tab\there", "!event", "a b  c",
+	        "plain",      "",
+	        "it's",       "''",
+	        "a'b'c",      "$(id)",
+	        "`id`",       "; touch /tmp/PWNED",
+	        "\"double\"", "back\\slash",
+	        "new\nline",  "-oProxyCommand=x",
+	        "*",          "$HOME",
+	        "tab\there",  "!event",
+	        "a b  c",
 	};
 	struct om_buf b;
 	size_t i;
@@ -167,13 +173,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_buf_bound),
-		cmocka_unit_test(test_buf_printf_long),
-		cmocka_unit_test(test_alloc_failure),
-		cmocka_unit_test(test_hex),
-		cmocka_unit_test(test_shell_quote),
-		cmocka_unit_test(test_files),
-		cmocka_unit_test(test_strerror),
+	        cmocka_unit_test(test_buf_bound),     cmocka_unit_test(test_buf_printf_long),
+	        cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_hex),
+	        cmocka_unit_test(test_shell_quote),   cmocka_unit_test(test_files),
+	        cmocka_unit_test(test_strerror),
 	};
 	return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

@@ -273,12 +273,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_call),
-		cmocka_unit_test(test_refused),
-		cmocka_unit_test(test_wrong_master_key),
-		cmocka_unit_test(test_pattern_not_allowed),
-		cmocka_unit_test(test_server_restart_resets_session),
-		cmocka_unit_test(test_unpermitted_op_dropped),
+	        cmocka_unit_test(test_call),
+	        cmocka_unit_test(test_refused),
+	        cmocka_unit_test(test_wrong_master_key),
+	        cmocka_unit_test(test_pattern_not_allowed),
+	        cmocka_unit_test(test_server_restart_resets_session),
+	        cmocka_unit_test(test_unpermitted_op_dropped),
 	};
 	return cmocka_run_group_tests_name("rpc", tests, NULL, NULL);
 }

@@ -25,8 +25,8 @@
 #include "store.h"
 
 struct fx {
-	PGconn *admin;	     /* the admin database: create, drop, terminate */
-	PGconn *db;	     /* the test database: checks behind the store's back */
+	PGconn *admin; /* the admin database: create, drop, terminate */
+	PGconn *db;    /* the test database: checks behind the store's back */
 	struct om_store *st;
 	char dbname[64];
 	char conninfo[2048]; /* the admin conninfo with dbname replaced */
@@ -235,16 +235,16 @@ test_migrations(void **state)
 
 	assert_true(om_store_schema_version(f->st) >= 1);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations", 0, NULL),
-		om_store_schema_version(f->st));
+	                 om_store_schema_version(f->st));
 	/* a second master opening the same database applies nothing */
 	assert_int_equal(om_store_open(&again, f->conninfo, err, sizeof(err)), 0);
 	assert_int_equal(om_store_schema_version(again), om_store_schema_version(f->st));
 	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations", 0, NULL),
-		om_store_schema_version(f->st));
+	                 om_store_schema_version(f->st));
 	om_store_close(again);
 	/* the lock is not left behind */
-	assert_int_equal(q_int(f, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", 0,
-		NULL), 0);
+	assert_int_equal(
+	        q_int(f, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", 0, NULL), 0);
 }
 
 static void
@@ -255,7 +255,8 @@ test_open_bad(void **state)
 
 	(void)fx_of(state);
 	assert_int_equal(om_store_open(&st, "host=/nonexistent-dir port=1 connect_timeout=2", err,
-		sizeof(err)), OM_EDB);
+	                               sizeof(err)),
+	                 OM_EDB);
 	assert_null(st);
 	assert_true(err[0] != '\0');
 }
@@ -267,8 +268,8 @@ test_hosts(void **state)
 	char *g1[] = {"web", "a b", "q\"x\\y", "NULL", "{}"};
 	char *g2[] = {"db"};
 	struct om_host in[2] = {
-		{"web1", "10.0.0.1", "root", "dc1", 2222, g1, 5},
-		{"db1", "db1.example", NULL, "dc2", 0, NULL, 0},
+	        {"web1", "10.0.0.1", "root", "dc1", 2222, g1, 5},
+	        {"db1", "db1.example", NULL, "dc2", 0, NULL, 0},
 	};
 	struct om_host *out = NULL;
 	size_t n = 0, i;
@@ -359,10 +360,16 @@ test_job_rows(void **state)
 
 	snprintf(jid, sizeof(jid), "%" PRIu64, job);
 	assert_int_equal(q_int(f, "SELECT nhosts FROM jobs WHERE id = $1", 1, v), 3);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM job_hosts WHERE job_id = $1"
-		" AND state = 'dispatched' AND task_id IS NOT NULL AND worker = 'w1'", 1, v), 3);
-	r = PQexecParams(f->db, "SELECT param_keys[1], param_vals[1], param_vals[2] IS NULL"
-		" FROM jobs WHERE id = $1", 1, NULL, v, NULL, NULL, 0);
+	assert_int_equal(
+	        q_int(f,
+	              "SELECT count(*) FROM job_hosts WHERE job_id = $1"
+	              " AND state = 'dispatched' AND task_id IS NOT NULL AND worker = 'w1'",
+	              1, v),
+	        3);
+	r = PQexecParams(f->db,
+	                 "SELECT param_keys[1], param_vals[1], param_vals[2] IS NULL"
+	                 " FROM jobs WHERE id = $1",
+	                 1, NULL, v, NULL, NULL, 0);
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	assert_string_equal(PQgetvalue(r, 0, 0), "cmd");
 	assert_string_equal(PQgetvalue(r, 0, 1), "echo \"hi\" \\ {x,y}");
@@ -373,7 +380,7 @@ test_job_rows(void **state)
 	assert_int_equal(om_store_task_create(f->st, job, "dc1", "w2", nohost, 1, &task), OM_EBUSY);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM tasks WHERE job_id = $1", 1, v), 1);
 	assert_int_equal(om_store_task_create(f->st, 999999, "dc1", "w2", hn, 1, &task),
-		OM_ENOTFOUND);
+	                 OM_ENOTFOUND);
 	/* the store is usable after those failures */
 	assert_int_equal(q_int(f, "SELECT count(*) FROM tasks WHERE worker = 'w2'", 0, NULL), 0);
 	make_job(f, "jr2", 1);
@@ -498,8 +505,11 @@ test_states_and_done(void **state)
 	s[0] = hstate(job, "st-0", OM_HS_RUNNING, 0, NULL);
 	s[1] = hstate(job, "st-1", OM_HS_RUNNING, 0, NULL);
 	assert_int_equal(om_store_ingest(f->st, NULL, 0, s, 2), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM job_hosts WHERE job_id = $1"
-		" AND state = 'running' AND started_at IS NOT NULL", 1, v), 2);
+	assert_int_equal(q_int(f,
+	                       "SELECT count(*) FROM job_hosts WHERE job_id = $1"
+	                       " AND state = 'running' AND started_at IS NOT NULL",
+	                       1, v),
+	                 2);
 	assert_int_equal(om_store_events_read(f->st, job, 0, 10, &ev, &n, &done), 0);
 	assert_int_equal(n, 0);
 	assert_false(done);
@@ -510,9 +520,11 @@ test_states_and_done(void **state)
 	assert_int_equal(om_store_ingest(f->st, c, 1, s, 1), 0);
 	s[0] = hstate(job, "st-0", OM_HS_FAILED, 3, "late");
 	assert_int_equal(om_store_ingest(f->st, NULL, 0, s, 1), 0);
-	r = PQexecParams(f->db, "SELECT state, exit_code, reason IS NULL, duration_ms,"
-		" finished_at IS NOT NULL FROM job_hosts WHERE job_id = $1 AND host = 'st-0'",
-		1, NULL, v, NULL, NULL, 0);
+	r = PQexecParams(
+	        f->db,
+	        "SELECT state, exit_code, reason IS NULL, duration_ms,"
+	        " finished_at IS NOT NULL FROM job_hosts WHERE job_id = $1 AND host = 'st-0'",
+	        1, NULL, v, NULL, NULL, 0);
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	assert_string_equal(PQgetvalue(r, 0, 0), "ok");
 	assert_string_equal(PQgetvalue(r, 0, 1), "0");
@@ -549,10 +561,14 @@ test_states_and_done(void **state)
 	assert_true(done);
 	cursor = ev[1].id;
 	om_events_free(ev, n);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 3",
-		1, v), 1);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'done'"
-		" AND finished_at IS NOT NULL", 1, v), 1);
+	assert_int_equal(
+	        q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 3", 1, v),
+	        1);
+	assert_int_equal(q_int(f,
+	                       "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'done'"
+	                       " AND finished_at IS NOT NULL",
+	                       1, v),
+	                 1);
 	/* nothing after the cursor and the job is done */
 	assert_int_equal(om_store_events_read(f->st, job, cursor, 10, &ev, &n, &done), 0);
 	assert_int_equal(n, 0);
@@ -595,7 +611,7 @@ test_missing_job(void **state)
 	bool done = true;
 
 	assert_int_equal(om_store_events_read(f->st, 987654321, 0, 10, &ev, &n, &done),
-		OM_ENOTFOUND);
+	                 OM_ENOTFOUND);
 	assert_null(ev);
 	assert_int_equal(n, 0);
 	assert_int_equal(om_store_events_read(f->st, 0, 0, 10, &ev, &n, &done), OM_ENOTFOUND);
@@ -622,8 +638,11 @@ test_batch_rollback(void **state)
 	assert_true(strlen(om_store_errmsg(f->st)) > 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1", 1, v), 0);
 	assert_int_equal(q_int(f, "SELECT last_event FROM jobs WHERE id = $1", 1, v), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM job_hosts WHERE job_id = $1"
-		" AND state = 'dispatched'", 1, v), 1);
+	assert_int_equal(q_int(f,
+	                       "SELECT count(*) FROM job_hosts WHERE job_id = $1"
+	                       " AND state = 'dispatched'",
+	                       1, v),
+	                 1);
 	/* bad input is refused before any SQL */
 	c[1] = chunk(job, NULL, 1, 1, "x", 1);
 	assert_int_equal(om_store_ingest(f->st, c, 2, NULL, 0), OM_EINVAL);
@@ -652,8 +671,10 @@ test_reconnect(void **state)
 	PGresult *r;
 
 	/* kill every session of the test database (the store's and ours) */
-	r = PQexecParams(f->admin, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-		" WHERE datname = $1", 1, NULL, v, NULL, NULL, 0);
+	r = PQexecParams(f->admin,
+	                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+	                 " WHERE datname = $1",
+	                 1, NULL, v, NULL, NULL, 0);
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	PQclear(r);
 	usleep(200 * 1000);
@@ -717,13 +738,15 @@ test_ingest_timing(void **state)
 	assert_int_equal(om_store_ingest(f->st, NULL, 0, s, NHOST), 0);
 	ms_states = ms_since(&t0);
 	snprintf(jid, sizeof(jid), "%" PRIu64, job);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 1",
-		1, v), NCHUNK);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 3",
-		1, v), 1);
+	assert_int_equal(
+	        q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 1", 1, v),
+	        NCHUNK);
+	assert_int_equal(
+	        q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 3", 1, v),
+	        1);
 	printf("  ingest of %d chunks x %zu bytes in one call: %.1f ms (re-sent as duplicates: "
 	       "%.1f ms); %d final states: %.1f ms\n",
-		NCHUNK, sizeof(line), ms, ms_dup, NHOST, ms_states);
+	       NCHUNK, sizeof(line), ms, ms_dup, NHOST, ms_states);
 	free(c);
 }
 
@@ -731,20 +754,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_migrations),
-		cmocka_unit_test(test_open_bad),
-		cmocka_unit_test(test_hosts),
-		cmocka_unit_test(test_workers),
-		cmocka_unit_test(test_job_rows),
-		cmocka_unit_test(test_bytes_exact),
-		cmocka_unit_test(test_duplicates),
-		cmocka_unit_test(test_paging),
-		cmocka_unit_test(test_states_and_done),
-		cmocka_unit_test(test_empty_job),
-		cmocka_unit_test(test_missing_job),
-		cmocka_unit_test(test_batch_rollback),
-		cmocka_unit_test(test_reconnect),
-		cmocka_unit_test(test_ingest_timing),
+	        cmocka_unit_test(test_migrations),      cmocka_unit_test(test_open_bad),
+	        cmocka_unit_test(test_hosts),           cmocka_unit_test(test_workers),
+	        cmocka_unit_test(test_job_rows),        cmocka_unit_test(test_bytes_exact),
+	        cmocka_unit_test(test_duplicates),      cmocka_unit_test(test_paging),
+	        cmocka_unit_test(test_states_and_done), cmocka_unit_test(test_empty_job),
+	        cmocka_unit_test(test_missing_job),     cmocka_unit_test(test_batch_rollback),
+	        cmocka_unit_test(test_reconnect),       cmocka_unit_test(test_ingest_timing),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OM_PLUGIN_MAGIC 0x4f4d5031u /* "OMP1" */
+#define OM_PLUGIN_MAGIC     0x4f4d5031u /* "OMP1" */
 #define OM_PLUGIN_ABI_MAJOR 0
 #define OM_PLUGIN_ABI_MINOR 1
 
@@ -58,15 +58,15 @@ struct om_plugin {
 	 * Must not keep pointers to args after returning.
 	 */
 	int (*remote_command)(const struct om_plugin_args *args, char *out, size_t cap, char *err,
-		size_t errlen);
+	                      size_t errlen);
 	void *spare[8]; /* must be NULL */
 };
 
-#define OM_PLUGIN_DECLARE(desc)                                                                  \
-	OM_PLUGIN_EXPORT const struct om_plugin *om_plugin_descriptor(void);                     \
-	const struct om_plugin *om_plugin_descriptor(void)                                       \
-	{                                                                                        \
-		return &(desc);                                                                  \
+#define OM_PLUGIN_DECLARE(desc)                                                                    \
+	OM_PLUGIN_EXPORT const struct om_plugin *om_plugin_descriptor(void);                       \
+	const struct om_plugin *om_plugin_descriptor(void)                                         \
+	{                                                                                          \
+		return &(desc);                                                                    \
 	}
 
 #endif

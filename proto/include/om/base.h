@@ -39,8 +39,7 @@ void om_buf_init(struct om_buf *b, size_t max);
 /* Appends n bytes; OM_EMSGSIZE past max, OM_ENOMEM; sets b->err on failure. */
 int om_buf_append(struct om_buf *b, const void *p, size_t n);
 int om_buf_putc(struct om_buf *b, uint8_t c);
-int om_buf_printf(struct om_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int om_buf_printf(struct om_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Empties the buffer and clears err, keeps the allocation. */
 void om_buf_reset(struct om_buf *b);
 /* Frees the contents; the buffer may be reused after om_buf_init. */
@@ -66,9 +65,9 @@ enum om_log_level { OM_LOG_ERROR, OM_LOG_WARN, OM_LOG_INFO, OM_LOG_DEBUG };
 /* Process-wide: program name shown in each line and the threshold. */
 void om_log_setup(const char *prog, enum om_log_level level);
 void om_log(enum om_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define om_err(...) om_log(OM_LOG_ERROR, __VA_ARGS__)
-#define om_warn(...) om_log(OM_LOG_WARN, __VA_ARGS__)
-#define om_info(...) om_log(OM_LOG_INFO, __VA_ARGS__)
+#define om_err(...)   om_log(OM_LOG_ERROR, __VA_ARGS__)
+#define om_warn(...)  om_log(OM_LOG_WARN, __VA_ARGS__)
+#define om_info(...)  om_log(OM_LOG_INFO, __VA_ARGS__)
 #define om_debug(...) om_log(OM_LOG_DEBUG, __VA_ARGS__)
 
 /* Reads a whole regular file of at most max bytes; caller frees *out. */

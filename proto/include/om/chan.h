@@ -28,23 +28,23 @@
 #include "om/base.h"
 #include "om/noise.h"
 
-#define OM_CHAN_VERSION 1
-#define OM_FRAME_HS1 'H'
-#define OM_FRAME_HS2 'h'
-#define OM_FRAME_DATA 'D'
-#define OM_FRAME_RESET 'R' /* 'R' | sid(8), unauthenticated: no such session (om/rpc.h) */
-#define OM_FRAME_HDR 17		  /* type + sid + counter */
-#define OM_REPLAY_WINDOW 1024	  /* counters behind the highest still accepted */
+#define OM_CHAN_VERSION        1
+#define OM_FRAME_HS1           'H'
+#define OM_FRAME_HS2           'h'
+#define OM_FRAME_DATA          'D'
+#define OM_FRAME_RESET         'R'  /* 'R' | sid(8), unauthenticated: no such session (om/rpc.h) */
+#define OM_FRAME_HDR           17   /* type + sid + counter */
+#define OM_REPLAY_WINDOW       1024 /* counters behind the highest still accepted */
 #define OM_CHAN_MAX_HS_PAYLOAD 4096 /* handshake payloads are small */
-#define OM_CHAN_MAX_HS_FRAME 8192   /* HS1/HS2 bound before any crypto (= OM_MAX_FRAME_PREAUTH) */
+#define OM_CHAN_MAX_HS_FRAME   8192 /* HS1/HS2 bound before any crypto (= OM_MAX_FRAME_PREAUTH) */
 
 /* The prologue binds the frame version and the role into the handshake hash. */
 #define OM_PROLOGUE_WORKER "omserver/1 worker"
 #define OM_PROLOGUE_CLIENT "omserver/1 client"
 
 struct om_replay {
-	uint64_t top;				/* highest counter accepted + 1; 0 = none yet */
-	uint64_t bits[OM_REPLAY_WINDOW / 64];	/* bit (c % WINDOW) set: counter c seen */
+	uint64_t top;                         /* highest counter accepted + 1; 0 = none yet */
+	uint64_t bits[OM_REPLAY_WINDOW / 64]; /* bit (c % WINDOW) set: counter c seen */
 };
 
 void om_replay_init(struct om_replay *r);
@@ -54,14 +54,15 @@ int om_replay_check(const struct om_replay *r, uint64_t ctr);
 void om_replay_commit(struct om_replay *r, uint64_t ctr);
 
 struct om_chan {
-	uint64_t sid;			/* chosen by the responder, random */
-	uint8_t tx[OM_NOISE_KEYLEN];	/* our sending key */
-	uint8_t rx[OM_NOISE_KEYLEN];	/* the peer's sending key */
-	uint64_t tx_ctr;		/* next counter to send */
+	uint64_t sid;                /* chosen by the responder, random */
+	uint8_t tx[OM_NOISE_KEYLEN]; /* our sending key */
+	uint8_t rx[OM_NOISE_KEYLEN]; /* the peer's sending key */
+	uint64_t tx_ctr;             /* next counter to send */
 	struct om_replay rx_win;
-	uint8_t remote_static[OM_NOISE_KEYLEN]; /* peer static: worker (IK responder), master (initiator) */
+	uint8_t remote_static[OM_NOISE_KEYLEN]; /* peer static: worker (IK responder), master
+	                                           (initiator) */
 	bool has_remote_static;
-	int64_t established_ms;		/* om_now_ms at the handshake, for rekey by age */
+	int64_t established_ms; /* om_now_ms at the handshake, for rekey by age */
 };
 
 /*
@@ -71,15 +72,15 @@ struct om_chan {
  * master_pub is the pinned master static key.
  */
 int om_chan_initiate(enum om_noise_pattern pattern, const struct om_keypair *local,
-	const uint8_t master_pub[OM_NOISE_KEYLEN], const uint8_t *payload, size_t plen,
-	struct om_noise_hs **hs, struct om_buf *out);
+                     const uint8_t master_pub[OM_NOISE_KEYLEN], const uint8_t *payload, size_t plen,
+                     struct om_noise_hs **hs, struct om_buf *out);
 
 /*
  * Initiator, step 2: reads the HS2 frame, fills *c and the reply payload
  * (payload, cap bytes, length in *plen).  Frees nothing; the caller frees hs.
  */
 int om_chan_complete(struct om_noise_hs *hs, const uint8_t *frame, size_t n, struct om_chan *c,
-	uint8_t *payload, size_t cap, size_t *plen);
+                     uint8_t *payload, size_t cap, size_t *plen);
 
 /*
  * Responder, step 1: reads an HS1 frame with the master's static key.  The
@@ -88,15 +89,15 @@ int om_chan_complete(struct om_noise_hs *hs, const uint8_t *frame, size_t n, str
  * is set, and the initiator's payload is in payload (length in *plen).
  */
 int om_chan_accept(const struct om_keypair *master, unsigned allowed, const uint8_t *frame,
-	size_t n, enum om_noise_pattern *pattern, struct om_noise_hs **hs, uint8_t *payload,
-	size_t cap, size_t *plen);
+                   size_t n, enum om_noise_pattern *pattern, struct om_noise_hs **hs,
+                   uint8_t *payload, size_t cap, size_t *plen);
 
 /*
  * Responder, step 2: writes the HS2 frame (with sid and the reply payload)
  * to out and fills *c (sid, keys, remote static for IK).
  */
 int om_chan_respond(struct om_noise_hs *hs, uint64_t sid, const uint8_t *payload, size_t plen,
-	struct om_chan *c, struct om_buf *out);
+                    struct om_chan *c, struct om_buf *out);
 
 /* Appends one DATA frame sealing pt to out; advances tx_ctr. */
 int om_chan_seal(struct om_chan *c, const uint8_t *pt, size_t n, struct om_buf *out);

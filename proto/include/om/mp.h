@@ -49,7 +49,7 @@ enum om_mp_type {
 struct om_mpr {
 	const uint8_t *p;   /* next byte */
 	const uint8_t *end; /* one past the last byte */
-	int err;	    /* sticky first error */
+	int err;            /* sticky first error */
 };
 
 void om_mpr_init(struct om_mpr *r, const void *data, size_t n);
@@ -57,12 +57,12 @@ void om_mpr_init(struct om_mpr *r, const void *data, size_t n);
 enum om_mp_type om_mpr_peek(const struct om_mpr *r);
 
 /* Each returns 0 or a negative code and sets r->err; on error nothing is consumed. */
-int om_mpr_map(struct om_mpr *r, uint32_t *n);	 /* n <= remaining / 2 */
+int om_mpr_map(struct om_mpr *r, uint32_t *n);   /* n <= remaining / 2 */
 int om_mpr_array(struct om_mpr *r, uint32_t *n); /* n <= remaining */
 int om_mpr_str(struct om_mpr *r, const char **s, uint32_t *n);
 int om_mpr_bin(struct om_mpr *r, const uint8_t **p, uint32_t *n); /* bin or str */
-int om_mpr_uint(struct om_mpr *r, uint64_t *v);			  /* non-negative ints */
-int om_mpr_int(struct om_mpr *r, int64_t *v);			  /* any int in range */
+int om_mpr_uint(struct om_mpr *r, uint64_t *v);                   /* non-negative ints */
+int om_mpr_int(struct om_mpr *r, int64_t *v);                     /* any int in range */
 int om_mpr_bool(struct om_mpr *r, bool *v);
 int om_mpr_nil(struct om_mpr *r);
 /* Skips one whole object of any type, nesting capped at OM_MP_MAX_DEPTH. */

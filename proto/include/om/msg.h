@@ -22,17 +22,17 @@
 #define OM_PROTO_VERSION 1
 
 /* Limits enforced by the decoder (and respected by encoders). */
-#define OM_MAX_NAME 255	       /* host, worker, IDC, group, module names */
-#define OM_MAX_TEXT 4096       /* reasons, messages, selectors */
-#define OM_MAX_PARAM 65536     /* one module parameter value */
-#define OM_MAX_PARAMS 64       /* parameters per task */
-#define OM_MAX_HOSTS 100000    /* hosts per task, list or add */
-#define OM_MAX_GROUPS 64       /* groups per host */
-#define OM_MAX_CHUNK 65536     /* bytes of output per chunk */
-#define OM_MAX_ITEMS 4096      /* chunks or results per report, events per reply */
-#define OM_MAX_WORKERS 4096    /* workers per list */
-#define OM_MAX_FRAME (8 << 20) /* any frame after authentication */
-#define OM_MAX_FRAME_PREAUTH 8192 /* handshake frames */
+#define OM_MAX_NAME          255       /* host, worker, IDC, group, module names */
+#define OM_MAX_TEXT          4096      /* reasons, messages, selectors */
+#define OM_MAX_PARAM         65536     /* one module parameter value */
+#define OM_MAX_PARAMS        64        /* parameters per task */
+#define OM_MAX_HOSTS         100000    /* hosts per task, list or add */
+#define OM_MAX_GROUPS        64        /* groups per host */
+#define OM_MAX_CHUNK         65536     /* bytes of output per chunk */
+#define OM_MAX_ITEMS         4096      /* chunks or results per report, events per reply */
+#define OM_MAX_WORKERS       4096      /* workers per list */
+#define OM_MAX_FRAME         (8 << 20) /* any frame after authentication */
+#define OM_MAX_FRAME_PREAUTH 8192      /* handshake frames */
 
 enum om_msg_type {
 	OM_MSG_NONE = 0,
@@ -44,21 +44,21 @@ enum om_msg_type {
 	OM_MSG_TASK = 5,      /* M->W: a task to run */
 	OM_MSG_NOTASK = 6,    /* M->W: nothing within wait_ms */
 	OM_MSG_REPORT = 7,    /* W->M: output chunks and host results */
-	OM_MSG_ACK = 8,	      /* M->W: everything in the report is durable */
+	OM_MSG_ACK = 8,       /* M->W: everything in the report is durable */
 	/* omctl <-> master */
-	OM_MSG_AUTH = 20,	  /* C->M, inside the handshake: the API token */
-	OM_MSG_AUTH_OK = 21,	  /* M->C, inside the handshake */
-	OM_MSG_SUBMIT = 22,	  /* C->M: run a job */
-	OM_MSG_SUBMITTED = 23,	  /* M->C: job id and matched hosts */
-	OM_MSG_FOLLOW = 24,	  /* C->M: events of a job after a cursor */
-	OM_MSG_EVENTS = 25,	  /* M->C */
-	OM_MSG_HOSTS_LIST = 26,	  /* C->M: hosts matching a selector */
-	OM_MSG_HOSTS = 27,	  /* M->C */
-	OM_MSG_HOSTS_ADD = 28,	  /* C->M: add or update hosts (add, import) */
-	OM_MSG_DONE = 29,	  /* M->C: generic success with a count */
+	OM_MSG_AUTH = 20,         /* C->M, inside the handshake: the API token */
+	OM_MSG_AUTH_OK = 21,      /* M->C, inside the handshake */
+	OM_MSG_SUBMIT = 22,       /* C->M: run a job */
+	OM_MSG_SUBMITTED = 23,    /* M->C: job id and matched hosts */
+	OM_MSG_FOLLOW = 24,       /* C->M: events of a job after a cursor */
+	OM_MSG_EVENTS = 25,       /* M->C */
+	OM_MSG_HOSTS_LIST = 26,   /* C->M: hosts matching a selector */
+	OM_MSG_HOSTS = 27,        /* M->C */
+	OM_MSG_HOSTS_ADD = 28,    /* C->M: add or update hosts (add, import) */
+	OM_MSG_DONE = 29,         /* M->C: generic success with a count */
 	OM_MSG_WORKERS_LIST = 30, /* C->M */
-	OM_MSG_WORKERS = 31,	  /* M->C */
-	OM_MSG_ERROR = 40,	  /* M->any: request refused, with a reason */
+	OM_MSG_WORKERS = 31,      /* M->C */
+	OM_MSG_ERROR = 40,        /* M->any: request refused, with a reason */
 };
 
 /* Per-host states of a job (DESIGN.md section 4). */
@@ -76,7 +76,7 @@ enum om_host_state {
 	OM_HS_COUNT_
 };
 const char *om_host_state_name(int state); /* "ok", ...; "unknown" out of range */
-int om_host_state_parse(const char *name);  /* -1 when unknown */
+int om_host_state_parse(const char *name); /* -1 when unknown */
 bool om_host_state_final(int state);
 
 enum om_stream { OM_STREAM_STDOUT = 1, OM_STREAM_STDERR = 2 };
@@ -84,9 +84,9 @@ enum om_stream { OM_STREAM_STDOUT = 1, OM_STREAM_STDERR = 2 };
 struct om_host {
 	char *name;
 	char *addr;
-	char *user;	/* NULL: the worker's default */
+	char *user; /* NULL: the worker's default */
 	char *idc;
-	uint32_t port;	/* 0: 22 */
+	uint32_t port; /* 0: 22 */
 	char **groups;
 	uint32_t ngroups;
 };
@@ -105,24 +105,24 @@ struct om_task {
 	struct om_host *hosts;
 	uint32_t nhosts;
 	uint32_t timeout_s; /* per host, 0: none */
-	uint32_t forks;	    /* hosts at once, 0: worker default */
+	uint32_t forks;     /* hosts at once, 0: worker default */
 };
 
 struct om_chunk {
 	uint64_t task_id;
-	uint32_t host;	 /* index into the task's hosts */
+	uint32_t host;   /* index into the task's hosts */
 	uint32_t stream; /* enum om_stream */
-	uint64_t seq;	 /* per (task, host), from 0 */
+	uint64_t seq;    /* per (task, host), from 0 */
 	uint8_t *data;
 	uint32_t len;
 };
 
 struct om_result {
 	uint64_t task_id;
-	uint32_t host;	/* index into the task's hosts */
+	uint32_t host;  /* index into the task's hosts */
 	uint32_t state; /* enum om_host_state, final */
 	int32_t exit_code;
-	char *reason;	/* NULL or text for a person */
+	char *reason; /* NULL or text for a person */
 	uint64_t duration_ms;
 };
 
@@ -168,7 +168,7 @@ struct om_msg {
 			uint32_t wait_ms;
 		} poll;
 		struct om_task task; /* TASK */
-		struct {	     /* REPORT */
+		struct {             /* REPORT */
 			struct om_chunk *chunks;
 			uint32_t nchunks;
 			struct om_result *results;
@@ -216,7 +216,7 @@ struct om_msg {
 			struct om_worker_info *workers;
 			uint32_t nworkers;
 		} workers;
-		struct { /* ERROR */
+		struct {              /* ERROR */
 			int32_t code; /* OM_E* */
 			char *text;
 		} error;
@@ -240,7 +240,8 @@ void om_kvs_free(struct om_kv *kv, size_t n);
 /* Deep copy; dst is overwritten.  Caller releases dst. */
 int om_host_copy(struct om_host *dst, const struct om_host *src);
 
-/* Validates a name (host, IDC, group, worker): 1..255 of [A-Za-z0-9._-], not starting with '-' or '.'. */
+/* Validates a name (host, IDC, group, worker): 1..255 of [A-Za-z0-9._-], not starting with '-' or
+ * '.'. */
 bool om_name_valid(const char *s);
 
 #endif

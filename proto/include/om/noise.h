@@ -16,10 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OM_NOISE_KEYLEN 32
+#define OM_NOISE_KEYLEN  32
 #define OM_NOISE_HASHLEN 32
-#define OM_NOISE_TAGLEN 16
-#define OM_NOISE_MAXMSG 65535 /* Noise's own message limit */
+#define OM_NOISE_TAGLEN  16
+#define OM_NOISE_MAXMSG  65535 /* Noise's own message limit */
 
 struct om_keypair {
 	uint8_t pub[OM_NOISE_KEYLEN];
@@ -46,7 +46,8 @@ struct om_noise_hs; /* opaque HandshakeState */
  * prologue may be NULL when plen is 0.  The handshake copies what it needs.
  */
 int om_noise_hs_new(struct om_noise_hs **out, enum om_noise_pattern pattern, bool initiator,
-	const uint8_t *prologue, size_t plen, const struct om_keypair *s, const uint8_t *rs);
+                    const uint8_t *prologue, size_t plen, const struct om_keypair *s,
+                    const uint8_t *rs);
 
 /* Test vectors only: use this fixed ephemeral private key instead of a random one. */
 int om_noise_hs_set_ephemeral(struct om_noise_hs *hs, const uint8_t priv[OM_NOISE_KEYLEN]);
@@ -56,7 +57,7 @@ int om_noise_hs_set_ephemeral(struct om_noise_hs *hs, const uint8_t priv[OM_NOIS
  * *outlen receives its length.  OM_EINVAL when it is not our turn.
  */
 int om_noise_hs_write(struct om_noise_hs *hs, const uint8_t *payload, size_t plen, uint8_t *out,
-	size_t cap, size_t *outlen);
+                      size_t cap, size_t *outlen);
 
 /*
  * Reads the peer's next handshake message; the decrypted payload goes to
@@ -65,7 +66,7 @@ int om_noise_hs_write(struct om_noise_hs *hs, const uint8_t *payload, size_t ple
  * handshake object is unusable.
  */
 int om_noise_hs_read(struct om_noise_hs *hs, const uint8_t *msg, size_t len, uint8_t *payload,
-	size_t cap, size_t *plen);
+                     size_t cap, size_t *plen);
 
 bool om_noise_hs_done(const struct om_noise_hs *hs);
 
@@ -74,7 +75,7 @@ bool om_noise_hs_done(const struct om_noise_hs *hs);
  * side (tx: what we encrypt with; rx: what the peer encrypts with).
  */
 int om_noise_hs_split(struct om_noise_hs *hs, uint8_t tx[OM_NOISE_KEYLEN],
-	uint8_t rx[OM_NOISE_KEYLEN]);
+                      uint8_t rx[OM_NOISE_KEYLEN]);
 
 /* The handshake hash h (valid once done). */
 void om_noise_hs_hash(const struct om_noise_hs *hs, uint8_t h[OM_NOISE_HASHLEN]);
@@ -90,9 +91,9 @@ void om_noise_hs_free(struct om_noise_hs *hs);
  * (decrypt).  Decrypt returns OM_ECRYPTO on a bad tag and leaves no plaintext.
  */
 int om_aead_encrypt(const uint8_t key[OM_NOISE_KEYLEN], uint64_t nonce, const uint8_t *ad,
-	size_t adlen, const uint8_t *in, size_t n, uint8_t *out);
+                    size_t adlen, const uint8_t *in, size_t n, uint8_t *out);
 int om_aead_decrypt(const uint8_t key[OM_NOISE_KEYLEN], uint64_t nonce, const uint8_t *ad,
-	size_t adlen, const uint8_t *in, size_t n, uint8_t *out);
+                    size_t adlen, const uint8_t *in, size_t n, uint8_t *out);
 
 /* Constant-time comparison: 0 when equal. */
 int om_ct_memcmp(const void *a, const void *b, size_t n);

@@ -32,12 +32,12 @@
 struct om_rpc_client;
 
 struct om_rpc_client_opts {
-	const char *url;		    /* tcp://host:port */
-	enum om_noise_pattern pattern;	    /* IK (worker) or NK (omctl) */
-	const struct om_keypair *local;	    /* IK: our static key; NK: NULL */
+	const char *url;                     /* tcp://host:port */
+	enum om_noise_pattern pattern;       /* IK (worker) or NK (omctl) */
+	const struct om_keypair *local;      /* IK: our static key; NK: NULL */
 	uint8_t master_pub[OM_NOISE_KEYLEN]; /* the pinned master key */
-	const struct om_msg *hello;	    /* HELLO or AUTH, copied by open */
-	int connect_timeout_ms;		    /* handshake round trip */
+	const struct om_msg *hello;          /* HELLO or AUTH, copied by open */
+	int connect_timeout_ms;              /* handshake round trip */
 };
 
 int om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *opts);
@@ -63,7 +63,7 @@ int om_rpc_connect(struct om_rpc_client *c, struct om_msg *welcome);
  * OM_MSG_ERROR: the caller decides.  Transport failures drop the session.
  */
 int om_rpc_call(struct om_rpc_client *c, const struct om_msg *req, struct om_msg *rep,
-	int timeout_ms);
+                int timeout_ms);
 
 /* ---- server ---- */
 
@@ -72,26 +72,26 @@ struct om_rpc_session;
 
 enum om_rpc_kind {
 	OM_RPC_HANDSHAKE, /* msg is the HELLO/AUTH payload; finish with accept or refuse */
-	OM_RPC_REQUEST,	  /* msg is a request in an established session */
+	OM_RPC_REQUEST,   /* msg is a request in an established session */
 };
 
 struct om_rpc_req {
 	enum om_rpc_kind kind;
-	struct om_msg msg;		/* decoded; released when the request is finished */
-	struct om_rpc_session *session; /* REQUEST only */
-	enum om_noise_pattern pattern;	/* HANDSHAKE only */
+	struct om_msg msg;                      /* decoded; released when the request is finished */
+	struct om_rpc_session *session;         /* REQUEST only */
+	enum om_noise_pattern pattern;          /* HANDSHAKE only */
 	uint8_t remote_static[OM_NOISE_KEYLEN]; /* HANDSHAKE with IK: the peer's key */
-	char peer[64];			/* "127.0.0.1:54321" for logs */
-	struct om_rpc_work *work_;	/* private */
-	struct om_noise_hs *hs_;	/* private */
+	char peer[64];                          /* "127.0.0.1:54321" for logs */
+	struct om_rpc_work *work_;              /* private */
+	struct om_noise_hs *hs_;                /* private */
 };
 
 struct om_rpc_server_opts {
 	const char *url;
 	const struct om_keypair *key; /* the master's static key */
-	unsigned patterns;	      /* bit mask of 1 << OM_NOISE_* accepted */
-	unsigned nctx;		      /* concurrent requests (held long-polls count) */
-	size_t max_frame;	      /* NNG_OPT_RECVMAXSZ */
+	unsigned patterns;            /* bit mask of 1 << OM_NOISE_* accepted */
+	unsigned nctx;                /* concurrent requests (held long-polls count) */
+	size_t max_frame;             /* NNG_OPT_RECVMAXSZ */
 	int64_t session_idle_ms;      /* sessions unused this long are dropped */
 	void (*wake)(void *arg);      /* called from nng threads when a frame is queued */
 	void *wake_arg;
@@ -115,7 +115,7 @@ struct om_rpc_req *om_rpc_server_take(struct om_rpc_server *s);
  * attached to the new session, returned in *session (may be NULL).
  */
 int om_rpc_accept(struct om_rpc_req *r, const struct om_msg *reply, void *user,
-	struct om_rpc_session **session);
+                  struct om_rpc_session **session);
 /* Handshake: refuse, answering with an ERROR inside the handshake; no session. */
 void om_rpc_refuse(struct om_rpc_req *r, int code, const char *text);
 /* Request: seal and send the reply.  The session must still exist. */
@@ -133,6 +133,6 @@ void om_rpc_session_end(struct om_rpc_server *s, struct om_rpc_session *ss);
  * called first so the owner can forget it.  Call periodically.
  */
 void om_rpc_server_expire(struct om_rpc_server *s, void (*on_end)(void *arg, void *user),
-	void *arg);
+                          void *arg);
 
 #endif
