@@ -97,6 +97,148 @@ int om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, si
 int om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                          struct om_event **out, size_t *n, bool *done);
 
+/* ---------------------------------------------------------------- trust (issue 3) */
+
+/* A worker key: one row per (name, public key). */
+struct om_key_info {
+	uint64_t id;
+	char *name;
+	char *idc; /* claimed while pending; bound once accepted */
+	char *fingerprint;
+	uint32_t state; /* enum om_key_state (om/msg.h) */
+	int64_t first_seen_ms, last_seen_ms; /* wall clock */
+};
+void om_key_info_release(struct om_key_info *k);
+void om_key_infos_free(struct om_key_info *k, size_t n);
+
+/* The key row with this fingerprint; OM_ENOTFOUND when there is none. */
+int om_store_key_find(struct om_store *st, const char *fingerprint, struct om_key_info *out);
+/* A new pending key row (first contact); OM_EEXIST when the fingerprint is known. */
+int om_store_key_add_pending(struct om_store *st, const char *name, const char *idc,
+	const char *fingerprint, uint64_t *id);
+/* last_seen = now. */
+int om_store_key_touch(struct om_store *st, uint64_t id);
+/*
+ * One transaction: consumes a one-time enrollment token (it must exist,
+ * be unused, now < expiry, and be for idc) and stores the key as accepted
+ * for that IDC (a pending row with this fingerprint is promoted; other
+ * accepted keys of the same name are revoked).  OM_EAUTH when the token is
+ * not valid for this use: nothing is written then.
+ */
+int om_store_key_enroll(struct om_store *st, const char *token, const char *name, const char *idc,
+	const char *fingerprint, uint64_t *id);
+/*
+ * Moves key id to state (accepted, rejected or revoked).  For accept, a
+ * non-NULL expect_fp must equal the stored fingerprint (OM_EPERM otherwise,
+ * nothing written); accepting revokes other accepted keys of the same name.
+ * OM_ENOTFOUND: no such key.  *out (may be NULL) gets the row after.
+ */
+int om_store_key_set_state(struct om_store *st, uint64_t id, uint32_t state,
+	const char *expect_fp, struct om_key_info *out);
+int om_store_keys_list(struct om_store *st, struct om_key_info **out, size_t *n);
+
+/* A one-time enrollment token for idc, valid ttl_s; *secret (caller frees) is shown once. */
+int om_store_enroll_token_create(struct om_store *st, const char *idc, int64_t ttl_s,
+	const char *created_by, uint64_t *id, char **secret, int64_t *expires_ms);
+
+enum om_role { OM_ROLE_VIEWER = 1, OM_ROLE_OPERATOR = 2, OM_ROLE_ADMIN = 3 };
+const char *om_role_name(int role);
+int om_role_parse(const char *name); /* -1 when unknown */
+
+enum om_scope { OM_SCOPE_READ = 1 << 0, OM_SCOPE_RUN = 1 << 1, OM_SCOPE_ADMIN = 1 << 2 };
+
+struct om_user {
+	uint64_t id;
+	char *name;
+	int role;
+	bool disabled;
+	char **idcs; /* operator scope; none: every IDC */
+	size_t nidcs;
+	char **groups; /* operator scope; none: every group */
+	size_t ngroups;
+	char **modules; /* allowed modules; none: all */
+	size_t nmodules;
+	int64_t created_ms;
+};
+void om_user_release(struct om_user *u);
+void om_users_free(struct om_user *u, size_t n);
+
+/*
+ * Password hashes: scrypt (N=2^15, r=8, p=1, 16-byte salt, 32-byte key),
+ * stored as "scrypt$N$r$p$salt_hex$hash_hex" so parameters can change.
+ */
+int om_password_hash(const char *password, char **out);   /* caller frees */
+int om_password_verify(const char *password, const char *stored); /* 0 or OM_EAUTH */
+
+/* OM_EEXIST when the name is taken. u->id is ignored. */
+int om_store_user_add(struct om_store *st, const struct om_user *u, const char *password,
+	uint64_t *id);
+int om_store_user_get(struct om_store *st, const char *name, struct om_user *out);
+/*
+ * OM_EAUTH for an unknown user, a wrong password or a disabled user (the
+ * same answer, and a hash is computed either way so timing tells nothing).
+ */
+int om_store_user_login(struct om_store *st, const char *name, const char *password,
+	struct om_user *out);
+int om_store_user_set_password(struct om_store *st, const char *name, const char *password);
+int om_store_user_set_disabled(struct om_store *st, const char *name, bool disabled);
+int om_store_users_list(struct om_store *st, struct om_user **out, size_t *n);
+int om_store_user_count(struct om_store *st, size_t *n);
+
+struct om_token_info {
+	uint64_t id;
+	uint64_t user_id;
+	char *user;
+	char *name;
+	unsigned scopes; /* enum om_scope bits */
+	int64_t created_ms, expires_ms, revoked_ms, last_used_ms; /* 0: never */
+};
+void om_token_info_release(struct om_token_info *t);
+void om_token_infos_free(struct om_token_info *t, size_t n);
+
+/*
+ * A new API token "omt_" + 64 hex digits; only its SHA-256 is stored.
+ * *secret (caller frees) is shown once.
+ */
+int om_store_token_create(struct om_store *st, uint64_t user_id, const char *name,
+	unsigned scopes, int64_t ttl_s, uint64_t *id, char **secret, int64_t *expires_ms);
+/*
+ * OM_EAUTH when the token is unknown, revoked, expired (now >= expiry) or
+ * its user is disabled; else fills *tok and *user and records last use.
+ */
+int om_store_token_check(struct om_store *st, const char *secret, struct om_token_info *tok,
+	struct om_user *user);
+/* Revokes token id; when owner is not 0 the token must belong to that user (else OM_ENOTFOUND). */
+int om_store_token_revoke(struct om_store *st, uint64_t id, uint64_t owner);
+/* Tokens of one user (user_id != 0) or of all users. */
+int om_store_tokens_list(struct om_store *st, uint64_t user_id, struct om_token_info **out,
+	size_t *n);
+
+struct om_audit_rec {
+	uint64_t id; /* contiguous from 1 */
+	int64_t at_us; /* wall clock, microseconds */
+	char *actor, *source, *action, *target, *outcome, *detail; /* detail may be NULL */
+};
+void om_audit_recs_free(struct om_audit_rec *r, size_t n);
+
+/*
+ * Appends one audit row, chained: hash = SHA-256(previous hash | this row's
+ * fields), serialised under an advisory lock so several masters keep one
+ * chain.  The table refuses UPDATE, DELETE and TRUNCATE (trigger).
+ */
+int om_store_audit(struct om_store *st, const char *actor, const char *source,
+	const char *action, const char *target, const char *outcome, const char *detail);
+/* Rows with id > after_id and at >= since_us, in id order, at most limit. */
+int om_store_audit_list(struct om_store *st, int64_t since_us, uint64_t after_id, size_t limit,
+	struct om_audit_rec **out, size_t *n);
+/*
+ * Re-reads the whole chain.  0 when every row's hash matches and ids are
+ * contiguous (*nrows rows); OM_ECRYPTO when not, with *bad_id the first
+ * bad row and a reason in why.
+ */
+int om_store_audit_verify(struct om_store *st, uint64_t *nrows, uint64_t *bad_id, char *why,
+	size_t whylen);
+
 /* Last error text from libpq (for logs); valid until the next call. */
 const char *om_store_errmsg(struct om_store *st);
 

@@ -58,8 +58,40 @@ enum om_msg_type {
 	OM_MSG_DONE = 29,         /* M->C: generic success with a count */
 	OM_MSG_WORKERS_LIST = 30, /* C->M */
 	OM_MSG_WORKERS = 31,      /* M->C */
-	OM_MSG_ERROR = 40,        /* M->any: request refused, with a reason */
+	OM_MSG_ERROR = 40,	  /* M->any: request refused, with a reason */
+	/* trust and access (issue 3), omctl <-> master */
+	OM_MSG_KEYS_LIST = 50,	   /* worker keys with their states */
+	OM_MSG_KEY_SET = 51,	   /* accept, reject or revoke one key */
+	OM_MSG_ENROLL_CREATE = 52, /* a one-time enrollment token for an IDC */
+	OM_MSG_USERS_LIST = 53,
+	OM_MSG_USER_ADD = 54,
+	OM_MSG_USER_PASSWD = 55,
+	OM_MSG_USER_DISABLE = 56, /* also re-enables: flag */
+	OM_MSG_TOKEN_CREATE = 57,
+	OM_MSG_TOKENS_LIST = 58,
+	OM_MSG_TOKEN_REVOKE = 59,
+	OM_MSG_AUDIT_LIST = 60,
+	OM_MSG_AUDIT_VERIFY = 61,
+	OM_MSG_SECRET = 62, /* M->C: a secret shown once (token, enrollment token) */
+	OM_MSG_TABLE = 63,  /* M->C: rows of text cells for listings */
+	OM_MSG_TYPE_MAX_ = 63
 };
+
+/* Worker key states (DESIGN.md: key acceptance workflow). */
+enum om_key_state {
+	OM_KEY_PENDING = 0,
+	OM_KEY_ACCEPTED = 1,
+	OM_KEY_REJECTED = 2,
+	OM_KEY_REVOKED = 3,
+	OM_KEY_COUNT_
+};
+const char *om_key_state_name(int state); /* "pending", ...; "unknown" */
+int om_key_state_parse(const char *name);  /* -1 when unknown */
+
+#define OM_MAX_TABLE_COLUMNS 32
+#define OM_MAX_TABLE_CELLS (OM_MAX_TABLE_COLUMNS * OM_MAX_ITEMS)
+#define OM_MAX_SECRET 256 /* passwords, tokens */
+#define OM_MAX_SCOPES 16
 
 /* Per-host states of a job (DESIGN.md section 4). */
 enum om_host_state {
@@ -177,8 +209,10 @@ struct om_msg {
 		struct { /* ACK */
 			uint32_t nchunks, nresults;
 		} ack;
-		struct { /* AUTH */
-			char *token;
+		struct { /* AUTH: a token, or a user name and password */
+			char *token;	/* optional */
+			char *user;	/* optional */
+			char *password; /* optional, with user */
 			uint32_t version;
 		} auth;
 		struct { /* SUBMIT */
@@ -216,10 +250,57 @@ struct om_msg {
 			struct om_worker_info *workers;
 			uint32_t nworkers;
 		} workers;
-		struct {              /* ERROR */
+		struct { /* ERROR */
 			int32_t code; /* OM_E* */
 			char *text;
 		} error;
+		struct { /* KEY_SET */
+			uint64_t id;
+			uint32_t state;	   /* OM_KEY_ACCEPTED, _REJECTED or _REVOKED */
+			char *fingerprint; /* optional: accept only if it matches */
+		} key_set;
+		struct { /* ENROLL_CREATE */
+			char *idc;
+			uint64_t ttl_s;
+		} enroll;
+		struct { /* USER_ADD, USER_PASSWD (name, password), USER_DISABLE (name, flag) */
+			char *name;
+			char *role;	/* USER_ADD: "admin", "operator", "viewer" */
+			char *password; /* USER_ADD, USER_PASSWD */
+			bool flag;	/* USER_DISABLE: true disables, false enables */
+			char **idcs;	/* operator scope; empty: every IDC */
+			uint32_t nidcs;
+			char **groups; /* operator scope; empty: every group */
+			uint32_t ngroups;
+			char **modules; /* allowed modules; empty: all */
+			uint32_t nmodules;
+		} user;
+		struct { /* TOKEN_CREATE */
+			char *name;
+			char *user;	/* optional: admins may create for another user */
+			char **scopes;	/* "read", "run", "admin" */
+			uint32_t nscopes;
+			uint64_t ttl_s; /* 0: the master's default */
+		} token;
+		struct { /* TOKEN_REVOKE */
+			uint64_t id;
+		} by_id;
+		struct { /* AUDIT_LIST */
+			int64_t since_ms; /* wall clock; 0: from the start */
+			uint64_t after_id;
+			uint32_t limit;
+		} audit;
+		struct { /* SECRET */
+			uint64_t id;
+			char *secret;
+			int64_t expires_ms;
+		} secret;
+		struct { /* TABLE: ncells is a multiple of ncolumns, row-major */
+			char **columns;
+			uint32_t ncolumns;
+			char **cells; /* NULL cells allowed */
+			uint32_t ncells;
+		} table;
 	} u;
 };
 
