@@ -4,6 +4,7 @@
 #                   build/plugins/*.so
 #   make check      unit tests + fuzz smoke under ASan/UBSan, then integration tests
 #                   against real PostgreSQL and sshd; ends with "N passed, N failed"
+#   make fuzz       libFuzzer (clang) on every harness, FUZZ_SECONDS=60 each
 #   make demo       a throwaway platform on loopback, runs a sample job, waits for Ctrl-C
 #   make deps       installs the Debian packages needed to build, test and demo
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -122,6 +123,69 @@ $(B)/asan/fuzz/%: $(B)/asan/tests/fuzz/%.o $(B)/asan/tests/fuzz/driver.o $(ASAN_
 	@$(if $(Q),echo "  LD/SAN  $@")
 	$(Q)$(CC) $(SAN) -o $@ $< $(B)/asan/tests/fuzz/driver.o $(ASAN_LIBS) $(LIBS)
 
+# --- libFuzzer variant (clang; make fuzz) --------------------------------------------
+# The same tests/fuzz/fuzz_*.c harnesses linked with clang's libFuzzer, ASan and
+# UBSan: build/fuzz/bin/fuzz_<name>.  Project sources are built with coverage
+# instrumentation (fuzzer-no-link) under build/fuzz/.  Warnings stay warnings
+# here: the gcc builds are the -Werror gate.  Without clang (or its libFuzzer
+# runtime, libclang-rt-14-dev), tests/run.sh runs the gcc driver above instead.
+#
+#   make fuzz FUZZ_SECONDS=N   every harness for N s (FUZZ_JOBS at once), after
+#                              its regression inputs; fails on any crash
+#   make fuzz-regress          tests/data/fuzz/regress/<name>/ only
+#   make fuzz-build            the binaries only
+# tests/fuzz/libfuzzer.sh does the running: flags, corpora, crash artifacts.
+ifeq ($(origin FUZZ_CC),undefined)
+FUZZ_CC := $(or $(firstword $(shell command -v clang clang-14 2>/dev/null)),clang)
+endif
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := $(filter-out -Werror,$(WARN)) -D_GNU_SOURCE -fvisibility=hidden -Iproto/include \
+	-Iplugins/include -Imaster -Iworker -Icli -Itests $(PKG_CFLAGS) -g -O1 $(FUZZ_SAN)
+
+$(B)/fuzz/%.o: %.c $(B)/flags.fuzz
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC/FUZZ $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+FUZZ_LIBS := $(B)/fuzz/libommaster.a $(B)/fuzz/libomcli.a $(B)/fuzz/libomproto.a
+$(B)/fuzz/libomproto.a: $(call obj,fuzz,$(PROTO_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/fuzz/libommaster.a: $(call obj,fuzz,$(MASTER_LIB_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/fuzz/libomcli.a: $(call obj,fuzz,$(CLI_LIB_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+LIBFUZZER_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/bin/%,$(FUZZ_SRC))
+$(B)/fuzz/bin/%: $(B)/fuzz/tests/fuzz/%.o $(FUZZ_LIBS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD/FUZZ $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBS) $(LIBS)
+
+$(B)/flags.fuzz: FORCE
+	@mkdir -p $(B)
+	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' > $@
+
+fuzz-build: $(LIBFUZZER_BINS)
+
+fuzz: fuzz-build
+	@tests/fuzz/libfuzzer.sh -r
+	@tests/fuzz/libfuzzer.sh -t $(FUZZ_SECONDS) -j $(FUZZ_JOBS)
+
+fuzz-regress: fuzz-build
+	@tests/fuzz/libfuzzer.sh -r
+
+# For check and unit: the libFuzzer binaries when clang can link them.
+fuzz-build-if-clang:
+	@if tests/fuzz/libfuzzer.sh --probe '$(FUZZ_CC)'; then \
+		$(MAKE) --no-print-directory fuzz-build; \
+	else \
+		echo "  (no libFuzzer: '$(FUZZ_CC) -fsanitize=fuzzer' does not link; make deps)"; \
+	fi
+
+.PHONY: fuzz fuzz-build fuzz-regress fuzz-build-if-clang
+
 # A flags stamp: changing CFLAGS or CC rebuilds everything (git's GIT-CFLAGS).
 $(B)/flags.%: FORCE
 	@mkdir -p $(B)
@@ -133,7 +197,11 @@ $(B)/tests/om-rawpeer: tests/tools/rawpeer.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(WARN) -D_GNU_SOURCE $(CFLAGS) -o $@ $< -lnng -lpthread
 
-tests-build: all $(UNIT_BINS) $(FUZZ_BINS) $(B)/tests/om-rawpeer
+$(B)/tests/om-probe: tests/tools/probe.c $(LIB_PROTO)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_PROTO) $(LIBS)
+
+tests-build: all $(UNIT_BINS) $(FUZZ_BINS) $(B)/tests/om-rawpeer $(B)/tests/om-probe fuzz-build-if-clang
 
 # check and demo install missing packages first, then build in a fresh make
 # (pkg-config flags are computed when make reads this file).
@@ -142,7 +210,7 @@ check:
 	@$(MAKE) --no-print-directory tests-build
 	@tests/run.sh
 
-unit: $(UNIT_BINS) $(FUZZ_BINS)
+unit: $(UNIT_BINS) $(FUZZ_BINS) fuzz-build-if-clang
 	@OM_SKIP_INTEGRATION=1 tests/run.sh
 
 demo:

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -30,6 +31,7 @@
 
 struct ctl {
 	const char *master, *master_key, *token;
+	const char *user, *password; /* password login instead of a token */
 	bool json;
 	struct om_rpc_client *rpc;
 };
@@ -52,17 +54,28 @@ die(const char *fmt, ...)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: omctl [--master URL] [--master-key HEX] [--token T] [--json] COMMAND\n"
+	fprintf(f, "usage: omctl [--master URL] [--master-key HEX] [--token T | --user U\n"
+	           "             [--password-file F]] [--json] COMMAND\n"
 	           "\n"
-	           "  run -t SELECTOR -m MODULE -a ARGS [--timeout S] [--forks N]\n"
+	           "  run -t SELECTOR -m MODULE -a ARGS [--timeout S] [--forks N] [--wait S]\n"
 	           "  hosts add NAME --addr A --idc I [--port P] [--user U] [--group G]...\n"
 	           "  hosts list [-t SELECTOR]\n"
 	           "  hosts import FILE [--idc DEFAULT]   (Ansible INI inventory)\n"
 	           "  workers list\n"
+	           "  keys list | accept ID [--fingerprint F] | reject ID | revoke ID\n"
+	           "  keys enroll-token --idc NAME --ttl DURATION\n"
+	           "  users list | add NAME --role admin|operator|viewer [--idc I]... [--group G]...\n"
+	           "        [--module M]... [--password-file F] | passwd NAME [--password-file F]\n"
+	           "        | disable NAME | enable NAME\n"
+	           "  tokens list | create --name N [--scope read,run,admin] [--ttl 30d] [--user U]\n"
+	           "        | revoke ID\n"
+	           "  audit list [--since DURATION] [--limit N] | audit verify\n"
 	           "\n"
 	           "Selectors: all, idc:NAME, group:NAME, a host name or glob (web-*),\n"
 	           "           A,B for union, !A to exclude.\n"
-	           "Environment: OM_MASTER, OM_MASTER_KEY, OM_TOKEN.\n");
+	           "Durations: 45s, 10m, 12h, 30d.  Passwords: --password-file FILE, OM_PASSWORD,\n"
+	           "           or one line of standard input.\n"
+	           "Environment: OM_MASTER, OM_MASTER_KEY, OM_TOKEN, OM_USER, OM_PASSWORD.\n");
 }
 
 static int
@@ -72,13 +85,19 @@ connect_master(struct ctl *c)
 	struct om_msg auth = {.type = OM_MSG_AUTH}, ans;
 	int rv;
 
-	if (c->master == NULL || c->master_key == NULL || c->token == NULL)
-		return die("need --master, --master-key and --token (or OM_MASTER, "
-		           "OM_MASTER_KEY, OM_TOKEN)");
+	if (c->master == NULL || c->master_key == NULL ||
+	    (c->token == NULL && (c->user == NULL || c->password == NULL)))
+		return die("need --master, --master-key and --token or --user with a password "
+		           "(or OM_MASTER, OM_MASTER_KEY, OM_TOKEN or OM_USER and OM_PASSWORD)");
 	memset(&o, 0, sizeof(o));
 	if (om_hex_decode(c->master_key, o.master_pub, OM_NOISE_KEYLEN) != 0)
 		return die("the master key must be 64 hex digits");
-	auth.u.auth.token = (char *)c->token;
+	if (c->token != NULL) {
+		auth.u.auth.token = (char *)c->token;
+	} else {
+		auth.u.auth.user = (char *)c->user;
+		auth.u.auth.password = (char *)c->password;
+	}
 	auth.u.auth.version = OM_PROTO_VERSION;
 	o.url = c->master;
 	o.pattern = OM_NOISE_NK;
@@ -384,9 +403,13 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	static const struct option opts[] = {
 	        {"target", required_argument, NULL, 't'}, {"module", required_argument, NULL, 'm'},
 	        {"args", required_argument, NULL, 'a'},   {"timeout", required_argument, NULL, 'T'},
-	        {"forks", required_argument, NULL, 'f'},  {NULL, 0, NULL, 0},
+	        {"forks", required_argument, NULL, 'f'},
+	        {"wait", required_argument, NULL, 'w'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct om_msg req = {.type = OM_MSG_SUBMIT}, rep;
+	uint32_t wait_s = 0;
+	int64_t deadline;
 	struct om_kv kv;
 	struct hosttab tab = {0};
 	const char *sel = NULL, *module = "shell", *args = NULL;
@@ -415,6 +438,10 @@ cmd_run(struct ctl *c, int argc, char **argv)
 		case 'f':
 			if (parse_uint(optarg, 100000, &forks) != 0 || forks == 0)
 				return die("--forks wants 1..100000");
+			break;
+		case 'w':
+			if (parse_uint(optarg, 86400 * 7, &wait_s) != 0 || wait_s == 0)
+				return die("--wait wants seconds (1..604800)");
 			break;
 		default:
 			usage(stderr);
@@ -451,8 +478,20 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	fflush(stdout);
 	om_msg_release(&rep);
 
+	/* Every wait has a bound: by default the per-host timeout and a margin, or an hour. */
+	if (wait_s == 0)
+		wait_s = timeout ? timeout + 120 : 3600;
+	deadline = om_now_ms() + (int64_t)wait_s * 1000;
 	last_contact = om_now_ms();
 	while (!done) {
+		if (om_now_ms() > deadline) {
+			fprintf(stderr, "omctl: job %llu not finished after %u s (--wait); "
+			                "hosts without a result are not counted\n",
+			        (unsigned long long)job, wait_s);
+			print_summary(c, job, &tab);
+			hosttab_free(&tab);
+			return EXIT_NOT_OK;
+		}
 		struct om_msg f = {.type = OM_MSG_FOLLOW}, ev;
 		uint32_t i;
 
@@ -714,6 +753,440 @@ cmd_workers_list(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------- administration */
+
+/* "45s", "10m", "12h", "30d" or plain seconds; 0 on error. */
+static uint64_t
+parse_duration(const char *s)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || v == 0)
+		return 0;
+	if (*end == 's')
+		mul = 1, end++;
+	else if (*end == 'm')
+		mul = 60, end++;
+	else if (*end == 'h')
+		mul = 3600, end++;
+	else if (*end == 'd')
+		mul = 86400, end++;
+	if (*end != '\0' || v > UINT64_MAX / mul / 1000)
+		return 0;
+	return (uint64_t)v * mul;
+}
+
+static int
+parse_id(const char *s, uint64_t *id)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || v == 0)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+static void
+print_table(struct ctl *c, const struct om_msg *t)
+{
+	uint32_t nc = t->u.table.ncolumns, nrows = nc ? t->u.table.ncells / nc : 0, r, k;
+	int width[OM_MAX_TABLE_COLUMNS];
+
+	if (c->json) {
+		for (r = 0; r < nrows; r++) {
+			json_t *o = json_object();
+			for (k = 0; k < nc; k++) {
+				const char *v = t->u.table.cells[r * nc + k];
+				char key[256];
+				size_t i;
+				for (i = 0; t->u.table.columns[k][i] && i < sizeof(key) - 1; i++)
+					key[i] = (char)(t->u.table.columns[k][i] | 0x20);
+				key[i] = '\0';
+				json_object_set_new(o, key, v ? json_string(v) : json_null());
+			}
+			json_print(o);
+		}
+		return;
+	}
+	for (k = 0; k < nc; k++) {
+		width[k] = (int)strlen(t->u.table.columns[k]);
+		for (r = 0; r < nrows; r++) {
+			const char *v = t->u.table.cells[r * nc + k];
+			int len = v ? (int)strlen(v) : 1;
+			if (len > width[k])
+				width[k] = len > 64 ? 64 : len;
+		}
+	}
+	for (k = 0; k < nc; k++)
+		printf("%-*s%s", k + 1 < nc ? width[k] : 0, t->u.table.columns[k],
+		       k + 1 < nc ? "  " : "\n");
+	for (r = 0; r < nrows; r++)
+		for (k = 0; k < nc; k++) {
+			const char *v = t->u.table.cells[r * nc + k];
+			printf("%-*s%s", k + 1 < nc ? width[k] : 0, v ? v : "-",
+			       k + 1 < nc ? "  " : "\n");
+		}
+}
+
+/* Sends a request that answers with a TABLE and prints it. */
+static int
+table_call(struct ctl *c, const struct om_msg *req)
+{
+	struct om_msg rep;
+	int rv;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	if ((rv = call(c, req, &rep, OM_MSG_TABLE)) != 0)
+		return rv;
+	print_table(c, &rep);
+	om_msg_release(&rep);
+	return 0;
+}
+
+/* Sends a request that answers with DONE and prints its text. */
+static int
+done_call(struct ctl *c, const struct om_msg *req, const char *what)
+{
+	struct om_msg rep;
+	int rv;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	if ((rv = call(c, req, &rep, OM_MSG_DONE)) != 0)
+		return rv;
+	printf("%s: %s\n", what, rep.u.done.text ? rep.u.done.text : "done");
+	om_msg_release(&rep);
+	return 0;
+}
+
+/* Prints a secret alone on stdout (for scripts) and what it is on stderr. */
+static int
+secret_call(struct ctl *c, const struct om_msg *req, const char *what)
+{
+	struct om_msg rep;
+	char when[32] = "never";
+	int rv;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	if ((rv = call(c, req, &rep, OM_MSG_SECRET)) != 0)
+		return rv;
+	if (rep.u.secret.expires_ms > 0) {
+		time_t t = (time_t)(rep.u.secret.expires_ms / 1000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "id", json_integer((json_int_t)rep.u.secret.id));
+		json_object_set_new(o, "secret", json_string(rep.u.secret.secret));
+		json_object_set_new(o, "expires", json_string(when));
+		json_print(o);
+	} else {
+		printf("%s\n", rep.u.secret.secret);
+		fprintf(stderr, "%s %llu, expires %s: shown once, store it now\n", what,
+		        (unsigned long long)rep.u.secret.id, when);
+	}
+	om_wipe(rep.u.secret.secret, strlen(rep.u.secret.secret));
+	om_msg_release(&rep);
+	return 0;
+}
+
+/* A password from a file, or one line of standard input (echo off on a terminal). */
+static int
+read_password(const char *file, char *out, size_t cap)
+{
+	size_t len;
+
+	if (file != NULL) {
+		uint8_t *data;
+		int rv;
+		if ((rv = om_read_file(file, cap - 1, &data, &len)) != 0)
+			return die("cannot read password file '%s': %s", file, om_strerror(rv));
+		memcpy(out, data, len);
+		om_wipe(data, len);
+		om_free(data);
+	} else {
+		struct termios old, quiet;
+		bool tty = isatty(STDIN_FILENO);
+		if (tty) {
+			fprintf(stderr, "password: ");
+			tcgetattr(STDIN_FILENO, &old);
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+		}
+		if (fgets(out, (int)cap, stdin) == NULL)
+			out[0] = '\0';
+		if (tty) {
+			tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+			fputc('\n', stderr);
+		}
+		len = strlen(out);
+	}
+	while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+		len--;
+	out[len] = '\0';
+	if (len < 8)
+		return die("the password must have at least 8 characters");
+	return 0;
+}
+
+static int
+cmd_keys(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"fingerprint", required_argument, NULL, 'F'},
+	        {"idc", required_argument, NULL, 'I'},
+	        {"ttl", required_argument, NULL, 'T'},
+	        {NULL, 0, NULL, 0},
+	};
+	struct om_msg req;
+	const char *fp = NULL, *idc = NULL, *ttl = NULL;
+	const char *sub = argv[0];
+	int ch;
+
+	memset(&req, 0, sizeof(req));
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch == 'F')
+			fp = optarg;
+		else if (ch == 'I')
+			idc = optarg;
+		else if (ch == 'T')
+			ttl = optarg;
+		else
+			return usage(stderr), EXIT_USAGE;
+	}
+	if (strcmp(sub, "list") == 0 && optind == argc) {
+		req.type = OM_MSG_KEYS_LIST;
+		return table_call(c, &req);
+	}
+	if (strcmp(sub, "enroll-token") == 0 && optind == argc) {
+		if (idc == NULL || ttl == NULL || !om_name_valid(idc) ||
+		    (req.u.enroll.ttl_s = parse_duration(ttl)) == 0)
+			return die("usage: omctl keys enroll-token --idc NAME --ttl DURATION");
+		req.type = OM_MSG_ENROLL_CREATE;
+		req.u.enroll.idc = (char *)idc;
+		return secret_call(c, &req, "enrollment token");
+	}
+	req.type = OM_MSG_KEY_SET;
+	if (strcmp(sub, "accept") == 0)
+		req.u.key_set.state = OM_KEY_ACCEPTED;
+	else if (strcmp(sub, "reject") == 0)
+		req.u.key_set.state = OM_KEY_REJECTED;
+	else if (strcmp(sub, "revoke") == 0)
+		req.u.key_set.state = OM_KEY_REVOKED;
+	else
+		return usage(stderr), EXIT_USAGE;
+	if (optind != argc - 1 || parse_id(argv[optind], &req.u.key_set.id) != 0)
+		return die("usage: omctl keys %s ID%s", sub,
+		           req.u.key_set.state == OM_KEY_ACCEPTED ? " [--fingerprint F]" : "");
+	req.u.key_set.fingerprint = (char *)fp;
+	return done_call(c, &req, "key");
+}
+
+static int
+cmd_users(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"role", required_argument, NULL, 'R'},
+	        {"idc", required_argument, NULL, 'I'},
+	        {"group", required_argument, NULL, 'G'},
+	        {"module", required_argument, NULL, 'M'},
+	        {"password-file", required_argument, NULL, 'P'},
+	        {NULL, 0, NULL, 0},
+	};
+	char *idcs[OM_MAX_GROUPS], *groups[OM_MAX_GROUPS], *modules[OM_MAX_GROUPS];
+	char password[OM_MAX_SECRET + 2];
+	const char *sub = argv[0], *pwfile = NULL;
+	struct om_msg req;
+	int ch, rv;
+
+	memset(&req, 0, sizeof(req));
+	req.u.user.idcs = idcs;
+	req.u.user.groups = groups;
+	req.u.user.modules = modules;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'R':
+			req.u.user.role = optarg;
+			break;
+		case 'I':
+		case 'G':
+		case 'M': {
+			char **v = ch == 'I' ? idcs : ch == 'G' ? groups : modules;
+			uint32_t *n = ch == 'I'   ? &req.u.user.nidcs
+			              : ch == 'G' ? &req.u.user.ngroups
+			                          : &req.u.user.nmodules;
+			if (*n == OM_MAX_GROUPS || !om_name_valid(optarg))
+				return die("invalid or too many names ('%s')", optarg);
+			v[(*n)++] = optarg;
+			break;
+		}
+		case 'P':
+			pwfile = optarg;
+			break;
+		default:
+			return usage(stderr), EXIT_USAGE;
+		}
+	}
+	if (strcmp(sub, "list") == 0 && optind == argc) {
+		req.type = OM_MSG_USERS_LIST;
+		return table_call(c, &req);
+	}
+	if (optind != argc - 1 || !om_name_valid(argv[optind]))
+		return die("usage: omctl users %s NAME ...", sub);
+	req.u.user.name = argv[optind];
+	if (strcmp(sub, "add") == 0 || strcmp(sub, "passwd") == 0) {
+		if (strcmp(sub, "add") == 0 && req.u.user.role == NULL)
+			return die("usage: omctl users add NAME --role admin|operator|viewer ...");
+		if ((rv = read_password(pwfile, password, sizeof(password))) != 0)
+			return rv;
+		req.type = strcmp(sub, "add") == 0 ? OM_MSG_USER_ADD : OM_MSG_USER_PASSWD;
+		req.u.user.password = password;
+		rv = done_call(c, &req, req.u.user.name);
+		om_wipe(password, sizeof(password));
+		return rv;
+	}
+	if (strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0) {
+		req.type = OM_MSG_USER_DISABLE;
+		req.u.user.flag = strcmp(sub, "disable") == 0;
+		return done_call(c, &req, req.u.user.name);
+	}
+	return usage(stderr), EXIT_USAGE;
+}
+
+static int
+cmd_tokens(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"name", required_argument, NULL, 'N'},
+	        {"scope", required_argument, NULL, 'S'},
+	        {"ttl", required_argument, NULL, 'T'},
+	        {"user", required_argument, NULL, 'U'},
+	        {NULL, 0, NULL, 0},
+	};
+	char scopebuf[256], *scopes[OM_MAX_SCOPES], *save = NULL, *tok;
+	const char *sub = argv[0];
+	struct om_msg req;
+	int ch;
+
+	memset(&req, 0, sizeof(req));
+	snprintf(scopebuf, sizeof(scopebuf), "read,run");
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'N':
+			req.u.token.name = optarg;
+			break;
+		case 'S':
+			if (strlen(optarg) >= sizeof(scopebuf))
+				return die("--scope is too long");
+			snprintf(scopebuf, sizeof(scopebuf), "%s", optarg);
+			break;
+		case 'T':
+			if ((req.u.token.ttl_s = parse_duration(optarg)) == 0)
+				return die("--ttl wants a duration like 30d");
+			break;
+		case 'U':
+			req.u.token.user = optarg;
+			break;
+		default:
+			return usage(stderr), EXIT_USAGE;
+		}
+	}
+	if (strcmp(sub, "list") == 0 && optind == argc) {
+		req.type = OM_MSG_TOKENS_LIST;
+		return table_call(c, &req);
+	}
+	if (strcmp(sub, "revoke") == 0) {
+		req.type = OM_MSG_TOKEN_REVOKE;
+		if (optind != argc - 1 || parse_id(argv[optind], &req.u.by_id.id) != 0)
+			return die("usage: omctl tokens revoke ID");
+		return done_call(c, &req, "token");
+	}
+	if (strcmp(sub, "create") != 0 || optind != argc)
+		return usage(stderr), EXIT_USAGE;
+	if (req.u.token.name == NULL || !om_name_valid(req.u.token.name))
+		return die("usage: omctl tokens create --name NAME [--scope read,run] [--ttl 30d]");
+	for (tok = strtok_r(scopebuf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (req.u.token.nscopes == OM_MAX_SCOPES)
+			return die("too many scopes");
+		scopes[req.u.token.nscopes++] = tok;
+	}
+	req.type = OM_MSG_TOKEN_CREATE;
+	req.u.token.scopes = scopes;
+	return secret_call(c, &req, "token");
+}
+
+static int
+cmd_audit(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"since", required_argument, NULL, 'S'},
+	        {"limit", required_argument, NULL, 'L'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *sub = argv[0];
+	struct om_msg req, rep;
+	uint64_t since;
+	int ch, rv;
+
+	memset(&req, 0, sizeof(req));
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch == 'S') {
+			if ((since = parse_duration(optarg)) == 0)
+				return die("--since wants a duration like 1h");
+			req.u.audit.since_ms = om_wall_ms() - (int64_t)since * 1000;
+		} else if (ch == 'L') {
+			if (parse_uint(optarg, 100000, &req.u.audit.limit) != 0)
+				return die("--limit wants a number");
+		} else {
+			return usage(stderr), EXIT_USAGE;
+		}
+	}
+	if (optind != argc)
+		return usage(stderr), EXIT_USAGE;
+	if (strcmp(sub, "list") == 0) {
+		req.type = OM_MSG_AUDIT_LIST;
+		return table_call(c, &req);
+	}
+	if (strcmp(sub, "verify") != 0)
+		return usage(stderr), EXIT_USAGE;
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	req.type = OM_MSG_AUDIT_VERIFY;
+	if ((rv = om_rpc_call(c->rpc, &req, &rep, CALL_TIMEOUT_MS * 4)) != 0)
+		return die("request to master failed: %s", om_strerror(rv));
+	if (rep.type == OM_MSG_ERROR) {
+		/* A broken chain is a finding, not a usage error: exit 1. */
+		fprintf(stderr, "omctl: %s\n", rep.u.error.text ? rep.u.error.text : "failed");
+		rv = rep.u.error.code == OM_ECRYPTO ? EXIT_NOT_OK : EXIT_USAGE;
+		om_msg_release(&rep);
+		return rv;
+	}
+	if (rep.type != OM_MSG_DONE) {
+		om_msg_release(&rep);
+		return die("unexpected answer from master");
+	}
+	printf("audit log: %s\n", rep.u.done.text ? rep.u.done.text : "ok");
+	om_msg_release(&rep);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -722,9 +1195,12 @@ main(int argc, char **argv)
 	        {"master-key", required_argument, NULL, 'K'},
 	        {"token", required_argument, NULL, 'T'},
 	        {"json", no_argument, NULL, 'j'},
+	        {"user", required_argument, NULL, 'U'},
+	        {"password-file", required_argument, NULL, 'P'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
+	static char pwbuf[OM_MAX_SECRET + 2];
 	struct ctl c;
 	int ch, rv;
 
@@ -732,6 +1208,8 @@ main(int argc, char **argv)
 	c.master = getenv("OM_MASTER");
 	c.master_key = getenv("OM_MASTER_KEY");
 	c.token = getenv("OM_TOKEN");
+	c.user = getenv("OM_USER");
+	c.password = getenv("OM_PASSWORD");
 	om_log_setup("omctl", OM_LOG_ERROR);
 	/* '+': stop at the command word, the rest is the command's. */
 	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -747,6 +1225,15 @@ main(int argc, char **argv)
 			break;
 		case 'j':
 			c.json = true;
+			break;
+		case 'U':
+			c.user = optarg;
+			c.token = NULL; /* an explicit user wins over OM_TOKEN */
+			break;
+		case 'P':
+			if (read_password(optarg, pwbuf, sizeof(pwbuf)) != 0)
+				return EXIT_USAGE;
+			c.password = pwbuf;
 			break;
 		case 'h':
 			usage(stdout);
@@ -766,6 +1253,14 @@ main(int argc, char **argv)
 		rv = cmd_hosts_list(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "hosts") == 0 && strcmp(argv[1], "import") == 0)
 		rv = cmd_hosts_import(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "keys") == 0)
+		rv = cmd_keys(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "users") == 0)
+		rv = cmd_users(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "tokens") == 0)
+		rv = cmd_tokens(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "audit") == 0)
+		rv = cmd_audit(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "workers") == 0 && strcmp(argv[1], "list") == 0)
 		rv = cmd_workers_list(&c, argc - 1, argv + 1);
 	else {

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "master.h"
+#include "master_int.h"
 
 static volatile sig_atomic_t stopping;
 
@@ -29,9 +29,9 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: om-master [--config FILE] --db CONNINFO --key FILE\n"
 	           "                 --worker-listen URL --client-listen URL\n"
-	           "                 --enroll-secret-file FILE --token-file FILE\n"
 	           "                 [--heartbeat-ms N] [--log-level error|warn|info|debug]\n"
-	           "       om-master --key FILE --print-public-key\n");
+	           "       om-master --key FILE --print-public-key\n"
+	           "       om-master --db CONNINFO --init-admin NAME [--password-file FILE]\n");
 }
 
 static int
@@ -61,10 +61,6 @@ set_option(struct master_config *c, const char *key, const char *val)
 		c->client_listen = val;
 	else if (strcmp(key, "key") == 0)
 		c->key_path = val;
-	else if (strcmp(key, "enroll-secret-file") == 0 || strcmp(key, "enroll_secret_file") == 0)
-		c->secret_path = val;
-	else if (strcmp(key, "token-file") == 0 || strcmp(key, "token_file") == 0)
-		c->token_path = val;
 	else if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
 		if (parse_level(val, &c->log_level) != 0)
 			return fprintf(stderr, "om-master: unknown log level '%s'\n", val), -1;
@@ -150,8 +146,8 @@ main(int argc, char **argv)
 	        {"worker-listen", required_argument, NULL, 1},
 	        {"client-listen", required_argument, NULL, 1},
 	        {"key", required_argument, NULL, 1},
-	        {"enroll-secret-file", required_argument, NULL, 1},
-	        {"token-file", required_argument, NULL, 1},
+	        {"init-admin", required_argument, NULL, 'A'},
+	        {"password-file", required_argument, NULL, 'P'},
 	        {"heartbeat-ms", required_argument, NULL, 1},
 	        {"log-level", required_argument, NULL, 1},
 	        {"print-public-key", no_argument, NULL, 'p'},
@@ -162,6 +158,7 @@ main(int argc, char **argv)
 	struct master m;
 	struct sigaction sa;
 	bool print_key = false;
+	const char *init_admin = NULL, *password_file = NULL;
 	int ch, idx, i;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -183,6 +180,12 @@ main(int argc, char **argv)
 			break;
 		case 'p':
 			print_key = true;
+			break;
+		case 'A':
+			init_admin = optarg;
+			break;
+		case 'P':
+			password_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -212,8 +215,23 @@ main(int argc, char **argv)
 		printf("%s\n", hex);
 		return 0;
 	}
-	if (!cfg.db || !cfg.worker_listen || !cfg.client_listen || !cfg.key_path ||
-	    !cfg.secret_path || !cfg.token_path) {
+	if (init_admin != NULL) {
+		struct om_store *st;
+		char err[512];
+		int rv;
+		if (cfg.db == NULL) {
+			usage(stderr);
+			return 2;
+		}
+		if ((rv = om_store_open(&st, cfg.db, err, sizeof(err))) != 0) {
+			fprintf(stderr, "om-master: cannot open the database: %s\n", err);
+			return 1;
+		}
+		rv = auth_init_admin(st, init_admin, password_file);
+		om_store_close(st);
+		return rv == 0 ? 0 : 1;
+	}
+	if (!cfg.db || !cfg.worker_listen || !cfg.client_listen || !cfg.key_path) {
 		usage(stderr);
 		return 2;
 	}

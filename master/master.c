@@ -7,62 +7,20 @@
 #include <string.h>
 #include <time.h>
 
-#include "master.h"
+#include "master_int.h"
 #include "selector.h"
 
 #define POLL_HOLD_MAX_MS   5000
 #define FOLLOW_HOLD_MAX_MS 5000
-#define FOLLOW_BATCH       500
+#define FOLLOW_BATCH       100 /* x OM_MAX_CHUNK stays under OM_MAX_FRAME */
 #define CLIENT_IDLE_MS     120000
+#define MAX_TIMEOUT_S      (7 * 86400)
+#define MAX_FORKS          10000
 #define HOUSEKEEPING_MS    200
-
-enum peer_kind { PEER_WORKER = 1, PEER_CLIENT = 2 };
-
-/* Attached to every session: who is at the other end. */
-struct peer {
-	enum peer_kind kind;
-	struct wconn *w;            /* PEER_WORKER */
-	char who[OM_MAX_NAME + 80]; /* for logs: worker name or "client@addr" */
-};
-
-struct wconn {
-	char name[OM_MAX_NAME + 1];
-	char idc[OM_MAX_NAME + 1];
-	char fingerprint[65];
-	uint64_t worker_id;
-	struct om_rpc_session *session; /* NULL while disconnected */
-	int64_t last_ms;
-	bool gone;               /* declared dead; its tasks were marked lost */
-	uint32_t running;        /* tasks assigned and not finished */
-	struct om_rpc_req *poll; /* a held POLL */
-	int64_t poll_deadline;
-	struct task *queue; /* assigned, not yet delivered (FIFO via qnext) */
-	struct wconn *next;
-};
-
-struct task {
-	uint64_t id, job_id;
-	struct wconn *worker;
-	struct om_msg msg; /* the TASK message, owned */
-	bool *final;       /* per host */
-	uint32_t nfinal;
-	struct task *next;  /* m->tasks */
-	struct task *qnext; /* worker queue */
-};
-
-struct follower {
-	struct om_rpc_req *req;
-	uint64_t job_id, cursor;
-	int64_t deadline;
-	struct follower *next;
-};
 
 /* ---------------------------------------------------------------- helpers */
 
-static void reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void
+void
 reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
 {
 	struct om_msg e = {.type = OM_MSG_ERROR};
@@ -77,13 +35,7 @@ reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
 	om_rpc_reply(r, &e);
 }
 
-static struct peer *
-req_peer(struct om_rpc_req *r)
-{
-	return om_rpc_session_user(r->session);
-}
-
-static struct wconn *
+struct wconn *
 wconn_find(struct master *m, const char *name)
 {
 	struct wconn *w;
@@ -97,7 +49,7 @@ wconn_find(struct master *m, const char *name)
 static bool
 wconn_live(const struct wconn *w)
 {
-	return w->session != NULL && !w->gone;
+	return w->session != NULL && !w->gone && !w->suspect;
 }
 
 static struct task *
@@ -260,7 +212,7 @@ poll_answer(struct wconn *w)
 	}
 }
 
-static void
+void
 worker_disconnect(struct master *m, struct wconn *w, const char *reason)
 {
 	struct task *t, *next;
@@ -286,7 +238,7 @@ worker_disconnect(struct master *m, struct wconn *w, const char *reason)
 	w->running = 0;
 }
 
-static void
+void
 on_session_end(void *arg, void *user)
 {
 	struct master *m = arg;
@@ -316,111 +268,22 @@ on_session_end(void *arg, void *user)
 			}
 		}
 	}
+	peer_free(p);
+}
+
+void
+peer_free(struct peer *p)
+{
+	if (p == NULL)
+		return;
+	om_user_release(&p->user);
 	om_free(p);
-}
-
-static void
-handle_worker_hello(struct master *m, struct om_rpc_req *r)
-{
-	const struct om_msg *h = &r->msg;
-	struct om_msg welcome = {.type = OM_MSG_WELCOME};
-	struct wconn *w;
-	struct peer *p;
-	char fp[65];
-	uint64_t id = 0;
-	int rv;
-
-	if (r->pattern != OM_NOISE_IK || h->type != OM_MSG_HELLO) {
-		om_rpc_drop(r, "worker endpoint expects an IK handshake with HELLO");
-		return;
-	}
-	om_key_fingerprint(r->remote_static, fp);
-	if (h->u.hello.secret == NULL || strlen(h->u.hello.secret) != strlen(m->enroll_secret) ||
-	    om_ct_memcmp(h->u.hello.secret, m->enroll_secret, strlen(m->enroll_secret)) != 0) {
-		om_warn("refused worker '%s' from %s (key %.16s...): wrong enrollment secret",
-		        h->u.hello.name, r->peer, fp);
-		om_rpc_refuse(r, OM_EAUTH, "enrollment secret does not match");
-		return;
-	}
-	if (h->u.hello.version != OM_PROTO_VERSION) {
-		om_rpc_refuse(r, OM_EPROTO, "unsupported protocol version");
-		return;
-	}
-	if ((rv = om_store_worker_seen(m->store, h->u.hello.name, h->u.hello.idc, fp, &id)) != 0) {
-		om_err("cannot record worker '%s': %s", h->u.hello.name, om_store_errmsg(m->store));
-		om_rpc_refuse(r, OM_EDB, "master database unavailable");
-		return;
-	}
-	if ((w = wconn_find(m, h->u.hello.name)) == NULL) {
-		if ((w = om_calloc(1, sizeof(*w))) == NULL) {
-			om_rpc_refuse(r, OM_ENOMEM, "master out of memory");
-			return;
-		}
-		snprintf(w->name, sizeof(w->name), "%s", h->u.hello.name);
-		w->next = m->workers;
-		m->workers = w;
-	}
-	if (w->session != NULL) {
-		/* A reconnect: the old session's held poll ends, the session goes. */
-		struct om_rpc_session *old = w->session;
-		struct peer *op = om_rpc_session_user(old);
-		on_session_end(m, op);
-		om_rpc_session_end(m->wsrv, old);
-	}
-	if ((p = om_calloc(1, sizeof(*p))) == NULL) {
-		om_rpc_refuse(r, OM_ENOMEM, "master out of memory");
-		return;
-	}
-	p->kind = PEER_WORKER;
-	p->w = w;
-	snprintf(p->who, sizeof(p->who), "worker '%s'", w->name);
-	snprintf(w->idc, sizeof(w->idc), "%s", h->u.hello.idc);
-	snprintf(w->fingerprint, sizeof(w->fingerprint), "%s", fp);
-	w->worker_id = id;
-	w->gone = false;
-	w->last_ms = om_now_ms();
-	welcome.u.welcome.worker_id = id;
-	welcome.u.welcome.heartbeat_ms = m->cfg.heartbeat_ms;
-	om_info("worker '%s' (IDC '%s') connected from %s, key %.16s...", w->name, w->idc, r->peer,
-	        fp);
-	if (om_rpc_accept(r, &welcome, p, &w->session) != 0) {
-		om_free(p);
-		w->session = NULL;
-	}
-}
-
-static void
-handle_client_hello(struct master *m, struct om_rpc_req *r)
-{
-	struct om_msg ok = {.type = OM_MSG_AUTH_OK};
-	const char *tok;
-	struct peer *p;
-
-	if (r->pattern != OM_NOISE_NK || r->msg.type != OM_MSG_AUTH) {
-		om_rpc_drop(r, "client endpoint expects an NK handshake with AUTH");
-		return;
-	}
-	tok = r->msg.u.auth.token;
-	if (strlen(tok) != strlen(m->token) || om_ct_memcmp(tok, m->token, strlen(m->token)) != 0) {
-		om_warn("refused client %s: invalid API token", r->peer);
-		om_rpc_refuse(r, OM_EAUTH, "invalid API token");
-		return;
-	}
-	if ((p = om_calloc(1, sizeof(*p))) == NULL) {
-		om_rpc_refuse(r, OM_ENOMEM, "master out of memory");
-		return;
-	}
-	p->kind = PEER_CLIENT;
-	snprintf(p->who, sizeof(p->who), "client@%s", r->peer);
-	om_debug("client %s authenticated", r->peer);
-	if (om_rpc_accept(r, &ok, p, NULL) != 0)
-		om_free(p);
 }
 
 /* ------------------------------------------------------------ worker ops */
 
-static void
-op_heartbeat(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_heartbeat(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct om_msg ack = {.type = OM_MSG_ACK};
 
@@ -429,8 +292,8 @@ op_heartbeat(struct master *m, struct om_rpc_req *r, struct peer *p)
 	om_rpc_reply(r, &ack);
 }
 
-static void
-op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct wconn *w = p->w;
 	uint32_t wait = r->msg.u.poll.wait_ms;
@@ -447,8 +310,8 @@ op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
 		poll_answer(w);
 }
 
-static void
-op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	const struct om_msg *q = &r->msg;
 	struct om_store_chunk *chunks = NULL;
@@ -459,6 +322,29 @@ op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 	int rv;
 
 	p->w->last_ms = om_now_ms();
+	/*
+	 * A report naming a task that went to another worker is refused whole
+	 * and audited: nothing from it is stored.  Unknown tasks (declared lost,
+	 * or from before a master restart) are acknowledged and dropped, so the
+	 * worker's outbox drains.
+	 */
+	for (i = 0; i < q->u.report.nchunks + q->u.report.nresults; i++) {
+		uint64_t tid = i < q->u.report.nchunks
+		                       ? q->u.report.chunks[i].task_id
+		                       : q->u.report.results[i - q->u.report.nchunks].task_id;
+		t = task_find(m, tid);
+		if (t != NULL && t->worker != p->w) {
+			audit(m, p->who, p->source, "report", "task", "refused",
+			      "task %llu of job %llu belongs to worker '%s' (IDC '%s'), not to "
+			      "'%s' (IDC '%s')",
+			      (unsigned long long)tid, (unsigned long long)t->job_id,
+			      t->worker ? t->worker->name : "?", t->worker ? t->worker->idc : "?",
+			      p->w->name, p->w->idc);
+			reply_error(r, OM_EPERM, "task %llu is not assigned to this worker",
+			            (unsigned long long)tid);
+			return;
+		}
+	}
 	chunks = om_calloc(q->u.report.nchunks + 1, sizeof(*chunks));
 	states = om_calloc(q->u.report.nresults + 1, sizeof(*states));
 	if (chunks == NULL || states == NULL) {
@@ -512,7 +398,8 @@ op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 	for (i = 0; i < q->u.report.nresults; i++) {
 		const struct om_result *res = &q->u.report.results[i];
 		t = task_find(m, res->task_id);
-		if (t == NULL || t->worker != p->w || res->host >= t->msg.u.task.nhosts)
+		if (t == NULL || t->worker != p->w || res->host >= t->msg.u.task.nhosts ||
+		    !om_host_state_final((int)res->state))
 			continue;
 		if (!t->final[res->host]) {
 			t->final[res->host] = true;
@@ -635,8 +522,8 @@ dispatch_idc(struct master *m, uint64_t job_id, const struct om_msg *sub, struct
 	return 0;
 }
 
-static void
-op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	const struct om_msg *sub = &r->msg;
 	struct om_selector *sel = NULL;
@@ -650,6 +537,11 @@ op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	char err[256], (*reasons)[160] = NULL;
 	int rv;
 
+	if (sub->u.submit.timeout_s > MAX_TIMEOUT_S || sub->u.submit.forks > MAX_FORKS) {
+		reply_error(r, OM_ERANGE, "timeout is at most %u s and forks at most %u",
+		            MAX_TIMEOUT_S, MAX_FORKS);
+		return;
+	}
 	if (om_selector_parse(sub->u.submit.selector, &sel, err, sizeof(err)) != 0) {
 		reply_error(r, OM_EINVAL, "bad selector '%s': %s", sub->u.submit.selector, err);
 		return;
@@ -668,6 +560,12 @@ op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 		            sub->u.submit.selector);
 		goto out;
 	}
+	if (auth_check_target(p, matched, nm, sub->u.submit.module, err, sizeof(err)) != 0) {
+		audit(m, p->who, p->source, "job.submit", sub->u.submit.selector, "refused", "%s",
+		      err);
+		reply_error(r, OM_EPERM, "%s: nothing dispatched", err);
+		goto out;
+	}
 	memset(&spec, 0, sizeof(spec));
 	spec.user = p->who;
 	spec.selector = sub->u.submit.selector;
@@ -683,6 +581,9 @@ op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	}
 	om_info("job %llu by %s: module '%s' on '%s' (%zu hosts)", (unsigned long long)job_id,
 	        p->who, sub->u.submit.module, sub->u.submit.selector, nm);
+	audit(m, p->who, p->source, "job.submit", sub->u.submit.selector, "ok",
+	      "job %llu, module '%s', %zu hosts", (unsigned long long)job_id,
+	      sub->u.submit.module, nm);
 	done = om_calloc(nm, sizeof(*done));
 	group = om_calloc(nm, sizeof(*group));
 	unreach = om_calloc(nm, sizeof(*unreach));
@@ -734,8 +635,8 @@ out:
 	om_selector_free(sel);
 }
 
-static void
-op_follow(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_follow(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct follower *f;
 	uint32_t wait = r->msg.u.follow.wait_ms;
@@ -757,8 +658,8 @@ op_follow(struct master *m, struct om_rpc_req *r, struct peer *p)
 	m->followers = f;
 }
 
-static void
-op_hosts_list(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_hosts_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct om_selector *sel = NULL;
 	struct om_host *all = NULL, *out = NULL;
@@ -779,7 +680,7 @@ op_hosts_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 		reply_error(r, OM_ENOMEM, "master out of memory");
 	} else {
 		for (i = 0; i < nall; i++)
-			if (om_selector_match(sel, &all[i]))
+			if (om_selector_match(sel, &all[i]) && auth_host_visible(p, &all[i]))
 				out[n++] = all[i];
 		rep.u.hosts.hosts = out;
 		rep.u.hosts.nhosts = (uint32_t)n;
@@ -790,8 +691,8 @@ op_hosts_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 	om_selector_free(sel);
 }
 
-static void
-op_hosts_add(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_hosts_add(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct om_host *hs = r->msg.u.hosts.hosts;
 	struct om_msg done = {.type = OM_MSG_DONE};
@@ -815,12 +716,14 @@ op_hosts_add(struct master *m, struct om_rpc_req *r, struct peer *p)
 		return;
 	}
 	om_info("%s added or updated %u hosts", p->who, n);
+	audit(m, p->who, p->source, "hosts.add", n == 1 ? hs[0].name : "hosts", "ok",
+	      "%u hosts added or updated", n);
 	done.u.done.count = n;
 	om_rpc_reply(r, &done);
 }
 
-static void
-op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p)
+void
+master_op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct om_worker_info *ws = NULL;
 	struct om_msg rep = {.type = OM_MSG_WORKERS};
@@ -843,48 +746,6 @@ op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 	rep.u.workers.nworkers = (uint32_t)n;
 	om_rpc_reply(r, &rep);
 	om_workers_free(ws, n);
-}
-
-/*
- * Every operation, who may call it, and its handler.  Anything not in this
- * table, or called by the wrong kind of peer, closes that peer.
- */
-static const struct op {
-	enum om_msg_type type;
-	enum peer_kind peer;
-	void (*fn)(struct master *, struct om_rpc_req *, struct peer *);
-} ops[] = {
-        {OM_MSG_HEARTBEAT, PEER_WORKER, op_heartbeat},
-        {OM_MSG_POLL, PEER_WORKER, op_poll},
-        {OM_MSG_REPORT, PEER_WORKER, op_report},
-        {OM_MSG_SUBMIT, PEER_CLIENT, op_submit},
-        {OM_MSG_FOLLOW, PEER_CLIENT, op_follow},
-        {OM_MSG_HOSTS_LIST, PEER_CLIENT, op_hosts_list},
-        {OM_MSG_HOSTS_ADD, PEER_CLIENT, op_hosts_add},
-        {OM_MSG_WORKERS_LIST, PEER_CLIENT, op_workers_list},
-};
-
-static void
-handle_request(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r)
-{
-	struct peer *p = req_peer(r);
-	size_t i;
-
-	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (ops[i].type != r->msg.type)
-			continue;
-		if (ops[i].peer != p->kind)
-			break;
-		ops[i].fn(m, r, p);
-		return;
-	}
-	om_warn("%s sent operation %d it may not use: closing", p->who, (int)r->msg.type);
-	{
-		struct om_rpc_session *ss = r->session;
-		om_rpc_drop(r, "operation not permitted");
-		on_session_end(m, p);
-		om_rpc_session_end(srv, ss);
-	}
 }
 
 /* ----------------------------------------------------------- the loop */
@@ -922,6 +783,30 @@ housekeeping(struct master *m)
 	om_rpc_server_expire(m->csrv, on_session_end, m);
 }
 
+/*
+ * A worker's connection closed (it stopped, crashed, or the network broke):
+ * send it nothing new until it speaks again.  Its running tasks keep their
+ * chance until the heartbeat timeout.
+ */
+static void
+on_disconnect(void *arg, void *user)
+{
+	struct peer *p = user;
+
+	(void)arg;
+	if (p != NULL && p->kind == PEER_WORKER && p->w != NULL && !p->w->suspect) {
+		p->w->suspect = true;
+		om_info("worker '%s': connection closed, no new tasks until it is back", p->w->name);
+	}
+}
+
+/* Frames the RPC layer refused (malformed, failed handshake, replay, rate limit). */
+static void
+on_refused_frame(void *arg, const char *peer, const char *what)
+{
+	audit(arg, "-", peer, "frame", "-", "refused", "%s", what);
+}
+
 void
 master_run(struct master *m, const volatile int *stop)
 {
@@ -942,40 +827,21 @@ master_run(struct master *m, const volatile int *stop)
 
 		while ((r = om_rpc_server_take(m->wsrv)) != NULL) {
 			if (r->kind == OM_RPC_HANDSHAKE)
-				handle_worker_hello(m, r);
+				auth_worker_hello(m, r);
 			else
-				handle_request(m, m->wsrv, r);
+				auth_dispatch(m, m->wsrv, r);
 		}
 		while ((r = om_rpc_server_take(m->csrv)) != NULL) {
 			if (r->kind == OM_RPC_HANDSHAKE)
-				handle_client_hello(m, r);
+				auth_client_hello(m, r);
 			else
-				handle_request(m, m->csrv, r);
+				auth_dispatch(m, m->csrv, r);
 		}
 		if (om_now_ms() - m->last_housekeeping >= HOUSEKEEPING_MS) {
 			m->last_housekeeping = om_now_ms();
 			housekeeping(m);
 		}
 	}
-}
-
-static int
-read_secret(const char *path, char **out)
-{
-	uint8_t *data;
-	size_t len;
-	int rv;
-
-	if ((rv = om_read_file(path, 4096, &data, &len)) != 0)
-		return rv;
-	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-		data[--len] = '\0';
-	if (len < 16 || memchr(data, '\0', len) != NULL) {
-		om_free(data);
-		return OM_EINVAL; /* short secrets are guessable */
-	}
-	*out = (char *)data;
-	return 0;
 }
 
 int
@@ -996,16 +862,6 @@ master_open(struct master *m, const struct master_config *cfg)
 	}
 	om_key_fingerprint(m->key.pub, fp);
 	om_info("master key fingerprint %s%s", fp, created ? " (new key)" : "");
-	if ((rv = read_secret(cfg->secret_path, &m->enroll_secret)) != 0) {
-		om_err("cannot read enrollment secret '%s' (at least 16 characters): %s",
-		       cfg->secret_path, om_strerror(rv));
-		return rv;
-	}
-	if ((rv = read_secret(cfg->token_path, &m->token)) != 0) {
-		om_err("cannot read API token '%s' (at least 16 characters): %s", cfg->token_path,
-		       om_strerror(rv));
-		return rv;
-	}
 	if ((rv = om_store_open(&m->store, cfg->db, err, sizeof(err))) != 0) {
 		om_err("cannot open the database: %s", err);
 		return rv;
@@ -1021,6 +877,9 @@ master_open(struct master *m, const struct master_config *cfg)
 	so.nctx = cfg->worker_ctx;
 	so.session_idle_ms = 4 * (int64_t)cfg->heartbeat_ms;
 	so.name = "worker";
+	so.on_refused = on_refused_frame;
+	so.on_disconnect = on_disconnect;
+	so.refused_arg = m;
 	if ((rv = om_rpc_server_open(&m->wsrv, &so)) != 0) {
 		om_err("cannot listen on '%s': %s", cfg->worker_listen, om_strerror(rv));
 		return rv;
@@ -1064,12 +923,6 @@ master_close(struct master *m)
 		m->workers = w->next;
 		om_free(w);
 	}
-	if (m->enroll_secret)
-		om_wipe(m->enroll_secret, strlen(m->enroll_secret));
-	if (m->token)
-		om_wipe(m->token, strlen(m->token));
-	om_free(m->enroll_secret);
-	om_free(m->token);
 	om_wipe(&m->key, sizeof(m->key));
 	pthread_mutex_destroy(&m->wake_lock);
 	pthread_cond_destroy(&m->wake_cond);

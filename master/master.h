@@ -18,8 +18,6 @@ struct master_config {
 	const char *worker_listen;
 	const char *client_listen;
 	const char *key_path;
-	const char *secret_path;
-	const char *token_path;
 	enum om_log_level log_level;
 	unsigned heartbeat_ms; /* a worker silent 3x this long is gone */
 	unsigned worker_ctx;   /* concurrent worker requests */
@@ -33,8 +31,11 @@ struct follower; /* a held FOLLOW request */
 struct master {
 	struct master_config cfg;
 	struct om_keypair key;
-	char *enroll_secret;
-	char *token;
+	struct audit_limit {
+		uint64_t key;	/* hash of source and action; 0: free */
+		int64_t last_ms;
+		unsigned suppressed;
+	} audit_limits[256];
 	struct om_store *store;
 	struct om_rpc_server *wsrv, *csrv;
 	pthread_mutex_t wake_lock;

@@ -27,6 +27,7 @@
 #include "om/base.h"
 #include "om/msg.h"
 #include "store.h"
+#include "store_int.h"
 
 /* Serialises migrations of several masters starting at once ("om_migr1"). */
 #define MIGRATE_LOCK_KEY INT64_C(0x6f6d5f6d69677231)
@@ -130,6 +131,82 @@ static const char *const migrations[] = {
         /* Exactly-once output: a re-sent chunk hits this and is dropped. */
         "CREATE UNIQUE INDEX job_events_chunk ON job_events (job_id, host, stream, seq)"
         " WHERE kind = 1;",
+        /* 2: trust (store_auth.c): worker keys, enrollment tokens, users, API
+         * tokens, the hash-chained audit log.  Secrets are stored only as
+         * SHA-256 (tokens) or scrypt (passwords).  The state, role and scope
+         * lists must match the name tables in store_auth.c. */
+        "CREATE TABLE worker_keys ("
+        " id bigserial PRIMARY KEY,"
+        " name text NOT NULL,"
+        " idc text NOT NULL,"
+        " fingerprint text UNIQUE NOT NULL,"
+        " state text NOT NULL CHECK (state IN ('pending','accepted','rejected','revoked')),"
+        " first_seen timestamptz NOT NULL DEFAULT now(),"
+        " last_seen timestamptz NOT NULL DEFAULT now(),"
+        " changed_at timestamptz,"
+        " changed_by text);"
+        /* At most one accepted key per worker name, whatever the code does:
+         * two masters accepting keys of one name at once cannot both win. */
+        "CREATE UNIQUE INDEX worker_keys_one_accepted ON worker_keys (name)"
+        " WHERE state = 'accepted';"
+        "CREATE TABLE enroll_tokens ("
+        " id bigserial PRIMARY KEY,"
+        " idc text NOT NULL,"
+        " hash bytea UNIQUE NOT NULL CHECK (length(hash) = 32),"
+        " created_by text,"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " expires_at timestamptz NOT NULL,"
+        " used_at timestamptz,"
+        " used_by_fingerprint text);"
+        "CREATE TABLE users ("
+        " id bigserial PRIMARY KEY,"
+        " name text UNIQUE NOT NULL,"
+        " role text NOT NULL CHECK (role IN ('admin','operator','viewer')),"
+        " password_hash text NOT NULL,"
+        " disabled boolean NOT NULL DEFAULT false,"
+        " scope_idcs text[] NOT NULL DEFAULT '{}',"
+        " scope_groups text[] NOT NULL DEFAULT '{}',"
+        " allowed_modules text[] NOT NULL DEFAULT '{}',"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " updated_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE TABLE api_tokens ("
+        " id bigserial PRIMARY KEY,"
+        " user_id bigint NOT NULL REFERENCES users,"
+        " name text NOT NULL,"
+        " hash bytea UNIQUE NOT NULL CHECK (length(hash) = 32),"
+        " scopes text[] NOT NULL CHECK (cardinality(scopes) > 0"
+        " AND scopes <@ ARRAY['read','run','admin']::text[]),"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " expires_at timestamptz NOT NULL,"
+        " revoked_at timestamptz,"
+        " last_used_at timestamptz);"
+        "CREATE INDEX api_tokens_user ON api_tokens (user_id);"
+        /* No sequence: the writer takes previous id + 1 under an advisory
+         * lock, so ids are contiguous and a deleted row leaves a visible gap. */
+        "CREATE TABLE audit ("
+        " id bigint PRIMARY KEY CHECK (id > 0),"
+        " at_us bigint NOT NULL,"
+        " at timestamptz GENERATED ALWAYS AS (to_timestamp(at_us / 1000000.0)) STORED,"
+        " actor text NOT NULL,"
+        " source text NOT NULL,"
+        " action text NOT NULL,"
+        " target text NOT NULL,"
+        " outcome text NOT NULL,"
+        " detail text,"
+        " prev_hash bytea NOT NULL CHECK (length(prev_hash) = 32),"
+        " hash bytea NOT NULL CHECK (length(hash) = 32));"
+        "CREATE INDEX audit_at ON audit (at_us);"
+        /* Append-only for every role the triggers apply to, the owner
+         * included.  A superuser can still get around them (replica mode,
+         * ALTER TABLE): the hash chain is what detects that. */
+        "CREATE FUNCTION om_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN RAISE EXCEPTION 'audit is append-only: % refused', TG_OP"
+        " USING ERRCODE = 'insufficient_privilege'; END $$;"
+        "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit"
+        " FOR EACH ROW EXECUTE FUNCTION om_audit_append_only();"
+        "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
+        " FOR EACH STATEMENT EXECUTE FUNCTION om_audit_append_only();"
+        "REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM PUBLIC;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -193,21 +270,10 @@ static const struct {
 };
 #define NPREPARED ((int)(sizeof(prepared) / sizeof(prepared[0])))
 
-struct om_store {
-	PGconn *conn;
-	int version;   /* highest applied migration */
-	bool prepared; /* statements above exist in this session */
-	bool broken;   /* protocol state unknown (e.g. pipeline not drained): reset */
-	int npipe;     /* queries sent in the open pipeline */
-	int pipe_err;  /* first failure while sending the open pipeline */
-	bool have_msg; /* err already holds the first failure of this call */
-	char err[512];
-};
-
 /* --- errors ------------------------------------------------------------------- */
 
-static void
-set_err(struct om_store *st, const char *what, const char *msg)
+void
+om__store_set_err(struct om_store *st, const char *what, const char *msg)
 {
 	size_t n;
 
@@ -219,16 +285,16 @@ set_err(struct om_store *st, const char *what, const char *msg)
 	st->have_msg = true;
 }
 
-static void
-set_err_res(struct om_store *st, const char *what, const PGresult *r)
+void
+om__store_set_err_res(struct om_store *st, const char *what, const PGresult *r)
 {
 	const char *msg = r ? PQresultErrorMessage(r) : NULL;
 
-	set_err(st, what, msg && *msg ? msg : PQerrorMessage(st->conn));
+	om__store_set_err(st, what, msg && *msg ? msg : PQerrorMessage(st->conn));
 }
 
-static bool
-res_ok(const PGresult *r)
+bool
+om__store_res_ok(const PGresult *r)
 {
 	ExecStatusType s;
 
@@ -248,8 +314,8 @@ res_sqlstate(const PGresult *r, const char *code)
 
 /* --- small codecs ------------------------------------------------------------- */
 
-static int
-parse_u64(const char *s, uint64_t *out)
+int
+om__store_parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -264,8 +330,8 @@ parse_u64(const char *s, uint64_t *out)
 }
 
 /* A binary-format integer column (int2, int4 or int8, big-endian). */
-static int64_t
-bin_int(const PGresult *r, int row, int col)
+int64_t
+om__store_bin_int(const PGresult *r, int row, int col)
 {
 	const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
 	int len = PQgetlength(r, row, col);
@@ -289,8 +355,8 @@ be32(const unsigned char *p)
 }
 
 /* A binary-format text[] of one dimension without NULLs into owned strings. */
-static int
-bin_text_array(const char *val, int len, char ***out, uint32_t *n)
+int
+om__store_bin_text_array(const char *val, int len, char ***out, uint32_t *n)
 {
 	const unsigned char *p = (const unsigned char *)val;
 	char **v;
@@ -334,8 +400,8 @@ bad:
 }
 
 /* Appends s as one element of a text-format array literal (NULL: SQL NULL). */
-static void
-array_put(struct om_buf *b, const char *s, bool first)
+void
+om__store_array_put(struct om_buf *b, const char *s, bool first)
 {
 	if (!first)
 		om_buf_putc(b, ',');
@@ -353,8 +419,8 @@ array_put(struct om_buf *b, const char *s, bool first)
 	om_buf_putc(b, '"');
 }
 
-static int
-array_end(struct om_buf *b)
+int
+om__store_array_end(struct om_buf *b)
 {
 	om_buf_putc(b, '}');
 	om_buf_putc(b, '\0'); /* passed to libpq as a C string */
@@ -366,8 +432,8 @@ array_end(struct om_buf *b)
  * with '?' and never cutting a character: a reason from a remote host must
  * not make the text column (and so the whole batch) fail forever.
  */
-static void
-utf8_clean(const char *s, char *out, size_t max)
+void
+om__store_utf8_clean(const char *s, char *out, size_t max)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t o = 0;
@@ -434,15 +500,15 @@ session_setup(struct om_store *st)
 	PQsetNoticeProcessor(st->conn, notice_drop, NULL);
 	/* Text is UTF-8 end to end (reasons are cleaned to it). */
 	if (PQsetClientEncoding(st->conn, "UTF8") != 0) {
-		set_err(st, "set client encoding", PQerrorMessage(st->conn));
+		om__store_set_err(st, "set client encoding", PQerrorMessage(st->conn));
 		return OM_EDB;
 	}
 	/* Every wait has a bound: a stuck statement or lock fails the call, the
 	 * caller retries (workers keep unacknowledged results meanwhile). */
 	r = PQexec(st->conn, "SET statement_timeout = '30s'; SET lock_timeout = '15s'; "
 			     "SET idle_in_transaction_session_timeout = '60s'");
-	if (!res_ok(r)) {
-		set_err_res(st, "set timeouts", r);
+	if (!om__store_res_ok(r)) {
+		om__store_set_err_res(st, "set timeouts", r);
 		PQclear(r);
 		return OM_EDB;
 	}
@@ -457,8 +523,8 @@ prepare_all(struct om_store *st)
 
 	for (i = 0; i < NPREPARED; i++) {
 		PGresult *r = PQprepare(st->conn, prepared[i].name, prepared[i].sql, 0, NULL);
-		if (!res_ok(r)) {
-			set_err_res(st, prepared[i].name, r);
+		if (!om__store_res_ok(r)) {
+			om__store_set_err_res(st, prepared[i].name, r);
 			PQclear(r);
 			return OM_EDB;
 		}
@@ -468,8 +534,8 @@ prepare_all(struct om_store *st)
 	return 0;
 }
 
-static void
-rollback(struct om_store *st)
+void
+om__store_rollback(struct om_store *st)
 {
 	PQclear(PQexec(st->conn, "ROLLBACK"));
 }
@@ -478,8 +544,8 @@ rollback(struct om_store *st)
  * Makes the connection usable before a call: one PQreset when it is known
  * bad, statements prepared, no transaction left open by an earlier failure.
  */
-static int
-store_ready(struct om_store *st)
+int
+om__store_ready(struct om_store *st)
 {
 	PGTransactionStatusType ts;
 
@@ -490,12 +556,12 @@ store_ready(struct om_store *st)
 		st->prepared = false;
 		PQreset(st->conn);
 		if (PQstatus(st->conn) != CONNECTION_OK) {
-			set_err(st, "reconnect", PQerrorMessage(st->conn));
+			om__store_set_err(st, "reconnect", PQerrorMessage(st->conn));
 			return OM_EDB;
 		}
 		if (PQpipelineStatus(st->conn) != PQ_PIPELINE_OFF) {
 			st->broken = true;
-			set_err(st, "reconnect", "connection still in pipeline mode");
+			om__store_set_err(st, "reconnect", "connection still in pipeline mode");
 			return OM_EDB;
 		}
 		if (session_setup(st) != 0)
@@ -503,10 +569,10 @@ store_ready(struct om_store *st)
 	}
 	ts = PQtransactionStatus(st->conn);
 	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
-		rollback(st);
+		om__store_rollback(st);
 	else if (ts != PQTRANS_IDLE) {
 		st->broken = true;
-		set_err(st, "connection", "busy or in an unknown state");
+		om__store_set_err(st, "connection", "busy or in an unknown state");
 		return OM_EDB;
 	}
 	if (!st->prepared)
@@ -521,16 +587,17 @@ run(struct om_store *st, const char *what, const char *sql, int n, const char *c
 {
 	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, rfmt);
 
-	if (!res_ok(r)) {
-		set_err_res(st, what, r);
+	if (!om__store_res_ok(r)) {
+		om__store_set_err_res(st, what, r);
 		PQclear(r);
 		return NULL;
 	}
 	return r;
 }
 
-static int
-run_cmd(struct om_store *st, const char *what, const char *sql, int n, const char *const *vals)
+int
+om__store_run_cmd(struct om_store *st, const char *what, const char *sql, int n,
+                  const char *const *vals)
 {
 	PGresult *r = run(st, what, sql, n, vals, 0);
 
@@ -546,7 +613,7 @@ pipe_sql(struct om_store *st, const char *sql)
 	if (st->pipe_err)
 		return st->pipe_err;
 	if (!PQsendQueryParams(st->conn, sql, 0, NULL, NULL, NULL, NULL, 0)) {
-		set_err(st, "pipeline send", PQerrorMessage(st->conn));
+		om__store_set_err(st, "pipeline send", PQerrorMessage(st->conn));
 		return st->pipe_err = OM_EDB;
 	}
 	st->npipe++;
@@ -560,7 +627,7 @@ pipe_send(struct om_store *st, const char *stmt, int n, const char *const *vals,
 	if (st->pipe_err)
 		return st->pipe_err;
 	if (!PQsendQueryPrepared(st->conn, stmt, n, vals, lens, fmts, 0)) {
-		set_err(st, stmt, PQerrorMessage(st->conn));
+		om__store_set_err(st, stmt, PQerrorMessage(st->conn));
 		return st->pipe_err = OM_EDB;
 	}
 	st->npipe++;
@@ -578,7 +645,7 @@ pipe_begin(struct om_store *st)
 	st->npipe = 0;
 	st->pipe_err = 0;
 	if (!PQenterPipelineMode(st->conn)) {
-		set_err(st, "pipeline", PQerrorMessage(st->conn));
+		om__store_set_err(st, "pipeline", PQerrorMessage(st->conn));
 		return OM_EDB;
 	}
 	pipe_sql(st, "BEGIN");
@@ -600,7 +667,7 @@ pipe_end(struct om_store *st)
 		pipe_sql(st, "COMMIT");
 	rv = st->pipe_err;
 	if (!PQpipelineSync(st->conn)) {
-		set_err(st, "pipeline sync", PQerrorMessage(st->conn));
+		om__store_set_err(st, "pipeline sync", PQerrorMessage(st->conn));
 		st->broken = true;
 		return OM_EDB;
 	}
@@ -610,7 +677,7 @@ pipe_end(struct om_store *st)
 			if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
 				/* keep the first real error, not the "aborted" that follow */
 				if (!st->have_msg && s != PGRES_PIPELINE_ABORTED)
-					set_err_res(st, "ingest", r);
+					om__store_set_err_res(st, "ingest", r);
 				rv = OM_EDB;
 			}
 			PQclear(r);
@@ -619,22 +686,22 @@ pipe_end(struct om_store *st)
 	r = PQgetResult(st->conn);
 	if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
 		if (!st->have_msg)
-			set_err(st, "pipeline", PQerrorMessage(st->conn));
+			om__store_set_err(st, "pipeline", PQerrorMessage(st->conn));
 		st->broken = true;
 		rv = OM_EDB;
 	}
 	PQclear(r);
 	if (!PQexitPipelineMode(st->conn)) {
 		if (!st->have_msg)
-			set_err(st, "pipeline exit", PQerrorMessage(st->conn));
+			om__store_set_err(st, "pipeline exit", PQerrorMessage(st->conn));
 		st->broken = true;
 		return OM_EDB;
 	}
 	/* An error inside BEGIN..COMMIT leaves the session in the aborted block. */
 	if (PQtransactionStatus(st->conn) != PQTRANS_IDLE)
-		rollback(st);
+		om__store_rollback(st);
 	if (rv != 0 && !st->have_msg)
-		set_err(st, "pipeline", PQerrorMessage(st->conn));
+		om__store_set_err(st, "pipeline", PQerrorMessage(st->conn));
 	return rv;
 }
 
@@ -649,12 +716,14 @@ migrate(struct om_store *st)
 	int rv = 0, have, v;
 
 	snprintf(key, sizeof(key), "%" PRId64, MIGRATE_LOCK_KEY);
-	if (run_cmd(st, "migration lock", "SELECT pg_advisory_lock($1::bigint)", 1, kp) != 0)
+	if (om__store_run_cmd(st, "migration lock", "SELECT pg_advisory_lock($1::bigint)", 1, kp) !=
+	    0)
 		return OM_EDB;
-	if ((rv = run_cmd(st, "schema_migrations",
-	                  "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY,"
-	                  " applied_at timestamptz NOT NULL DEFAULT now())",
-	                  0, NULL)) != 0)
+	if ((rv = om__store_run_cmd(
+	             st, "schema_migrations",
+	             "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY,"
+	             " applied_at timestamptz NOT NULL DEFAULT now())",
+	             0, NULL)) != 0)
 		goto out;
 	if ((r = run(st, "schema version",
 	             "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL, 0)) ==
@@ -667,23 +736,23 @@ migrate(struct om_store *st)
 	for (v = have + 1; v <= NMIGRATIONS; v++) {
 		/* one transaction per version: a failure keeps the earlier ones */
 		snprintf(ver, sizeof(ver), "%d", v);
-		if ((rv = run_cmd(st, "migration", "BEGIN", 0, NULL)) != 0)
+		if ((rv = om__store_run_cmd(st, "migration", "BEGIN", 0, NULL)) != 0)
 			goto out;
 		r = PQexec(st->conn, migrations[v - 1]);
-		if (!res_ok(r)) {
-			set_err_res(st, "migration", r);
+		if (!om__store_res_ok(r)) {
+			om__store_set_err_res(st, "migration", r);
 			PQclear(r);
-			rollback(st);
+			om__store_rollback(st);
 			rv = OM_EDB;
 			goto out;
 		}
 		PQclear(r);
-		if ((rv = run_cmd(st, "migration",
-		                  "INSERT INTO schema_migrations (version)"
-		                  " VALUES ($1::int)",
-		                  1, vp)) != 0 ||
-		    (rv = run_cmd(st, "migration commit", "COMMIT", 0, NULL)) != 0) {
-			rollback(st);
+		if ((rv = om__store_run_cmd(st, "migration",
+		                            "INSERT INTO schema_migrations (version)"
+		                            " VALUES ($1::int)",
+		                            1, vp)) != 0 ||
+		    (rv = om__store_run_cmd(st, "migration commit", "COMMIT", 0, NULL)) != 0) {
+			om__store_rollback(st);
 			goto out;
 		}
 	}
@@ -721,7 +790,7 @@ om_store_open(struct om_store **out, const char *conninfo, char *err, size_t err
 		return OM_ENOMEM;
 	}
 	if (PQstatus(st->conn) != CONNECTION_OK) {
-		set_err(st, "connect", PQerrorMessage(st->conn));
+		om__store_set_err(st, "connect", PQerrorMessage(st->conn));
 		rv = OM_EDB;
 		goto fail;
 	}
@@ -787,7 +856,7 @@ om_store_hosts_upsert(struct om_store *st, const struct om_host *hosts, size_t n
 			return OM_EINVAL;
 	if (n == 0)
 		return 0;
-	if ((rv = store_ready(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	om_buf_init(&groups, ARRAY_MAX);
 	if ((rv = pipe_begin(st)) != 0) {
@@ -801,9 +870,9 @@ om_store_hosts_upsert(struct om_store *st, const struct om_host *hosts, size_t n
 		om_buf_reset(&groups);
 		om_buf_putc(&groups, '{');
 		for (g = 0; g < h->ngroups; g++)
-			array_put(&groups, h->groups[g], g == 0);
-		if (array_end(&groups) != 0) {
-			set_err(st, "hosts", "groups too large");
+			om__store_array_put(&groups, h->groups[g], g == 0);
+		if (om__store_array_end(&groups) != 0) {
+			om__store_set_err(st, "hosts", "groups too large");
 			st->pipe_err = groups.err;
 			break;
 		}
@@ -831,7 +900,7 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 
 	*hosts = NULL;
 	*n = 0;
-	if ((rv = store_ready(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	/* binary results: groups arrive as a self-describing array, no parsing of
 	 * quoted literals */
@@ -850,7 +919,7 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 
 		h->name = om_strndup(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
 		h->addr = om_strndup(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
-		h->port = (uint32_t)bin_int(r, i, 2);
+		h->port = (uint32_t)om__store_bin_int(r, i, 2);
 		if (!PQgetisnull(r, i, 3))
 			h->user = om_strndup(PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3));
 		h->idc = om_strndup(PQgetvalue(r, i, 4), (size_t)PQgetlength(r, i, 4));
@@ -859,11 +928,11 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 			rv = OM_ENOMEM;
 			break;
 		}
-		rv = bin_text_array(PQgetvalue(r, i, 5), PQgetlength(r, i, 5), &h->groups,
-		                    &h->ngroups);
+		rv = om__store_bin_text_array(PQgetvalue(r, i, 5), PQgetlength(r, i, 5), &h->groups,
+		                              &h->ngroups);
 		if (rv != 0) {
 			if (rv == OM_EPROTO)
-				set_err(st, "hosts load", "malformed groups array");
+				om__store_set_err(st, "hosts load", "malformed groups array");
 			break;
 		}
 	}
@@ -887,7 +956,7 @@ om_store_worker_seen(struct om_store *st, const char *name, const char *idc,
 
 	if (name == NULL || idc == NULL || fingerprint == NULL)
 		return OM_EINVAL;
-	if ((rv = store_ready(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	if ((r = run(st, "worker seen",
 	             "INSERT INTO workers (name, idc, fingerprint)"
@@ -896,10 +965,10 @@ om_store_worker_seen(struct om_store *st, const char *name, const char *idc,
 	             " last_seen = now() RETURNING id",
 	             3, v, 0)) == NULL)
 		return OM_EDB;
-	rv = PQntuples(r) == 1 ? parse_u64(PQgetvalue(r, 0, 0), worker_id) : OM_EPROTO;
+	rv = PQntuples(r) == 1 ? om__store_parse_u64(PQgetvalue(r, 0, 0), worker_id) : OM_EPROTO;
 	PQclear(r);
 	if (rv != 0) {
-		set_err(st, "worker seen", "unexpected result");
+		om__store_set_err(st, "worker seen", "unexpected result");
 		return OM_EDB;
 	}
 	return 0;
@@ -914,7 +983,7 @@ om_store_workers_load(struct om_store *st, struct om_worker_info **out, size_t *
 
 	*out = NULL;
 	*n = 0;
-	if ((rv = store_ready(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	if ((r = run(st, "workers load",
 	             "SELECT name, idc, fingerprint,"
@@ -971,7 +1040,7 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 		if (hosts[i].name == NULL || hosts[i].addr == NULL || hosts[i].idc == NULL ||
 		    hosts[i].port > 65535)
 			return OM_EINVAL;
-	if ((rv = store_ready(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 
 	/* The host list goes in as parallel arrays: one statement for any n. */
@@ -980,21 +1049,21 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 		om_buf_putc(&a[k], '{');
 	}
 	for (i = 0; i < spec->nparams; i++) {
-		array_put(&a[0], spec->params[i].key, i == 0);
-		array_put(&a[1], spec->params[i].val, i == 0);
+		om__store_array_put(&a[0], spec->params[i].key, i == 0);
+		om__store_array_put(&a[1], spec->params[i].val, i == 0);
 	}
 	for (i = 0; i < n; i++) {
-		array_put(&a[2], hosts[i].name, i == 0);
-		array_put(&a[3], hosts[i].idc, i == 0);
-		array_put(&a[4], hosts[i].addr, i == 0);
+		om__store_array_put(&a[2], hosts[i].name, i == 0);
+		om__store_array_put(&a[3], hosts[i].idc, i == 0);
+		om__store_array_put(&a[4], hosts[i].addr, i == 0);
 		om_buf_printf(&a[5], "%s%u", i ? "," : "", hosts[i].port ? hosts[i].port : 22u);
-		array_put(&a[6], hosts[i].user, i == 0);
+		om__store_array_put(&a[6], hosts[i].user, i == 0);
 	}
 	for (k = 0; k < 7; k++)
-		if (array_end(&a[k]) != 0)
+		if (om__store_array_end(&a[k]) != 0)
 			rv = a[k].err;
 	if (rv != 0) {
-		set_err(st, "job create", "parameters too large");
+		om__store_set_err(st, "job create", "parameters too large");
 		goto out;
 	}
 	snprintf(timeout, sizeof(timeout), "%u", spec->timeout_s);
@@ -1031,8 +1100,8 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 		rv = OM_EDB;
 		goto out;
 	}
-	if (PQntuples(r) != 1 || parse_u64(PQgetvalue(r, 0, 0), job_id) != 0) {
-		set_err(st, "job create", "unexpected result");
+	if (PQntuples(r) != 1 || om__store_parse_u64(PQgetvalue(r, 0, 0), job_id) != 0) {
+		om__store_set_err(st, "job create", "unexpected result");
 		rv = OM_EDB;
 	}
 	PQclear(r);
@@ -1061,14 +1130,14 @@ om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, cons
 	for (i = 0; i < n; i++)
 		if (hosts[i] == NULL)
 			return OM_EINVAL;
-	if ((rv = store_ready(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	om_buf_init(&names, ARRAY_MAX);
 	om_buf_putc(&names, '{');
 	for (i = 0; i < n; i++)
-		array_put(&names, hosts[i], i == 0);
-	if (array_end(&names) != 0) {
-		set_err(st, "task create", "host list too large");
+		om__store_array_put(&names, hosts[i], i == 0);
+	if (om__store_array_end(&names) != 0) {
+		om__store_set_err(st, "task create", "host list too large");
 		om_buf_release(&names);
 		return OM_EMSGSIZE;
 	}
@@ -1077,7 +1146,7 @@ om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, cons
 	v[1] = idc;
 	v[2] = worker;
 	v[3] = (const char *)names.data;
-	if ((rv = run_cmd(st, "task create", "BEGIN", 0, NULL)) != 0)
+	if ((rv = om__store_run_cmd(st, "task create", "BEGIN", 0, NULL)) != 0)
 		goto out;
 	/* Only queued hosts move: one already dispatched (by another master, or
 	 * an earlier task) must not run twice. */
@@ -1090,28 +1159,28 @@ om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, cons
 	                 " SELECT t.id, (SELECT count(*) FROM u),"
 	                 " (SELECT count(DISTINCT x) FROM unnest($4::text[]) x) FROM t",
 	                 4, NULL, v, NULL, NULL, 0);
-	if (!res_ok(r)) {
-		set_err_res(st, "task create", r);
+	if (!om__store_res_ok(r)) {
+		om__store_set_err_res(st, "task create", r);
 		/* foreign key: the job does not exist */
 		rv = res_sqlstate(r, "23503") ? OM_ENOTFOUND : OM_EDB;
 		PQclear(r);
 		goto out;
 	}
-	if (PQntuples(r) != 1 || parse_u64(PQgetvalue(r, 0, 0), task_id) != 0 ||
-	    parse_u64(PQgetvalue(r, 0, 1), &moved) != 0 ||
-	    parse_u64(PQgetvalue(r, 0, 2), &want) != 0) {
-		set_err(st, "task create", "unexpected result");
+	if (PQntuples(r) != 1 || om__store_parse_u64(PQgetvalue(r, 0, 0), task_id) != 0 ||
+	    om__store_parse_u64(PQgetvalue(r, 0, 1), &moved) != 0 ||
+	    om__store_parse_u64(PQgetvalue(r, 0, 2), &want) != 0) {
+		om__store_set_err(st, "task create", "unexpected result");
 		rv = OM_EDB;
 	} else if (moved != want) {
-		set_err(st, "task create", "some hosts are not queued in this job");
+		om__store_set_err(st, "task create", "some hosts are not queued in this job");
 		rv = OM_EBUSY;
 	}
 	PQclear(r);
 	if (rv == 0)
-		rv = run_cmd(st, "task create commit", "COMMIT", 0, NULL);
+		rv = om__store_run_cmd(st, "task create commit", "COMMIT", 0, NULL);
 out:
 	if (rv != 0)
-		rollback(st);
+		om__store_rollback(st);
 	om_buf_release(&names);
 	return rv;
 }
@@ -1236,7 +1305,7 @@ om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t
 		return 0;
 	if ((rv = ingest_jobs(chunks, nchunks, states, nstates, &jobs, &njobs)) != 0)
 		return rv;
-	if ((rv = store_ready(st)) != 0 || (rv = pipe_begin(st)) != 0) {
+	if ((rv = om__store_ready(st)) != 0 || (rv = pipe_begin(st)) != 0) {
 		om_free(jobs);
 		return rv;
 	}
@@ -1271,7 +1340,7 @@ om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t
 		snprintf(num, sizeof(num), "%" PRId32, s->exit_code);
 		snprintf(num2, sizeof(num2), "%" PRIu64, s->duration_ms);
 		if (s->reason)
-			utf8_clean(s->reason, reason, OM_MAX_TEXT);
+			om__store_utf8_clean(s->reason, reason, OM_MAX_TEXT);
 		if (state_final(s->state))
 			job_next(job_find(jobs, njobs, s->job_id), back, sizeof(back));
 		else
@@ -1308,12 +1377,12 @@ state_parse(const char *s)
 static int
 event_fill(const PGresult *r, int row, struct om_event *e)
 {
-	e->id = (uint64_t)bin_int(r, row, 1);
-	e->kind = (uint32_t)bin_int(r, row, 2);
+	e->id = (uint64_t)om__store_bin_int(r, row, 1);
+	e->kind = (uint32_t)om__store_bin_int(r, row, 2);
 	if (!PQgetisnull(r, row, 3) &&
 	    (e->host = om_strndup(PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3))) == NULL)
 		return OM_ENOMEM;
-	e->stream = (uint32_t)bin_int(r, row, 4);
+	e->stream = (uint32_t)om__store_bin_int(r, row, 4);
 	if (!PQgetisnull(r, row, 5) && PQgetlength(r, row, 5) > 0) {
 		size_t len = (size_t)PQgetlength(r, row, 5);
 		if (len > UINT32_MAX)
@@ -1329,11 +1398,11 @@ event_fill(const PGresult *r, int row, struct om_event *e)
 			return OM_EPROTO;
 		e->state = (uint32_t)s;
 	}
-	e->exit_code = (int32_t)bin_int(r, row, 7);
+	e->exit_code = (int32_t)om__store_bin_int(r, row, 7);
 	if (!PQgetisnull(r, row, 8) &&
 	    (e->reason = om_strndup(PQgetvalue(r, row, 8), (size_t)PQgetlength(r, row, 8))) == NULL)
 		return OM_ENOMEM;
-	e->duration_ms = (uint64_t)bin_int(r, row, 9);
+	e->duration_ms = (uint64_t)om__store_bin_int(r, row, 9);
 	return 0;
 }
 
@@ -1354,7 +1423,7 @@ om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size
 	*done = false;
 	if (job_id == 0 || job_id > INT64_MAX)
 		return OM_ENOTFOUND;
-	if ((rv = store_ready(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	if (limit > OM_MAX_ITEMS)
 		limit = OM_MAX_ITEMS; /* "at most limit": one reply's worth */
@@ -1365,8 +1434,8 @@ om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size
 	snprintf(lim, sizeof(lim), "%zu", limit + 1);
 	/* binary results: bytea comes back byte-exact without unescaping */
 	r = PQexecPrepared(st->conn, "om_events", 3, v, NULL, NULL, 1);
-	if (!res_ok(r)) {
-		set_err_res(st, "events read", r);
+	if (!om__store_res_ok(r)) {
+		om__store_set_err_res(st, "events read", r);
 		PQclear(r);
 		return OM_EDB;
 	}
@@ -1390,7 +1459,7 @@ om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size
 	} else {
 		om_events_free(ev, take);
 		if (rv == OM_EPROTO) {
-			set_err(st, "events read", "unexpected event row");
+			om__store_set_err(st, "events read", "unexpected event row");
 			rv = OM_EDB;
 		}
 	}

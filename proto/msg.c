@@ -18,7 +18,8 @@
  *   NOTASK      -
  *   REPORT      chunks o (array of chunk), results o (array of result)
  *   ACK         nchunks R, nresults R
- *   AUTH        token R (text), ver R
+ *   AUTH        token o (secret), user o (secret), password o (secret), ver R;
+ *               any combination decodes, the master decides what it accepts
  *   AUTH_OK     -
  *   SUBMIT      sel R (text), module R (name), params o, timeout o, forks o
  *   SUBMITTED   job R, nhosts R
@@ -31,6 +32,26 @@
  *   WORKERS_LIST -
  *   WORKERS     workers R (array of worker)
  *   ERROR       code R (int32), text o
+ *
+ *   trust and access (issue 3):
+ *   KEYS_LIST, USERS_LIST, TOKENS_LIST, AUDIT_VERIFY   -
+ *   KEY_SET     id R, state R (1..3: accepted, rejected, revoked), fp o (<= 255)
+ *   ENROLL_CREATE idc R (name), ttl R (ttl_s)
+ *   USER_ADD    name R (name), role R (<= 32), password R (secret),
+ *               idcs o, groups o, modules o (arrays of names, <= OM_MAX_GROUPS each)
+ *   USER_PASSWD name R (name), password R (secret)
+ *   USER_DISABLE name R (name), flag R (bool)
+ *   TOKEN_CREATE name R (name), user o (name), scopes o (array of <= OM_MAX_SCOPES
+ *               strings of <= 32 bytes), ttl o (ttl_s)
+ *   TOKEN_REVOKE id R
+ *   AUDIT_LIST  since o (since_ms, int64), after o (after_id), limit o
+ *   SECRET      id R, secret R (secret), exp o (expires_ms, int64)
+ *   TABLE       cols R (1..OM_MAX_TABLE_COLUMNS strings of <= 255),
+ *               cells R (row-major strings of <= OM_MAX_TEXT or nil, at most
+ *               OM_MAX_TABLE_CELLS, a multiple of the number of columns)
+ *
+ *   (secret) is a string of at most OM_MAX_SECRET bytes.  No string anywhere
+ *   may hold a NUL byte.
  *
  *   host        name R (name), addr R (<= 255), user o (<= 255), idc R (name),
  *               port o (0..65535), groups o (array of names)
@@ -63,6 +84,8 @@ enum fkind {
 	F_STR,    /* char *, at most max bytes */
 	F_BIN,    /* uint8_t * + uint32_t length at off2, at most max bytes */
 	F_NAMES,  /* char ** + uint32_t count at off2, at most max names */
+	F_STRS,   /* char ** + uint32_t count at off2, min..max strings of at most emax
+	             bytes; NULL elements (nil) only when nils */
 	F_PARAMS, /* struct om_kv * + uint32_t count at off2 */
 	F_LIST,   /* array of sub maps + uint32_t count at off2, at most max */
 };
@@ -76,6 +99,8 @@ struct field {
 	size_t off;  /* the value, from the start of the struct */
 	size_t off2; /* the count or length that goes with it */
 	uint64_t min, max;
+	uint32_t emax;            /* F_STRS: bytes per string */
+	bool nils;                /* F_STRS: nil elements allowed */
 	const struct schema *sub; /* F_LIST: element layout */
 };
 
@@ -83,6 +108,9 @@ struct schema {
 	const struct field *f;
 	size_t n;    /* at most 32: the decoder tracks seen keys in a bitmask */
 	size_t size; /* element size, for F_LIST */
+	/* Constraints across fields, or NULL: false makes the decoder answer
+	 * OM_EPROTO and the encoder OM_EINVAL. */
+	bool (*check)(const void *base);
 };
 
 /* The tables below are laid out by hand: one field per line, one macro per kind. */
@@ -105,10 +133,15 @@ struct schema {
 #define PARAMS(k, rq, o, o2)                                                            \
 	{.key = (k), .kind = F_PARAMS, .req = (rq), .off = (o), .off2 = (o2),             \
 	 .max = OM_MAX_PARAMS}
+#define STRS(k, rq, o, o2, lo, hi, len, nl)                                              \
+	{.key = (k), .kind = F_STRS, .req = (rq), .off = (o), .off2 = (o2), .min = (lo),  \
+	 .max = (hi), .emax = (len), .nils = (nl)}
 #define LIST(k, rq, o, o2, mx, s)                                                       \
 	{.key = (k), .kind = F_LIST, .req = (rq), .off = (o), .off2 = (o2), .max = (mx), \
 	 .sub = (s)}
-#define SCHEMA(tab, sz) {(tab), sizeof(tab) / sizeof((tab)[0]), (sz)}
+#define SCHEMA(tab, sz) {(tab), sizeof(tab) / sizeof((tab)[0]), (sz), NULL}
+#define SCHEMA_CHECK(tab, fn) {(tab), sizeof(tab) / sizeof((tab)[0]), 0, (fn)}
+#define SHORT_MAX 32 /* roles, token scopes */
 
 /* --- nested maps ----------------------------------------------------------------- */
 
@@ -208,7 +241,9 @@ static const struct field ack_f[] = {
 	U32("nresults", REQ, M(ack.nresults)),
 };
 static const struct field auth_f[] = {
-	STR("token", REQ, M(auth.token), OM_MAX_TEXT),
+	STR("token", OPT, M(auth.token), OM_MAX_SECRET),
+	STR("user", OPT, M(auth.user), OM_MAX_SECRET),
+	STR("password", OPT, M(auth.password), OM_MAX_SECRET),
 	U32("ver", REQ, M(auth.version)),
 };
 static const struct field submit_f[] = {
@@ -250,6 +285,65 @@ static const struct field error_f[] = {
 	I32("code", REQ, M(error.code)),
 	STR("text", OPT, M(error.text), OM_MAX_TEXT),
 };
+static const struct field key_set_f[] = {
+	U64("id", REQ, M(key_set.id)),
+	U32R("state", REQ, M(key_set.state), OM_KEY_ACCEPTED, OM_KEY_REVOKED),
+	STR("fp", OPT, M(key_set.fingerprint), OM_MAX_NAME),
+};
+static const struct field enroll_f[] = {
+	NAME("idc", REQ, M(enroll.idc)),
+	U64("ttl", REQ, M(enroll.ttl_s)),
+};
+static const struct field user_add_f[] = {
+	NAME("name", REQ, M(user.name)),
+	STR("role", REQ, M(user.role), SHORT_MAX),
+	STR("password", REQ, M(user.password), OM_MAX_SECRET),
+	NAMES("idcs", OPT, M(user.idcs), M(user.nidcs), OM_MAX_GROUPS),
+	NAMES("groups", OPT, M(user.groups), M(user.ngroups), OM_MAX_GROUPS),
+	NAMES("modules", OPT, M(user.modules), M(user.nmodules), OM_MAX_GROUPS),
+};
+static const struct field user_passwd_f[] = {
+	NAME("name", REQ, M(user.name)),
+	STR("password", REQ, M(user.password), OM_MAX_SECRET),
+};
+static const struct field user_disable_f[] = {
+	NAME("name", REQ, M(user.name)),
+	BOOL("flag", REQ, M(user.flag)),
+};
+static const struct field token_f[] = {
+	NAME("name", REQ, M(token.name)),
+	NAME("user", OPT, M(token.user)),
+	STRS("scopes", OPT, M(token.scopes), M(token.nscopes), 0, OM_MAX_SCOPES, SHORT_MAX, false),
+	U64("ttl", OPT, M(token.ttl_s)),
+};
+static const struct field by_id_f[] = {
+	U64("id", REQ, M(by_id.id)),
+};
+static const struct field audit_f[] = {
+	I64("since", OPT, M(audit.since_ms)),
+	U64("after", OPT, M(audit.after_id)),
+	U32("limit", OPT, M(audit.limit)),
+};
+static const struct field secret_f[] = {
+	U64("id", REQ, M(secret.id)),
+	STR("secret", REQ, M(secret.secret), OM_MAX_SECRET),
+	I64("exp", OPT, M(secret.expires_ms)),
+};
+static const struct field table_f[] = {
+	STRS("cols", REQ, M(table.columns), M(table.ncolumns), 1, OM_MAX_TABLE_COLUMNS,
+	     OM_MAX_NAME, false),
+	STRS("cells", REQ, M(table.cells), M(table.ncells), 0, OM_MAX_TABLE_CELLS, OM_MAX_TEXT,
+	     true),
+};
+
+/* Whole rows only. */
+static bool
+table_check(const void *base)
+{
+	const struct om_msg *m = base;
+
+	return m->u.table.ncolumns > 0 && m->u.table.ncells % m->u.table.ncolumns == 0;
+}
 
 static const struct {
 	enum om_msg_type type;
@@ -260,11 +354,11 @@ static const struct {
 	{OM_MSG_HEARTBEAT, SCHEMA(heartbeat_f, 0)},
 	{OM_MSG_POLL, SCHEMA(poll_f, 0)},
 	{OM_MSG_TASK, SCHEMA(task_f, 0)},
-	{OM_MSG_NOTASK, {NULL, 0, 0}},
+	{OM_MSG_NOTASK, {NULL, 0, 0, NULL}},
 	{OM_MSG_REPORT, SCHEMA(report_f, 0)},
 	{OM_MSG_ACK, SCHEMA(ack_f, 0)},
 	{OM_MSG_AUTH, SCHEMA(auth_f, 0)},
-	{OM_MSG_AUTH_OK, {NULL, 0, 0}},
+	{OM_MSG_AUTH_OK, {NULL, 0, 0, NULL}},
 	{OM_MSG_SUBMIT, SCHEMA(submit_f, 0)},
 	{OM_MSG_SUBMITTED, SCHEMA(submitted_f, 0)},
 	{OM_MSG_FOLLOW, SCHEMA(follow_f, 0)},
@@ -273,9 +367,23 @@ static const struct {
 	{OM_MSG_HOSTS, SCHEMA(hosts_f, 0)},
 	{OM_MSG_HOSTS_ADD, SCHEMA(hosts_f, 0)},
 	{OM_MSG_DONE, SCHEMA(done_f, 0)},
-	{OM_MSG_WORKERS_LIST, {NULL, 0, 0}},
+	{OM_MSG_WORKERS_LIST, {NULL, 0, 0, NULL}},
 	{OM_MSG_WORKERS, SCHEMA(workers_f, 0)},
 	{OM_MSG_ERROR, SCHEMA(error_f, 0)},
+	{OM_MSG_KEYS_LIST, {NULL, 0, 0, NULL}},
+	{OM_MSG_KEY_SET, SCHEMA(key_set_f, 0)},
+	{OM_MSG_ENROLL_CREATE, SCHEMA(enroll_f, 0)},
+	{OM_MSG_USERS_LIST, {NULL, 0, 0, NULL}},
+	{OM_MSG_USER_ADD, SCHEMA(user_add_f, 0)},
+	{OM_MSG_USER_PASSWD, SCHEMA(user_passwd_f, 0)},
+	{OM_MSG_USER_DISABLE, SCHEMA(user_disable_f, 0)},
+	{OM_MSG_TOKEN_CREATE, SCHEMA(token_f, 0)},
+	{OM_MSG_TOKENS_LIST, {NULL, 0, 0, NULL}},
+	{OM_MSG_TOKEN_REVOKE, SCHEMA(by_id_f, 0)},
+	{OM_MSG_AUDIT_LIST, SCHEMA(audit_f, 0)},
+	{OM_MSG_AUDIT_VERIFY, {NULL, 0, 0, NULL}},
+	{OM_MSG_SECRET, SCHEMA(secret_f, 0)},
+	{OM_MSG_TABLE, SCHEMA_CHECK(table_f, table_check)},
 };
 
 /* clang-format on */
@@ -349,6 +457,32 @@ om_host_state_final(int state)
 	return state >= OM_HS_OK && state < OM_HS_COUNT_;
 }
 
+static const char *const key_state_names[OM_KEY_COUNT_] = {
+        [OM_KEY_PENDING] = "pending",
+        [OM_KEY_ACCEPTED] = "accepted",
+        [OM_KEY_REJECTED] = "rejected",
+        [OM_KEY_REVOKED] = "revoked",
+};
+
+const char *
+om_key_state_name(int state)
+{
+	if (state < 0 || state >= OM_KEY_COUNT_)
+		return "unknown";
+	return key_state_names[state];
+}
+
+int
+om_key_state_parse(const char *name)
+{
+	if (name == NULL)
+		return -1;
+	for (int i = 0; i < OM_KEY_COUNT_; i++)
+		if (strcmp(name, key_state_names[i]) == 0)
+			return i;
+	return -1;
+}
+
 /* --- release ------------------------------------------------------------------- */
 
 static void release_fields(const struct schema *s, void *base);
@@ -381,7 +515,8 @@ release_fields(const struct schema *s, void *base)
 			*AT(base, f->off, uint8_t *) = NULL;
 			*AT(base, f->off2, uint32_t) = 0;
 			break;
-		case F_NAMES: {
+		case F_NAMES:
+		case F_STRS: {
 			char **v = *AT(base, f->off, char **);
 			uint32_t n = *AT(base, f->off2, uint32_t);
 
@@ -599,6 +734,28 @@ encode_value(struct om_buf *b, const struct field *f, const void *base)
 		}
 		return 0;
 	}
+	case F_STRS: {
+		char *const *v = *CAT(base, f->off, char **);
+		uint32_t n = *CAT(base, f->off2, uint32_t);
+
+		if (n > f->max)
+			return OM_EMSGSIZE;
+		if (n < f->min || (n > 0 && v == NULL))
+			return OM_EINVAL;
+		om_mpw_array(b, n);
+		for (uint32_t i = 0; i < n; i++) {
+			if (v[i] == NULL) {
+				if (!f->nils)
+					return OM_EINVAL;
+				om_mpw_nil(b);
+				continue;
+			}
+			if (strlen(v[i]) > f->emax)
+				return OM_EMSGSIZE;
+			om_mpw_cstr(b, v[i]);
+		}
+		return 0;
+	}
 	case F_PARAMS:
 		return encode_params(b, *CAT(base, f->off, struct om_kv *),
 		                     *CAT(base, f->off2, uint32_t));
@@ -631,6 +788,8 @@ encode_fields(struct om_buf *b, const struct schema *s, const void *base, int ty
 	uint32_t n = type >= 0 ? 1 : 0;
 	int rc;
 
+	if (s->check != NULL && !s->check(base))
+		return OM_EINVAL;
 	for (size_t i = 0; i < s->n; i++)
 		if (field_present(&s->f[i], base))
 			n++;
@@ -721,6 +880,33 @@ decode_names(struct om_mpr *r, const struct field *f, void *base)
 		if (!om_name_valid(v[i]))
 			return OM_EPROTO;
 	}
+	return 0;
+}
+
+static int
+decode_strs(struct om_mpr *r, const struct field *f, void *base)
+{
+	uint32_t n;
+	char **v;
+	int rc;
+
+	if ((rc = om_mpr_array(r, &n)) != 0)
+		return rc;
+	if (n > f->max)
+		return OM_EMSGSIZE;
+	if (n < f->min)
+		return OM_EPROTO;
+	if (n == 0)
+		return 0;
+	if (n > remaining(r)) /* a string or a nil takes at least 1 byte */
+		return OM_EPROTO;
+	if ((v = om_calloc(n, sizeof(*v))) == NULL)
+		return OM_ENOMEM;
+	*AT(base, f->off, char **) = v;
+	*AT(base, f->off2, uint32_t) = n;
+	for (uint32_t i = 0; i < n; i++)
+		if ((rc = om_mpr_strdup(r, f->emax, f->nils, &v[i])) != 0)
+			return rc;
 	return 0;
 }
 
@@ -844,6 +1030,8 @@ decode_value(struct om_mpr *r, const struct field *f, void *base)
 	}
 	case F_NAMES:
 		return decode_names(r, f, base);
+	case F_STRS:
+		return decode_strs(r, f, base);
 	case F_PARAMS:
 		return decode_params(r, f, base);
 	case F_LIST:
@@ -891,6 +1079,8 @@ decode_fields(struct om_mpr *r, uint32_t cnt, const struct schema *s, void *base
 	for (j = 0; j < s->n; j++)
 		if (s->f[j].req && !(seen & (UINT32_C(1) << j)))
 			return OM_EPROTO;
+	if (s->check != NULL && !s->check(base))
+		return OM_EPROTO;
 	return 0;
 }
 

@@ -16,6 +16,18 @@
 /* nng's REQ re-sends unanswered requests after this; we time out first. */
 #define REQ_RESEND_MS (3600 * 1000)
 
+/* Session limits: the client rekeys at its limits, the server enforces twice them. */
+#define REKEY_MESSAGES_DEFAULT  (UINT64_C(1) << 20)
+#define REKEY_AGE_MS_DEFAULT    (3600 * 1000)
+#define SESSION_IDLE_MS_DEFAULT (120 * 1000)
+#define HS_RATE_DEFAULT         20
+#define HS_BURST_DEFAULT        40
+#define PREAUTH_MS_DEFAULT      (10 * 1000)
+#define HS_KEYLEN               9    /* family + IPv4 address or IPv6 /64 */
+#define HS_BUCKETS              1024 /* hash chains */
+#define HS_TABLE_MAX            4096 /* source addresses remembered */
+#define HS_LOG_EVERY_MS         10000
+
 static int
 nng_to_om(int rv)
 {
@@ -48,11 +60,22 @@ struct om_rpc_client {
 	struct om_rpc_client_opts opts;
 	struct om_keypair local; /* copy: opts.local points here */
 	struct om_buf hello;     /* encoded HELLO/AUTH */
-	pthread_mutex_t lock;    /* guards chan, have_chan, handshake */
-	struct om_chan chan;
+	pthread_mutex_t lock;    /* guards everything below and the handshake */
+	struct om_chan chan;     /* the current session */
 	bool have_chan;
 	uint64_t generation; /* bumps at every new session */
-	bool shut;           /* om_rpc_client_shutdown was called */
+	unsigned inflight;   /* calls sealed on chan and not finished */
+	/*
+	 * The session a rekey (or a failure) retired while calls sealed on it
+	 * were in flight: their replies still open with it.  Without it a
+	 * request the master did process would be retried on the new session
+	 * and run twice.  Wiped as soon as the last of those calls finishes.
+	 */
+	struct om_chan prev;
+	bool have_prev;
+	uint64_t prev_generation;
+	unsigned prev_inflight;
+	bool shut; /* om_rpc_client_shutdown was called */
 };
 
 int
@@ -70,13 +93,23 @@ om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *
 	}
 	if (c->opts.connect_timeout_ms <= 0)
 		c->opts.connect_timeout_ms = 5000;
+	if (c->opts.rekey_messages == 0)
+		c->opts.rekey_messages = REKEY_MESSAGES_DEFAULT;
+	if (c->opts.rekey_age_ms <= 0)
+		c->opts.rekey_age_ms = REKEY_AGE_MS_DEFAULT;
 	om_buf_init(&c->hello, OM_CHAN_MAX_HS_PAYLOAD);
-	if ((rv = om_msg_encode(opts->hello, &c->hello)) != 0 || c->hello.err) {
+	if (opts->hello == NULL)
+		rv = opts->hello_raw ? om_buf_append(&c->hello, opts->hello_raw, opts->hello_raw_len)
+		                     : OM_EINVAL;
+	else
+		rv = om_msg_encode(opts->hello, &c->hello);
+	if (rv != 0 || c->hello.err) {
 		om_buf_release(&c->hello);
 		om_free(c);
 		return rv ? rv : c->hello.err;
 	}
 	c->opts.hello = NULL;
+	c->opts.hello_raw = NULL;
 	pthread_mutex_init(&c->lock, NULL);
 	if ((rv = nng_req0_open(&c->sock)) != 0)
 		goto fail;
@@ -124,6 +157,7 @@ om_rpc_client_close(struct om_rpc_client *c)
 	if (!c->shut)
 		nng_close(c->sock);
 	om_chan_wipe(&c->chan);
+	om_chan_wipe(&c->prev);
 	om_wipe(&c->local, sizeof(c->local));
 	om_buf_release(&c->hello);
 	pthread_mutex_destroy(&c->lock);
@@ -168,12 +202,52 @@ out:
 	return nng_to_om(rv);
 }
 
-/* Caller holds c->lock. */
+/*
+ * Ends the current session (caller holds c->lock).  Its keys move to prev
+ * while calls sealed on it are still waiting for their replies.
+ */
+static void
+client_retire(struct om_rpc_client *c)
+{
+	if (!c->have_chan)
+		return;
+	c->have_chan = false;
+	if (c->inflight > 0) {
+		/* A call still waiting on an older prev loses it: at worst it retries. */
+		om_chan_wipe(&c->prev);
+		c->prev = c->chan;
+		c->have_prev = true;
+		c->prev_generation = c->generation;
+		c->prev_inflight = c->inflight;
+	}
+	c->inflight = 0;
+	om_chan_wipe(&c->chan);
+}
+
+/* A call sealed in generation gen finished (caller holds c->lock). */
+static void
+client_call_done(struct om_rpc_client *c, uint64_t gen)
+{
+	if (c->have_chan && c->generation == gen) {
+		if (c->inflight > 0)
+			c->inflight--;
+	} else if (c->have_prev && c->prev_generation == gen) {
+		if (c->prev_inflight > 0)
+			c->prev_inflight--;
+		if (c->prev_inflight == 0) {
+			om_chan_wipe(&c->prev);
+			c->have_prev = false;
+		}
+	}
+}
+
+/* Caller holds c->lock.  On success the new session replaces the current one. */
 static int
 client_handshake(struct om_rpc_client *c, struct om_msg *welcome)
 {
 	struct om_noise_hs *hs = NULL;
 	struct om_buf frame;
+	struct om_chan nc;
 	uint8_t payload[OM_CHAN_MAX_HS_PAYLOAD];
 	size_t plen = 0;
 	struct om_msg ans;
@@ -181,22 +255,27 @@ client_handshake(struct om_rpc_client *c, struct om_msg *welcome)
 	int rv;
 
 	memset(&ans, 0, sizeof(ans));
+	memset(&nc, 0, sizeof(nc));
 	om_buf_init(&frame, OM_MAX_FRAME_PREAUTH);
 	rv = om_chan_initiate(c->opts.pattern, c->opts.local, c->opts.master_pub, c->hello.data,
 	                      c->hello.len, &hs, &frame);
 	if (rv == 0)
 		rv = client_exchange(c, frame.data, frame.len, &reply, c->opts.connect_timeout_ms);
-	if (rv == 0) {
-		om_chan_wipe(&c->chan);
-		rv = om_chan_complete(hs, nng_msg_body(reply), nng_msg_len(reply), &c->chan,
-		                      payload, sizeof(payload), &plen);
-	}
+	if (rv == 0)
+		rv = om_chan_complete(hs, nng_msg_body(reply), nng_msg_len(reply), &nc, payload,
+		                      sizeof(payload), &plen);
 	if (rv == 0)
 		rv = om_msg_decode(payload, plen, &ans);
-	if (rv == 0 && ans.type == OM_MSG_ERROR)
+	if (rv == 0 && ans.type == OM_MSG_ERROR) {
 		rv = OM_EAUTH; /* the master refused us: no session */
-	else if (rv == 0)
-		c->have_chan = true, c->generation++;
+	} else if (rv == 0) {
+		client_retire(c);
+		c->chan = nc;
+		c->have_chan = true;
+		c->generation++;
+		c->inflight = 0;
+	}
+	om_chan_wipe(&nc);
 	if (welcome != NULL && (rv == 0 || rv == OM_EAUTH))
 		*welcome = ans;
 	else
@@ -225,16 +304,20 @@ om_rpc_connect(struct om_rpc_client *c, struct om_msg *welcome)
 	return rv;
 }
 
-/* Drops the session, unless another thread already replaced it. */
+/* Drops the session, unless another thread already replaced it (caller holds c->lock). */
 static void
 client_reset(struct om_rpc_client *c, uint64_t generation)
 {
-	pthread_mutex_lock(&c->lock);
-	if (c->generation == generation && c->have_chan) {
-		c->have_chan = false;
-		om_chan_wipe(&c->chan);
-	}
-	pthread_mutex_unlock(&c->lock);
+	if (c->generation == generation)
+		client_retire(c);
+}
+
+/* Caller holds c->lock and has a session. */
+static bool
+client_rekey_due(const struct om_rpc_client *c)
+{
+	return c->chan.tx_ctr >= c->opts.rekey_messages ||
+	       om_now_ms() - c->chan.established_ms >= c->opts.rekey_age_ms;
 }
 
 static int
@@ -242,50 +325,93 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
                  int timeout_ms)
 {
 	struct om_buf frame, plain;
+	struct om_chan *ch = NULL;
 	nng_msg *reply = NULL;
-	uint64_t gen, sid = 0;
+	uint64_t gen = 0, sid = 0;
 	uint8_t type = 0;
-	int rv;
+	bool sealed = false;
+	int rv = 0;
 
 	om_buf_init(&frame, OM_MAX_FRAME + 64);
 	om_buf_init(&plain, OM_MAX_FRAME);
 	pthread_mutex_lock(&c->lock);
-	if (c->shut)
+	if (c->shut) {
 		rv = OM_ECLOSED;
-	else
-		rv = c->have_chan ? 0 : client_handshake(c, NULL);
+	} else if (c->have_chan && client_rekey_due(c)) {
+		/*
+		 * A fresh handshake, fresh ephemeral keys: what this session's
+		 * keys protected stays safe if a later one leaks.  If it fails,
+		 * the worn session is not used again either.
+		 */
+		om_debug("rekeying session %016llx after %llu frames",
+		         (unsigned long long)c->chan.sid, (unsigned long long)c->chan.tx_ctr);
+		if ((rv = client_handshake(c, NULL)) != 0)
+			client_retire(c);
+	}
+	if (rv == 0 && !c->have_chan)
+		rv = client_handshake(c, NULL);
 	gen = c->generation;
-	if (rv == 0)
-		rv = om_chan_seal(&c->chan, pt->data, pt->len, &frame);
+	if (rv == 0 && (rv = om_chan_seal(&c->chan, pt->data, pt->len, &frame)) == 0) {
+		sealed = true;
+		c->inflight++;
+	}
 	pthread_mutex_unlock(&c->lock);
 	if (rv != 0)
 		goto out;
 	if ((rv = client_exchange(c, frame.data, frame.len, &reply, timeout_ms)) != 0) {
 		/* The request may or may not have been seen: a new session is the safe state. */
+		pthread_mutex_lock(&c->lock);
 		client_reset(c, gen);
+		pthread_mutex_unlock(&c->lock);
 		goto out;
 	}
+	pthread_mutex_lock(&c->lock);
 	if (om_frame_peek(nng_msg_body(reply), nng_msg_len(reply), &type, &sid) == 0 &&
 	    type == OM_FRAME_RESET) {
 		client_reset(c, gen);
 		rv = OM_ESESSION;
-		goto out;
+	} else {
+		if (c->have_chan && c->generation == gen)
+			ch = &c->chan;
+		else if (c->have_prev && c->prev_generation == gen)
+			ch = &c->prev; /* sealed before a rekey: the reply is in the old keys */
+		if (ch == NULL)
+			rv = OM_ESESSION;
+		else if ((rv = om_chan_open(ch, nng_msg_body(reply), nng_msg_len(reply), &plain)) !=
+		         0)
+			client_reset(c, gen);
 	}
-	pthread_mutex_lock(&c->lock);
-	if (c->generation != gen || !c->have_chan)
-		rv = OM_ESESSION;
-	else
-		rv = om_chan_open(&c->chan, nng_msg_body(reply), nng_msg_len(reply), &plain);
 	pthread_mutex_unlock(&c->lock);
 	if (rv == 0)
 		rv = om_msg_decode(plain.data, plain.len, rep);
-	else if (rv != OM_ESESSION)
-		client_reset(c, gen);
 out:
+	if (sealed) {
+		pthread_mutex_lock(&c->lock);
+		client_call_done(c, gen);
+		pthread_mutex_unlock(&c->lock);
+	}
 	if (reply != NULL)
 		nng_msg_free(reply);
 	om_buf_release(&frame);
 	om_buf_release(&plain);
+	return rv;
+}
+
+int
+om_rpc_call_raw(struct om_rpc_client *c, const uint8_t *pt, size_t n, struct om_msg *rep,
+                int timeout_ms)
+{
+	struct om_buf b;
+	int rv;
+
+	memset(rep, 0, sizeof(*rep));
+	om_buf_init(&b, OM_MAX_FRAME - 64);
+	if ((rv = om_buf_append(&b, pt, n)) == 0) {
+		rv = client_call_once(c, &b, rep, timeout_ms);
+		if (rv == OM_ESESSION)
+			rv = client_call_once(c, &b, rep, timeout_ms);
+	}
+	om_buf_release(&b);
 	return rv;
 }
 
@@ -325,7 +451,37 @@ struct om_rpc_session {
 	struct om_chan chan;
 	void *user;
 	int64_t last_ms;
+	uint64_t nrecv; /* frames opened: the hard message limit counts these */
+	uint32_t pipe_id; /* the connection its last authentic frame came on */
 	struct om_rpc_session *next;
+};
+
+/*
+ * One connection (nng pipe).  Added and removed by nng's pipe callbacks on
+ * nng threads, read and marked by the owner: guarded by plock.
+ */
+struct pipe_rec {
+	uint32_t id;
+	int64_t connect_ms;
+	int64_t last_ms; /* last authentic frame (or the connect) */
+	bool authed;     /* accepted a handshake or opened a DATA frame */
+	bool closing;    /* the owner asked nng to close it */
+	bool busy;       /* scratch for om_rpc_server_expire */
+	char peer[64];
+	struct pipe_rec *next;
+};
+
+#define PIPE_BUCKETS 256
+#define CLOSED_RING 256 /* a lost notice only delays the owner's own timeouts */
+
+/* A handshake token bucket for one source address; owner thread only. */
+struct hs_bucket {
+	uint8_t key[HS_KEYLEN];
+	int64_t tokens; /* thousandths of a handshake */
+	int64_t refill_ms;
+	int64_t logged_ms; /* last "over the limit" log line, 0: never */
+	struct hs_bucket *hnext;
+	struct hs_bucket *newer, *older; /* recency list */
 };
 
 struct om_rpc_server {
@@ -338,7 +494,326 @@ struct om_rpc_server {
 	struct om_rpc_work *qhead, *qtail;
 	bool closing;
 	struct om_rpc_session *sessions; /* owner thread only */
+	pthread_mutex_t plock;           /* guards the pipe table; taken after qlock */
+	struct pipe_rec *pipes[PIPE_BUCKETS];
+	unsigned npipes;
+	uint32_t closed[CLOSED_RING]; /* authenticated connections gone since the last expire */
+	unsigned nclosed;
+	/* Handshake rate limiting: owner thread only. */
+	struct hs_bucket *hs_table[HS_BUCKETS];
+	struct hs_bucket *hs_newest, *hs_oldest;
+	unsigned nhs;
+	uint64_t hs_seed; /* keys the hash so peers cannot aim at one chain */
 };
+
+/* ---- connections ---- */
+
+static void
+pipe_peer_name(nng_pipe p, char *out, size_t n)
+{
+	nng_sockaddr sa;
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	snprintf(out, n, "unknown peer");
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET) {
+		inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip));
+		snprintf(out, n, "%s:%u", ip, ntohs(sa.s_in.sa_port));
+	} else if (sa.s_family == NNG_AF_INET6) {
+		inet_ntop(AF_INET6, sa.s_in6.sa_addr, ip, sizeof(ip));
+		snprintf(out, n, "[%s]:%u", ip, ntohs(sa.s_in6.sa_port));
+	}
+}
+
+/* Caller holds plock. */
+static struct pipe_rec **
+pipe_slot(struct om_rpc_server *s, uint32_t id)
+{
+	struct pipe_rec **pp = &s->pipes[id % PIPE_BUCKETS];
+
+	while (*pp != NULL && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* nng thread: a connection finished nng's own negotiation, or went away. */
+static void
+pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct om_rpc_server *s = arg;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	struct pipe_rec *pr, **pp;
+
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		if ((pr = om_calloc(1, sizeof(*pr))) == NULL) {
+			/* Untracked, it would escape the timeouts: refuse it instead. */
+			nng_pipe_close(p);
+			return;
+		}
+		pr->id = id;
+		pr->connect_ms = pr->last_ms = om_now_ms();
+		pipe_peer_name(p, pr->peer, sizeof(pr->peer));
+		pthread_mutex_lock(&s->plock);
+		pp = pipe_slot(s, id);
+		if (*pp == NULL) {
+			*pp = pr;
+			s->npipes++;
+			pr = NULL;
+		}
+		pthread_mutex_unlock(&s->plock);
+		om_free(pr);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		pthread_mutex_lock(&s->plock);
+		pp = pipe_slot(s, id);
+		if ((pr = *pp) != NULL) {
+			*pp = pr->next;
+			s->npipes--;
+			if (pr->authed && s->nclosed < CLOSED_RING)
+				s->closed[s->nclosed++] = id;
+		}
+		pthread_mutex_unlock(&s->plock);
+		om_free(pr);
+	}
+}
+
+/* Owner: a frame on pipe p was authentic; authed when it proved a session. */
+static void
+pipe_touch(struct om_rpc_server *s, nng_pipe p, bool authed)
+{
+	struct pipe_rec *pr;
+
+	pthread_mutex_lock(&s->plock);
+	if ((pr = *pipe_slot(s, (uint32_t)nng_pipe_id(p))) != NULL) {
+		pr->last_ms = om_now_ms();
+		if (authed)
+			pr->authed = true;
+	}
+	pthread_mutex_unlock(&s->plock);
+}
+
+/* Owner: closes connections past the pre-authentication or idle timeout. */
+static void
+pipes_expire(struct om_rpc_server *s)
+{
+	int64_t now = om_now_ms();
+	uint32_t *ids = NULL;
+	unsigned i, n = 0;
+	struct pipe_rec *pr;
+
+	pthread_mutex_lock(&s->qlock);
+	pthread_mutex_lock(&s->plock);
+	/* A connection with a request queued or held is waiting on us, not idle. */
+	for (i = 0; i < s->nworks; i++) {
+		struct om_rpc_work *w = &s->works[i];
+		if ((w->state == W_QUEUED || w->state == W_OWNED) && w->msg != NULL &&
+		    (pr = *pipe_slot(s, (uint32_t)nng_pipe_id(nng_msg_get_pipe(w->msg)))) != NULL)
+			pr->busy = true;
+	}
+	if (s->npipes > 0)
+		ids = om_calloc(s->npipes, sizeof(*ids));
+	for (i = 0; i < PIPE_BUCKETS; i++) {
+		for (pr = s->pipes[i]; pr != NULL; pr = pr->next) {
+			const char *why = NULL;
+			if (pr->closing) {
+				/* asked already; nng removes it */
+			} else if (!pr->authed &&
+			           now - pr->connect_ms > s->opts.preauth_timeout_ms) {
+				why = "not authenticated in time";
+			} else if (pr->authed && !pr->busy &&
+			           now - pr->last_ms > s->opts.idle_timeout_ms) {
+				why = "idle";
+			}
+			pr->busy = false;
+			if (why != NULL && ids != NULL && n < s->npipes) {
+				/* An idle peer is normal (its dialer comes back when needed). */
+				om_log(pr->authed ? OM_LOG_DEBUG : OM_LOG_INFO,
+				       "%s endpoint: closing connection from %s: %s", s->opts.name,
+				       pr->peer, why);
+				pr->closing = true;
+				ids[n++] = pr->id;
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->plock);
+	pthread_mutex_unlock(&s->qlock);
+	/* Outside the locks: nng runs our REM_POST callback, which takes plock. */
+	for (i = 0; i < n; i++) {
+		nng_pipe p = NNG_PIPE_INITIALIZER;
+		p.id = ids[i];
+		nng_pipe_close(p);
+	}
+	om_free(ids);
+}
+
+/* ---- handshake rate limiting ---- */
+
+/*
+ * The bucket key: an IPv4 address, or the /64 of an IPv6 address (one host
+ * usually holds a whole /64, so per-address buckets would be free to
+ * multiply).  Other transports share one bucket.
+ */
+static void
+hs_key(nng_pipe p, uint8_t key[HS_KEYLEN])
+{
+	static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	nng_sockaddr sa;
+
+	memset(key, 0, HS_KEYLEN);
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET) {
+		key[0] = 4;
+		memcpy(key + 1, &sa.s_in.sa_addr, 4);
+	} else if (sa.s_family == NNG_AF_INET6 &&
+	           memcmp(sa.s_in6.sa_addr, v4mapped, sizeof(v4mapped)) == 0) {
+		key[0] = 4;
+		memcpy(key + 1, sa.s_in6.sa_addr + 12, 4);
+	} else if (sa.s_family == NNG_AF_INET6) {
+		key[0] = 6;
+		memcpy(key + 1, sa.s_in6.sa_addr, 8);
+	}
+}
+
+static unsigned
+hs_hash(const struct om_rpc_server *s, const uint8_t key[HS_KEYLEN])
+{
+	uint64_t h = s->hs_seed ^ UINT64_C(14695981039346656037);
+	unsigned i;
+
+	for (i = 0; i < HS_KEYLEN; i++) {
+		h ^= key[i];
+		h *= UINT64_C(1099511628211);
+	}
+	h ^= h >> 29;
+	return (unsigned)(h % HS_BUCKETS);
+}
+
+static void
+hs_unlink(struct om_rpc_server *s, struct hs_bucket *b)
+{
+	if (b->newer != NULL)
+		b->newer->older = b->older;
+	else
+		s->hs_newest = b->older;
+	if (b->older != NULL)
+		b->older->newer = b->newer;
+	else
+		s->hs_oldest = b->newer;
+	b->newer = b->older = NULL;
+}
+
+static void
+hs_push_newest(struct om_rpc_server *s, struct hs_bucket *b)
+{
+	b->older = s->hs_newest;
+	b->newer = NULL;
+	if (s->hs_newest != NULL)
+		s->hs_newest->newer = b;
+	s->hs_newest = b;
+	if (s->hs_oldest == NULL)
+		s->hs_oldest = b;
+}
+
+/* Removes the least recently used bucket: the table stays bounded. */
+static void
+hs_evict_oldest(struct om_rpc_server *s)
+{
+	struct hs_bucket *b = s->hs_oldest, **pp;
+
+	if (b == NULL)
+		return;
+	hs_unlink(s, b);
+	for (pp = &s->hs_table[hs_hash(s, b->key)]; *pp != NULL; pp = &(*pp)->hnext) {
+		if (*pp == b) {
+			*pp = b->hnext;
+			break;
+		}
+	}
+	s->nhs--;
+	om_free(b);
+}
+
+/*
+ * Takes one handshake token for the connection's source address.  False:
+ * over the limit, drop the frame.  Runs before any crypto, so a flood
+ * costs a hash lookup per frame.
+ */
+static bool
+hs_allow(struct om_rpc_server *s, nng_pipe p, const char *peer)
+{
+	const int64_t cap = (int64_t)s->opts.hs_burst * 1000;
+	uint8_t key[HS_KEYLEN];
+	struct hs_bucket *b;
+	int64_t now = om_now_ms();
+	unsigned h;
+
+	hs_key(p, key);
+	h = hs_hash(s, key);
+	for (b = s->hs_table[h]; b != NULL; b = b->hnext)
+		if (memcmp(b->key, key, HS_KEYLEN) == 0)
+			break;
+	if (b == NULL) {
+		if (s->nhs >= HS_TABLE_MAX)
+			hs_evict_oldest(s);
+		/* No memory for a bucket: admit, as before there was a limiter. */
+		if ((b = om_calloc(1, sizeof(*b))) == NULL)
+			return true;
+		memcpy(b->key, key, HS_KEYLEN);
+		b->tokens = cap;
+		b->refill_ms = now;
+		b->hnext = s->hs_table[h];
+		s->hs_table[h] = b;
+		s->nhs++;
+	} else {
+		hs_unlink(s, b);
+	}
+	hs_push_newest(s, b);
+	if (now > b->refill_ms) {
+		/* rate tokens a second is rate thousandths a millisecond. */
+		int64_t dt = now - b->refill_ms, rate = (int64_t)s->opts.hs_rate;
+		if (dt >= cap / rate + 1) /* also keeps dt * rate from overflowing */
+			b->tokens = cap;
+		else
+			b->tokens = dt * rate >= cap - b->tokens ? cap : b->tokens + dt * rate;
+		b->refill_ms = now;
+	}
+	if (b->tokens >= 1000) {
+		b->tokens -= 1000;
+		return true;
+	}
+	if (b->logged_ms == 0 || now - b->logged_ms >= HS_LOG_EVERY_MS) {
+		om_warn("%s endpoint: handshakes from %s over the rate limit (%u/s, burst %u): "
+		        "dropping them",
+		        s->opts.name, peer, s->opts.hs_rate, s->opts.hs_burst);
+		b->logged_ms = now;
+		if (s->opts.on_refused != NULL)
+			s->opts.on_refused(s->opts.refused_arg, peer, "handshake rate limit exceeded");
+	}
+	return false;
+}
+
+static void
+pipes_free_all(struct om_rpc_server *s)
+{
+	struct pipe_rec *pr;
+	unsigned i;
+
+	for (i = 0; i < PIPE_BUCKETS; i++) {
+		while ((pr = s->pipes[i]) != NULL) {
+			s->pipes[i] = pr->next;
+			om_free(pr);
+		}
+	}
+	s->npipes = 0;
+}
+
+static void
+hs_free_all(struct om_rpc_server *s)
+{
+	while (s->hs_oldest != NULL)
+		hs_evict_oldest(s);
+}
 
 static void
 work_recv(struct om_rpc_work *w)
@@ -399,14 +874,46 @@ om_rpc_server_open(struct om_rpc_server **out, const struct om_rpc_server_opts *
 	s->key = *opts->key;
 	s->opts.key = &s->key;
 	s->nworks = opts->nctx ? opts->nctx : 64;
+	if (s->opts.max_frame == 0)
+		s->opts.max_frame = OM_MAX_FRAME + 64;
+	if (s->opts.session_idle_ms <= 0)
+		s->opts.session_idle_ms = SESSION_IDLE_MS_DEFAULT;
+	if (s->opts.max_session_age_ms <= 0)
+		s->opts.max_session_age_ms = 2 * (int64_t)REKEY_AGE_MS_DEFAULT;
+	if (s->opts.max_session_messages == 0)
+		s->opts.max_session_messages = 2 * REKEY_MESSAGES_DEFAULT;
+	if (s->opts.hs_rate == 0)
+		s->opts.hs_rate = HS_RATE_DEFAULT;
+	if (s->opts.hs_burst == 0)
+		s->opts.hs_burst = HS_BURST_DEFAULT;
+	if (s->opts.preauth_timeout_ms <= 0)
+		s->opts.preauth_timeout_ms = PREAUTH_MS_DEFAULT;
+	if (s->opts.idle_timeout_ms <= 0)
+		s->opts.idle_timeout_ms = s->opts.session_idle_ms;
+	if (s->opts.name == NULL)
+		s->opts.name = "rpc";
 	pthread_mutex_init(&s->qlock, NULL);
+	pthread_mutex_init(&s->plock, NULL);
+	if (RAND_bytes((unsigned char *)&s->hs_seed, sizeof(s->hs_seed)) != 1) {
+		rv = NNG_EINTERNAL;
+		goto fail;
+	}
 	if ((s->works = om_calloc(s->nworks, sizeof(*s->works))) == NULL) {
 		rv = NNG_ENOMEM;
 		goto fail;
 	}
 	if ((rv = nng_rep0_open(&s->sock)) != 0)
 		goto fail;
-	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, opts->max_frame);
+	/*
+	 * nng 1.5.2 has one receive cap per socket, applied before we see a
+	 * frame: it must be the post-authentication one.  The smaller
+	 * pre-authentication cap is checked per frame in work_process.
+	 */
+	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->opts.max_frame);
+	/* Before listening, so that no connection escapes the timeouts. */
+	if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, pipe_event, s)) != 0 ||
+	    (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_event, s)) != 0)
+		goto fail_sock;
 	for (i = 0; i < s->nworks; i++) {
 		struct om_rpc_work *w = &s->works[i];
 		w->srv = s;
@@ -427,8 +934,10 @@ fail_sock:
 		if (s->works[i].aio)
 			nng_aio_free(s->works[i].aio);
 fail:
+	pipes_free_all(s);
 	om_free(s->works);
 	pthread_mutex_destroy(&s->qlock);
+	pthread_mutex_destroy(&s->plock);
 	om_free(s);
 	return rv == NNG_EADDRINUSE ? OM_EEXIST : nng_to_om(rv);
 }
@@ -475,28 +984,14 @@ om_rpc_server_close(struct om_rpc_server *s)
 		next = ss->next;
 		session_free(ss);
 	}
+	/* nng_close ran every REM_POST callback; whatever is left is ours alone. */
+	pipes_free_all(s);
+	hs_free_all(s);
 	om_wipe(&s->key, sizeof(s->key));
 	om_free(s->works);
 	pthread_mutex_destroy(&s->qlock);
+	pthread_mutex_destroy(&s->plock);
 	om_free(s);
-}
-
-static void
-peer_name(nng_msg *m, char *out, size_t n)
-{
-	nng_sockaddr sa;
-	char ip[INET6_ADDRSTRLEN] = "?";
-
-	snprintf(out, n, "unknown peer");
-	if (nng_pipe_get_addr(nng_msg_get_pipe(m), NNG_OPT_REMADDR, &sa) != 0)
-		return;
-	if (sa.s_family == NNG_AF_INET) {
-		inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip));
-		snprintf(out, n, "%s:%u", ip, ntohs(sa.s_in.sa_port));
-	} else if (sa.s_family == NNG_AF_INET6) {
-		inet_ntop(AF_INET6, sa.s_in6.sa_addr, ip, sizeof(ip));
-		snprintf(out, n, "[%s]:%u", ip, ntohs(sa.s_in6.sa_port));
-	}
 }
 
 /* Sends raw bytes as the reply of w; on failure w goes back to receiving. */
@@ -519,12 +1014,41 @@ work_send(struct om_rpc_work *w, const uint8_t *data, size_t n)
 	return 0;
 }
 
+/* Answers nothing, keeps the connection, and goes back to receiving. */
+static void
+work_ignore(struct om_rpc_work *w)
+{
+	if (w->msg != NULL) {
+		nng_msg_free(w->msg);
+		w->msg = NULL;
+	}
+	req_clear(&w->req);
+	work_recv(w);
+}
+
+/*
+ * Answers with a reset frame for sid: the peer handshakes again and retries.
+ * Unauthenticated, so all it can make a peer do is exactly that.
+ */
+static void
+work_reset(struct om_rpc_work *w, const uint8_t *sid_be)
+{
+	uint8_t reset[9] = {OM_FRAME_RESET};
+
+	memcpy(reset + 1, sid_be, 8);
+	req_clear(&w->req);
+	work_send(w, reset, sizeof(reset));
+}
+
 /* Closes the peer's pipe and goes back to receiving. */
 static void
 work_drop(struct om_rpc_work *w, const char *why)
 {
-	om_warn("%s endpoint: dropping %s: %s", w->srv->opts.name, w->req.peer, why);
 	nng_pipe p = NNG_PIPE_INITIALIZER;
+
+	om_warn("%s endpoint: dropping %s: %s", w->srv->opts.name, w->req.peer, why);
+	if (w->srv->opts.on_refused != NULL)
+		w->srv->opts.on_refused(w->srv->opts.refused_arg, w->req.peer, why);
 	if (w->msg != NULL) {
 		p = nng_msg_get_pipe(w->msg);
 		nng_msg_free(w->msg);
@@ -554,29 +1078,51 @@ work_process(struct om_rpc_server *s, struct om_rpc_work *w)
 	struct om_rpc_req *r = &w->req;
 	const uint8_t *data = nng_msg_body(w->msg);
 	size_t n = nng_msg_len(w->msg);
+	nng_pipe pipe = nng_msg_get_pipe(w->msg);
 	uint8_t type = 0, payload[OM_CHAN_MAX_HS_PAYLOAD];
 	uint64_t sid = 0;
 	size_t plen = 0;
+	struct om_rpc_session *ss;
 	struct om_buf pt;
+	int64_t now;
 	int rv;
 
 	memset(r, 0, sizeof(*r));
 	r->work_ = w;
-	peer_name(w->msg, r->peer, sizeof(r->peer));
+	pipe_peer_name(pipe, r->peer, sizeof(r->peer));
 	if ((rv = om_frame_peek(data, n, &type, &sid)) != 0) {
 		work_drop(w, om_strerror(rv));
 		return false;
 	}
 	if (type == OM_FRAME_HS1) {
 		enum om_noise_pattern pat;
+		/* The pre-authentication cap, before anything else reads the frame. */
 		if (n > OM_MAX_FRAME_PREAUTH) {
 			work_drop(w, "handshake frame too large");
 			return false;
 		}
+		/* Before the DH: a flood must cost us no more than this lookup. */
+		if (!hs_allow(s, pipe, r->peer)) {
+			work_ignore(w);
+			return false;
+		}
 		rv = om_chan_accept(&s->key, s->opts.patterns, data, n, &pat, &r->hs_, payload,
 		                    sizeof(payload), &plen);
-		if (rv == 0)
-			rv = om_msg_decode(payload, plen, &r->msg);
+		if (rv == 0 && (rv = om_msg_decode(payload, plen, &r->msg)) != 0) {
+			/*
+			 * The handshake itself was sound, only its payload is not a
+			 * message we know: say so (encrypted to the peer's ephemeral
+			 * key) rather than leave it waiting for a timeout.
+			 */
+			om_wipe(payload, sizeof(payload));
+			om_warn("%s endpoint: refusing %s: malformed handshake payload (%s)",
+			        s->opts.name, r->peer, om_strerror(rv));
+			if (s->opts.on_refused != NULL)
+				s->opts.on_refused(s->opts.refused_arg, r->peer,
+				                   "malformed handshake payload");
+			om_rpc_refuse(r, OM_EPROTO, "malformed handshake payload");
+			return false;
+		}
 		om_wipe(payload, sizeof(payload));
 		if (rv != 0) {
 			char why[96];
@@ -584,6 +1130,8 @@ work_process(struct om_rpc_server *s, struct om_rpc_work *w)
 			work_drop(w, why);
 			return false;
 		}
+		/* Activity, not yet authentication: the owner may still refuse. */
+		pipe_touch(s, pipe, false);
 		r->kind = OM_RPC_HANDSHAKE;
 		r->pattern = pat;
 		if (pat == OM_NOISE_IK) {
@@ -597,29 +1145,56 @@ work_process(struct om_rpc_server *s, struct om_rpc_work *w)
 		work_drop(w, "unexpected frame type");
 		return false;
 	}
-	if ((r->session = session_find(s, sid)) == NULL) {
-		/* Unknown session: tell the peer to handshake again.  Unauthenticated,
-		 * so all it can make a peer do is exactly that. */
-		uint8_t reset[9] = {OM_FRAME_RESET};
-		memcpy(reset + 1, data + 1, 8);
+	if ((ss = session_find(s, sid)) == NULL) {
+		/* Unknown session (expired, or we restarted): handshake again. */
 		om_debug("%s endpoint: unknown session from %s", s->opts.name, r->peer);
-		work_send(w, reset, sizeof(reset));
+		work_reset(w, data + 1);
+		return false;
+	}
+	now = om_now_ms();
+	if (now - ss->chan.established_ms > s->opts.max_session_age_ms ||
+	    ss->nrecv >= s->opts.max_session_messages) {
+		/*
+		 * Past the hard limit the client should have rekeyed before:
+		 * refuse the session, unread; om_rpc_server_expire ends it.
+		 */
+		om_debug("%s endpoint: session %016llx from %s past its age or message limit",
+		         s->opts.name, (unsigned long long)sid, r->peer);
+		work_reset(w, data + 1);
 		return false;
 	}
 	om_buf_init(&pt, OM_MAX_FRAME);
-	rv = om_chan_open(&r->session->chan, data, n, &pt);
+	rv = om_chan_open(&ss->chan, data, n, &pt);
 	if (rv == OM_EREPLAY) {
-		/* nng's REQ re-sends on reconnect; a duplicate is dropped, not answered twice. */
-		om_warn("%s endpoint: replayed record from %s ignored", s->opts.name, r->peer);
+		/*
+		 * A duplicate, or a counter older than the window.  nng's REQ
+		 * re-sends on reconnect, so this is not proof of an attack: ignore
+		 * it, never answer twice, keep the connection.
+		 */
+		om_warn("%s endpoint: replayed or stale record from %s ignored", s->opts.name,
+		        r->peer);
+		if (s->opts.on_refused != NULL)
+			s->opts.on_refused(s->opts.refused_arg, r->peer, "replayed or stale record");
 		om_buf_release(&pt);
-		nng_msg_free(w->msg);
-		w->msg = NULL;
-		r->session = NULL;
-		work_recv(w);
+		work_ignore(w);
 		return false;
 	}
-	if (rv == 0)
-		rv = om_msg_decode(pt.data, pt.len, &r->msg);
+	if (rv == 0) {
+		/* Authentic: the session and the connection live on, even if it fails to decode. */
+		ss->nrecv++;
+		ss->last_ms = now;
+		ss->pipe_id = (uint32_t)nng_pipe_id(pipe);
+		pipe_touch(s, pipe, true);
+		if (om_msg_decode(pt.data, pt.len, &r->msg) != 0) {
+			/*
+			 * Authentic but not a message we know (an unknown type, a
+			 * malformed one): the owner refuses it like any operation it
+			 * does not permit, in the session, so the peer learns why.
+			 */
+			memset(&r->msg, 0, sizeof(r->msg));
+			r->msg.type = OM_MSG_NONE;
+		}
+	}
 	om_buf_release(&pt);
 	if (rv != 0) {
 		char why[96];
@@ -627,7 +1202,7 @@ work_process(struct om_rpc_server *s, struct om_rpc_work *w)
 		work_drop(w, why);
 		return false;
 	}
-	r->session->last_ms = om_now_ms();
+	r->session = ss;
 	r->kind = OM_RPC_REQUEST;
 	return true;
 }
@@ -681,6 +1256,8 @@ om_rpc_accept(struct om_rpc_req *r, const struct om_msg *reply, void *user,
 	if (rv == 0 && (rv = payload.err) == 0)
 		rv = om_chan_respond(r->hs_, sid, payload.data, payload.len, &ss->chan, &frame);
 	if (rv == 0 && (rv = frame.err) == 0) {
+		pipe_touch(s, nng_msg_get_pipe(w->msg), true);
+		ss->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(w->msg));
 		ss->user = user;
 		ss->last_ms = om_now_ms();
 		ss->next = s->sessions;
@@ -787,9 +1364,24 @@ om_rpc_server_expire(struct om_rpc_server *s, void (*on_end)(void *arg, void *us
 {
 	struct om_rpc_session **pp = &s->sessions, *ss;
 	int64_t now = om_now_ms();
+	uint32_t closed[CLOSED_RING];
+	unsigned nclosed, i;
 
+	/* Sessions whose connection closed: the owner may stop counting on them. */
+	pthread_mutex_lock(&s->plock);
+	nclosed = s->nclosed;
+	memcpy(closed, s->closed, nclosed * sizeof(closed[0]));
+	s->nclosed = 0;
+	pthread_mutex_unlock(&s->plock);
+	if (s->opts.on_disconnect != NULL)
+		for (ss = s->sessions; ss != NULL; ss = ss->next)
+			for (i = 0; i < nclosed; i++)
+				if (ss->pipe_id == closed[i])
+					s->opts.on_disconnect(s->opts.refused_arg, ss->user);
 	while ((ss = *pp) != NULL) {
-		if (now - ss->last_ms > s->opts.session_idle_ms) {
+		if (now - ss->last_ms > s->opts.session_idle_ms ||
+		    now - ss->chan.established_ms > s->opts.max_session_age_ms ||
+		    ss->nrecv >= s->opts.max_session_messages) {
 			if (on_end != NULL)
 				on_end(arg, ss->user);
 			*pp = ss->next;
@@ -798,4 +1390,5 @@ om_rpc_server_expire(struct om_rpc_server *s, void (*on_end)(void *arg, void *us
 			pp = &ss->next;
 		}
 	}
+	pipes_expire(s);
 }

@@ -4,8 +4,14 @@
 #   1. unit tests   build/asan/tests/*_test, cmocka TAP output; a throwaway
 #                   PostgreSQL on port 26390 is exported as OM_TEST_PGCONN
 #                   (unless OM_TEST_PGCONN is already set)
-#   2. fuzz smoke   build/asan/fuzz/fuzz_* for OM_FUZZ_SECONDS=5 each, seeded from
-#                   tests/data/fuzz/<name without fuzz_> when that exists
+#   2. fuzz         libFuzzer harnesses build/fuzz/bin/fuzz_* (clang, make
+#                   fuzz-build): each runs its regression inputs
+#                   tests/data/fuzz/regress/<name>/ once, then fuzzes for
+#                   OM_FUZZ_SECONDS=20, two at a time (tests/fuzz/libfuzzer.sh).
+#                   Without clang's libFuzzer, or with OM_FUZZ_ENGINE=driver,
+#                   the gcc driver build/asan/fuzz/fuzz_* instead, over the seeds
+#                   and regression inputs, then mutating for OM_FUZZ_SECONDS
+#                   (at most OM_FUZZ_RUNS=20000 inputs)
 #   3. integration  tests/integration/*.sh (root only; skipped with
 #                   OM_SKIP_INTEGRATION=1), TAP lines "ok - name" / "not ok - name"
 #
@@ -22,7 +28,7 @@ LOGS=build/test-logs
 mkdir -p "$LOGS" || exit 2
 
 UNIT_TIMEOUT=300
-FUZZ_SECONDS=${OM_FUZZ_SECONDS:-5}
+FUZZ_SECONDS=${OM_FUZZ_SECONDS:-20}
 FUZZ_TIMEOUT=$((FUZZ_SECONDS + 120))
 INTEGRATION_TIMEOUT=900
 PG_PORT=26390
@@ -32,6 +38,7 @@ declare -A SEC_PASS SEC_FAIL SEC_SKIP     # per section
 SECTIONS=()
 FAILED_NAMES=()
 CHILD=""   # the test process running now (a `timeout` process)
+FUZZ_PIDS=()  # fuzz harnesses running now, two at a time (`timeout` processes)
 PGDIR=""
 
 section() {
@@ -104,6 +111,10 @@ cleanup() {
 		kill -TERM "$CHILD" 2>/dev/null
 		wait "$CHILD" 2>/dev/null
 	fi
+	if ((${#FUZZ_PIDS[@]})); then
+		kill -TERM "${FUZZ_PIDS[@]}" 2>/dev/null
+		wait "${FUZZ_PIDS[@]}" 2>/dev/null
+	fi
 	if [[ -n $PGDIR ]]; then
 		om_pg_stop "$PGDIR"
 		rm -rf -- "$PGDIR"
@@ -131,6 +142,7 @@ else
 fi
 
 export CMOCKA_MESSAGE_OUTPUT=TAP
+export LSAN_OPTIONS="suppressions=$TOP/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 n=0
@@ -160,30 +172,103 @@ done
 ((n)) || echo "   (no unit test binaries)"
 unset CMOCKA_MESSAGE_OUTPUT
 
-# --- 2. fuzz smoke -------------------------------------------------------------------
-section fuzz "build/asan/fuzz/fuzz_* for $FUZZ_SECONDS s each"
-export OM_FUZZ_SECONDS=$FUZZ_SECONDS
-n=0
-for bin in build/asan/fuzz/fuzz_*; do
-	[[ -f $bin && -x $bin ]] || continue
-	n=$((n + 1))
-	name=${bin##*/}
-	seeds=tests/data/fuzz/${name#fuzz_}
-	args=()
-	[[ -d $seeds ]] && args=("$seeds")
-	log=$LOGS/$name.log
-	run_logged "$log" "$FUZZ_TIMEOUT" 0 "$bin" "${args[@]}"
+# --- 2. fuzz ------------------------------------------------------------------------
+# libFuzzer (clang, build/fuzz/bin, tests/fuzz/libfuzzer.sh) when it is built and
+# clang still links it; else the gcc driver build/asan/fuzz.  OM_FUZZ_ENGINE=
+# libfuzzer or driver forces one.  Each harness is one test: first its
+# regression inputs (tests/data/fuzz/regress/<name>/, one test per harness),
+# then FUZZ_SECONDS of fuzzing, two harnesses at a time (one per core).
+engine=${OM_FUZZ_ENGINE:-auto}
+lf_bins=()
+for bin in build/fuzz/bin/fuzz_*; do
+	[[ -f $bin && -x $bin ]] && lf_bins+=("$bin")
+done
+why_driver=""
+if [[ $engine == auto ]]; then
+	if ((${#lf_bins[@]} == 0)); then
+		engine=driver why_driver="no libFuzzer binaries in build/fuzz/bin (clang missing?)"
+	elif ! tests/fuzz/libfuzzer.sh --probe "${FUZZ_CC:-$(command -v clang clang-14 | head -n 1)}"; then
+		engine=driver why_driver="clang cannot link -fsanitize=fuzzer (make deps)"
+	else
+		engine=libfuzzer
+	fi
+fi
+
+# fuzz_report NAME WHAT LOG: counts the test whose status is in RC.
+fuzz_report() {
 	if ((RC == 0)); then
 		count fuzz 1 0 0
-		printf '   ok    %-28s %s\n' "$name" "${args[0]:-(no seed dir)}"
+		printf '   ok    %-28s %s\n' "$1" "$2"
 	else
 		count fuzz 0 1 0
-		printf '   FAIL  %-28s exit %s\n' "$name" "$RC"
-		FAILED_NAMES+=("fuzz/$name")
-		show_log "$log"
+		printf '   FAIL  %-28s %s: exit %s\n' "$1" "$2" "$RC"
+		FAILED_NAMES+=("fuzz/$1 ($2)")
+		show_log "$3"
 	fi
-done
-((n)) || echo "   (no fuzz binaries)"
+}
+
+# fuzz_what LOG: the summary that tests/fuzz/libfuzzer.sh printed for a harness.
+fuzz_what() {
+	grep -E '^   (ok|FAIL) ' "$1" | tail -n 1 | sed -E 's/^   (ok|FAIL) +fuzz_[a-z0-9_]+ +//'
+}
+
+if [[ $engine == libfuzzer ]]; then
+	section fuzz "libFuzzer build/fuzz/bin/fuzz_* for $FUZZ_SECONDS s each, 2 at once"
+	if ((${#lf_bins[@]} == 0)); then
+		echo "   FAIL  OM_FUZZ_ENGINE=libfuzzer but no build/fuzz/bin/fuzz_* (make fuzz-build)"
+		count fuzz 0 1 0
+		FAILED_NAMES+=("fuzz/libfuzzer-build")
+	fi
+	names=()
+	for bin in "${lf_bins[@]}"; do names+=("${bin##*/fuzz_}"); done
+	# regression inputs: quick, one after the other
+	for name in "${names[@]}"; do
+		log=$LOGS/fuzz_$name.regress.log
+		run_logged "$log" "$FUZZ_TIMEOUT" 0 tests/fuzz/libfuzzer.sh -r "$name"
+		fuzz_report "fuzz_$name" "regress: $(fuzz_what "$log")" "$log"
+	done
+	# fuzzing, in pairs: both run for the same time
+	for ((i = 0; i < ${#names[@]}; i += 2)); do
+		pair=("${names[@]:i:2}")
+		FUZZ_PIDS=()
+		for name in "${pair[@]}"; do
+			timeout -k 10 "$FUZZ_TIMEOUT" tests/fuzz/libfuzzer.sh -t "$FUZZ_SECONDS" "$name" \
+				</dev/null >"$LOGS/fuzz_$name.log" 2>&1 &
+			FUZZ_PIDS+=($!)
+		done
+		for k in "${!pair[@]}"; do
+			RC=0
+			wait "${FUZZ_PIDS[k]}" || RC=$?
+			log=$LOGS/fuzz_${pair[k]}.log
+			((RC == 124)) && echo "*** timed out after $FUZZ_TIMEOUT s" >>"$log"
+			fuzz_report "fuzz_${pair[k]}" "$(fuzz_what "$log")" "$log"
+		done
+		FUZZ_PIDS=()
+	done
+else
+	section fuzz "gcc driver build/asan/fuzz/fuzz_* for $FUZZ_SECONDS s each"
+	if [[ -n $why_driver ]]; then
+		echo "   libFuzzer not used: $why_driver; running the gcc driver instead"
+	else
+		echo "   libFuzzer not used: OM_FUZZ_ENGINE=$engine; running the gcc driver instead"
+	fi
+	export OM_FUZZ_SECONDS=$FUZZ_SECONDS
+	n=0
+	for bin in build/asan/fuzz/fuzz_*; do
+		[[ -f $bin && -x $bin ]] || continue
+		n=$((n + 1))
+		name=${bin##*/}
+		# seeds, then the libFuzzer crash inputs: the driver runs every file first
+		args=()
+		for d in "tests/data/fuzz/${name#fuzz_}" "tests/data/fuzz/regress/${name#fuzz_}"; do
+			[[ -d $d ]] && args+=("$d")
+		done
+		log=$LOGS/$name.log
+		run_logged "$log" "$FUZZ_TIMEOUT" 0 "$bin" "${args[@]}"
+		fuzz_report "$name" "${args[*]:-(no seed dir)}" "$log"
+	done
+	((n)) || echo "   (no fuzz binaries)"
+fi
 
 # --- 3. integration ---------------------------------------------------------------
 scripts=()

@@ -316,16 +316,17 @@ task_command(struct task_run *t, const struct om_plugin *p, struct om_buf *cmd, 
 	args.vals = vals;
 	args.n = t->task.nparams;
 	err[0] = '\0';
-	if ((rv = p->remote_command(&args, raw, MAX_COMMAND, err, errlen)) != 0) {
+	raw[MAX_COMMAND - 1] = '\0'; /* a plugin that forgets the NUL cannot make us over-read */
+	if ((rv = p->remote_command(&args, raw, MAX_COMMAND - 1, err, errlen)) != 0) {
 		if (err[0] == '\0')
 			snprintf(err, errlen, "module '%s' refused its parameters", p->name);
 		goto out;
 	}
 	if (t->task.timeout_s > 0) {
 		om_buf_printf(cmd, "timeout -k 2 %u sh -c ", t->task.timeout_s + 1);
-		rv = om_shell_quote(cmd, raw, strlen(raw));
+		rv = om_shell_quote(cmd, raw, strnlen(raw, MAX_COMMAND - 1));
 	} else {
-		rv = om_buf_append(cmd, raw, strlen(raw));
+		rv = om_buf_append(cmd, raw, strnlen(raw, MAX_COMMAND - 1));
 	}
 	om_buf_putc(cmd, '\0');
 	if (rv == 0 && (rv = cmd->err) != 0)
@@ -491,7 +492,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: om-worker --idc NAME --master URL --master-key HEX --key FILE\n"
-	           "                 --enroll-secret-file FILE --ssh-key FILE --known-hosts FILE\n"
+	           "                 --ssh-key FILE --known-hosts FILE [--enroll-token-file FILE]\n"
 	           "                 [--name NAME] [--ssh-user USER] [--plugins DIR] [--forks N]\n"
 	           "                 [--capacity TASKS] [--log-level error|warn|info|debug]\n");
 }
@@ -531,7 +532,7 @@ parse_args(int argc, char **argv, struct config *c)
 	        {"master", required_argument, NULL, 'm'},
 	        {"master-key", required_argument, NULL, 'K'},
 	        {"key", required_argument, NULL, 'k'},
-	        {"enroll-secret-file", required_argument, NULL, 's'},
+	        {"enroll-token-file", required_argument, NULL, 's'},
 	        {"ssh-key", required_argument, NULL, 'S'},
 	        {"known-hosts", required_argument, NULL, 'H'},
 	        {"ssh-user", required_argument, NULL, 'u'},
@@ -607,8 +608,8 @@ parse_args(int argc, char **argv, struct config *c)
 	}
 	if (c->name == NULL && gethostname(host, sizeof(host) - 1) == 0)
 		c->name = host;
-	if (!c->idc || !c->master_url || !c->master_key_hex || !c->key_path || !c->secret_path ||
-	    !c->ssh_key || !c->known_hosts) {
+	if (!c->idc || !c->master_url || !c->master_key_hex || !c->key_path || !c->ssh_key ||
+	    !c->known_hosts) {
 		usage(stderr);
 		return -1;
 	}
@@ -649,6 +650,7 @@ main(int argc, char **argv)
 	pthread_t sender, heart, watcher;
 	struct sigaction sa;
 	bool created = false, sender_started = false;
+	char fp[65];
 	int rv, backoff = 200;
 
 	memset(&w, 0, sizeof(w));
@@ -672,16 +674,14 @@ main(int argc, char **argv)
 	}
 	if (created)
 		om_info("generated a new worker key in '%s'", w.cfg.key_path);
-	if ((rv = read_secret(w.cfg.secret_path, &secret)) != 0) {
-		om_err("cannot read enrollment secret '%s': %s", w.cfg.secret_path,
+	/* Only the first connection of a new key needs the one-time token. */
+	if (w.cfg.secret_path != NULL && (rv = read_secret(w.cfg.secret_path, &secret)) != 0) {
+		om_err("cannot read enrollment token '%s': %s", w.cfg.secret_path,
 		       om_strerror(rv));
 		return 1;
 	}
-	{
-		char fp[65];
-		om_key_fingerprint(key.pub, fp);
-		om_info("worker '%s' in IDC '%s', key fingerprint %s", w.cfg.name, w.cfg.idc, fp);
-	}
+	om_key_fingerprint(key.pub, fp);
+	om_info("worker '%s' in IDC '%s', key fingerprint %s", w.cfg.name, w.cfg.idc, fp);
 	if (libssh2_init(0) != 0) {
 		om_err("libssh2_init failed");
 		return 1;
@@ -702,8 +702,10 @@ main(int argc, char **argv)
 	ro.connect_timeout_ms = 5000;
 	rv = om_rpc_client_open(&w.rpc, &ro);
 	om_wipe(&key, sizeof(key));
-	om_wipe(secret, strlen(secret));
-	om_free(secret);
+	if (secret != NULL) {
+		om_wipe(secret, strlen(secret));
+		om_free(secret);
+	}
 	if (rv != 0) {
 		om_err("cannot dial '%s': %s", w.cfg.master_url, om_strerror(rv));
 		return 1;
@@ -720,7 +722,18 @@ main(int argc, char **argv)
 			om_msg_release(&welcome);
 			break;
 		}
-		if (rv == OM_EAUTH) {
+		if (rv == OM_EAUTH && welcome.u.error.text != NULL &&
+		    strstr(welcome.u.error.text, "pending") != NULL) {
+			/* Waiting for an administrator: say so once in a while, not every try. */
+			static int64_t last_hint;
+			if (om_now_ms() - last_hint > 60000) {
+				om_warn("key pending acceptance: an administrator can run 'omctl keys "
+				        "accept ID --fingerprint %s' (see 'omctl keys list')",
+				        fp);
+				last_hint = om_now_ms();
+			}
+			om_msg_release(&welcome);
+		} else if (rv == OM_EAUTH) {
 			om_err("master refused this worker: %s",
 			       welcome.u.error.text ? welcome.u.error.text : "no reason given");
 			om_msg_release(&welcome);
@@ -751,8 +764,17 @@ main(int argc, char **argv)
 			break;
 		req.u.poll.wait_ms = POLL_WAIT_MS;
 		rv = om_rpc_call(w.rpc, &req, &rep, POLL_WAIT_MS + CALL_TIMEOUT_MS);
-		if (rv != 0) {
+		if (rv == OM_EAUTH) {
+			/* Refused at a new handshake (key revoked, rejected...): learn why. */
+			struct om_msg ans;
+			if (om_rpc_connect(w.rpc, &ans) == OM_EAUTH)
+				om_err("master refused this worker: %s",
+				       ans.u.error.text ? ans.u.error.text : "no reason given");
+			om_msg_release(&ans);
+		} else if (rv != 0) {
 			om_warn("poll failed: %s", om_strerror(rv));
+		}
+		if (rv != 0) {
 			nap(backoff);
 			backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
 			continue;

@@ -63,6 +63,14 @@ assert_hosts(const struct om_host *a, uint32_t na, const struct om_host *b, uint
 }
 
 static void
+assert_strs(char *const *a, uint32_t na, char *const *b, uint32_t nb)
+{
+	assert_int_equal(na, nb);
+	for (uint32_t i = 0; i < na; i++)
+		assert_str_or_null(a[i], b[i]);
+}
+
+static void
 assert_msg(const struct om_msg *a, const struct om_msg *b)
 {
 	assert_int_equal(a->type, b->type);
@@ -126,6 +134,8 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		break;
 	case OM_MSG_AUTH:
 		assert_str_or_null(a->u.auth.token, b->u.auth.token);
+		assert_str_or_null(a->u.auth.user, b->u.auth.user);
+		assert_str_or_null(a->u.auth.password, b->u.auth.password);
 		assert_int_equal(a->u.auth.version, b->u.auth.version);
 		break;
 	case OM_MSG_SUBMIT:
@@ -195,6 +205,54 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		assert_int_equal(a->u.error.code, b->u.error.code);
 		assert_str_or_null(a->u.error.text, b->u.error.text);
 		break;
+	case OM_MSG_KEY_SET:
+		assert_true(a->u.key_set.id == b->u.key_set.id);
+		assert_int_equal(a->u.key_set.state, b->u.key_set.state);
+		assert_str_or_null(a->u.key_set.fingerprint, b->u.key_set.fingerprint);
+		break;
+	case OM_MSG_ENROLL_CREATE:
+		assert_str_or_null(a->u.enroll.idc, b->u.enroll.idc);
+		assert_true(a->u.enroll.ttl_s == b->u.enroll.ttl_s);
+		break;
+	case OM_MSG_USER_ADD:
+	case OM_MSG_USER_PASSWD:
+	case OM_MSG_USER_DISABLE:
+		assert_str_or_null(a->u.user.name, b->u.user.name);
+		assert_str_or_null(a->u.user.role, b->u.user.role);
+		assert_str_or_null(a->u.user.password, b->u.user.password);
+		assert_int_equal(a->u.user.flag, b->u.user.flag);
+		assert_strs(a->u.user.idcs, a->u.user.nidcs, b->u.user.idcs, b->u.user.nidcs);
+		assert_strs(a->u.user.groups, a->u.user.ngroups, b->u.user.groups,
+		            b->u.user.ngroups);
+		assert_strs(a->u.user.modules, a->u.user.nmodules, b->u.user.modules,
+		            b->u.user.nmodules);
+		break;
+	case OM_MSG_TOKEN_CREATE:
+		assert_str_or_null(a->u.token.name, b->u.token.name);
+		assert_str_or_null(a->u.token.user, b->u.token.user);
+		assert_strs(a->u.token.scopes, a->u.token.nscopes, b->u.token.scopes,
+		            b->u.token.nscopes);
+		assert_true(a->u.token.ttl_s == b->u.token.ttl_s);
+		break;
+	case OM_MSG_TOKEN_REVOKE:
+		assert_true(a->u.by_id.id == b->u.by_id.id);
+		break;
+	case OM_MSG_AUDIT_LIST:
+		assert_true(a->u.audit.since_ms == b->u.audit.since_ms);
+		assert_true(a->u.audit.after_id == b->u.audit.after_id);
+		assert_int_equal(a->u.audit.limit, b->u.audit.limit);
+		break;
+	case OM_MSG_SECRET:
+		assert_true(a->u.secret.id == b->u.secret.id);
+		assert_str_or_null(a->u.secret.secret, b->u.secret.secret);
+		assert_true(a->u.secret.expires_ms == b->u.secret.expires_ms);
+		break;
+	case OM_MSG_TABLE:
+		assert_strs(a->u.table.columns, a->u.table.ncolumns, b->u.table.columns,
+		            b->u.table.ncolumns);
+		assert_strs(a->u.table.cells, a->u.table.ncells, b->u.table.cells,
+		            b->u.table.ncells);
+		break;
 	default:
 		break;
 	}
@@ -241,6 +299,15 @@ static struct om_event sample_events[] = {
 static struct om_worker_info sample_workers[] = {
         {"w1", "dc1", "SHA256:abcdef0123", true, 1700000000123, 7},
         {"w-2", "dc2", NULL, false, -5, 0},
+};
+
+static char *sample_idcs[] = {"dc1", "dc-2"};
+static char *sample_modules[] = {"shell", "ping", "copy.v2"};
+static char *sample_scopes[] = {"read", "run", ""};
+static char *sample_cols[] = {"ID", "NAME", "LAST SEEN (UTC)"};
+static char *sample_cells[] = {
+        "1", "w1.dc1", "2024-01-02 03:04:05", /* row 1 */
+        "2", NULL,     "",                    /* row 2: a nil cell and an empty one */
 };
 
 static void
@@ -290,6 +357,8 @@ sample(enum om_msg_type t, struct om_msg *m)
 		break;
 	case OM_MSG_AUTH:
 		m->u.auth.token = "omt_0123456789abcdef";
+		m->u.auth.user = "alice";
+		m->u.auth.password = "correct horse battery staple";
 		m->u.auth.version = OM_PROTO_VERSION;
 		break;
 	case OM_MSG_SUBMIT:
@@ -336,17 +405,75 @@ sample(enum om_msg_type t, struct om_msg *m)
 		m->u.error.code = OM_EAUTH;
 		m->u.error.text = "token expired";
 		break;
+	case OM_MSG_KEY_SET:
+		m->u.key_set.id = 1ull << 33;
+		m->u.key_set.state = OM_KEY_REVOKED;
+		m->u.key_set.fingerprint = "SHA256:0011aabb";
+		break;
+	case OM_MSG_ENROLL_CREATE:
+		m->u.enroll.idc = "dc-2";
+		m->u.enroll.ttl_s = 3600;
+		break;
+	case OM_MSG_USER_ADD:
+		m->u.user.name = "alice";
+		m->u.user.role = "operator";
+		m->u.user.password = "s3cret with spaces";
+		m->u.user.idcs = sample_idcs;
+		m->u.user.nidcs = 2;
+		m->u.user.groups = groups_a;
+		m->u.user.ngroups = 3;
+		m->u.user.modules = sample_modules;
+		m->u.user.nmodules = 3;
+		break;
+	case OM_MSG_USER_PASSWD:
+		m->u.user.name = "alice";
+		m->u.user.password = "n3w";
+		break;
+	case OM_MSG_USER_DISABLE:
+		m->u.user.name = "bob_2";
+		m->u.user.flag = true;
+		break;
+	case OM_MSG_TOKEN_CREATE:
+		m->u.token.name = "ci-deploy";
+		m->u.token.user = "alice";
+		m->u.token.scopes = sample_scopes;
+		m->u.token.nscopes = 3;
+		m->u.token.ttl_s = UINT64_MAX;
+		break;
+	case OM_MSG_TOKEN_REVOKE:
+		m->u.by_id.id = 77;
+		break;
+	case OM_MSG_AUDIT_LIST:
+		m->u.audit.since_ms = -1;
+		m->u.audit.after_id = 1000;
+		m->u.audit.limit = 50;
+		break;
+	case OM_MSG_SECRET:
+		m->u.secret.id = 9;
+		m->u.secret.secret = "omt_9_deadbeefdeadbeef";
+		m->u.secret.expires_ms = INT64_MAX;
+		break;
+	case OM_MSG_TABLE:
+		m->u.table.columns = sample_cols;
+		m->u.table.ncolumns = 3;
+		m->u.table.cells = sample_cells;
+		m->u.table.ncells = 6;
+		break;
 	default:
 		break;
 	}
 }
 
 static const enum om_msg_type all_types[] = {
-        OM_MSG_HELLO,  OM_MSG_WELCOME,   OM_MSG_HEARTBEAT, OM_MSG_POLL,         OM_MSG_TASK,
-        OM_MSG_NOTASK, OM_MSG_REPORT,    OM_MSG_ACK,       OM_MSG_AUTH,         OM_MSG_AUTH_OK,
-        OM_MSG_SUBMIT, OM_MSG_SUBMITTED, OM_MSG_FOLLOW,    OM_MSG_EVENTS,       OM_MSG_HOSTS_LIST,
-        OM_MSG_HOSTS,  OM_MSG_HOSTS_ADD, OM_MSG_DONE,      OM_MSG_WORKERS_LIST, OM_MSG_WORKERS,
-        OM_MSG_ERROR,
+        OM_MSG_HELLO,        OM_MSG_WELCOME,     OM_MSG_HEARTBEAT,    OM_MSG_POLL,
+        OM_MSG_TASK,         OM_MSG_NOTASK,      OM_MSG_REPORT,       OM_MSG_ACK,
+        OM_MSG_AUTH,         OM_MSG_AUTH_OK,     OM_MSG_SUBMIT,       OM_MSG_SUBMITTED,
+        OM_MSG_FOLLOW,       OM_MSG_EVENTS,      OM_MSG_HOSTS_LIST,   OM_MSG_HOSTS,
+        OM_MSG_HOSTS_ADD,    OM_MSG_DONE,        OM_MSG_WORKERS_LIST, OM_MSG_WORKERS,
+        OM_MSG_ERROR,        OM_MSG_KEYS_LIST,   OM_MSG_KEY_SET,      OM_MSG_ENROLL_CREATE,
+        OM_MSG_USERS_LIST,   OM_MSG_USER_ADD,    OM_MSG_USER_PASSWD,  OM_MSG_USER_DISABLE,
+        OM_MSG_TOKEN_CREATE, OM_MSG_TOKENS_LIST, OM_MSG_TOKEN_REVOKE, OM_MSG_AUDIT_LIST,
+        OM_MSG_AUDIT_VERIFY, OM_MSG_SECRET,      OM_MSG_TABLE,
 };
 
 static void
@@ -452,6 +579,124 @@ test_roundtrip_minimal(void **state)
 	om_buf_release(&b);
 }
 
+/* Encodes in, decodes it, compares, and checks the re-encoding gives the same bytes. */
+static void
+roundtrip(const struct om_msg *in, struct om_msg *out)
+{
+	struct om_buf b, b2;
+
+	encode_ok(in, &b);
+	assert_int_equal(decode_exact(b.data, b.len, out), 0);
+	assert_msg(in, out);
+	encode_ok(out, &b2);
+	assert_int_equal(b2.len, b.len);
+	assert_memory_equal(b2.data, b.data, b.len);
+	om_buf_release(&b);
+	om_buf_release(&b2);
+}
+
+/* The trust and access types with every optional field absent. */
+static void
+test_roundtrip_trust_minimal(void **state)
+{
+	static char *one_col[] = {""};
+	struct om_msg in, out;
+
+	(void)state;
+	/* AUTH: only the version, a token alone, a user and password */
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_AUTH;
+	in.u.auth.version = OM_PROTO_VERSION;
+	roundtrip(&in, &out);
+	assert_null(out.u.auth.token);
+	assert_null(out.u.auth.user);
+	assert_null(out.u.auth.password);
+	om_msg_release(&out);
+	in.u.auth.token = "omt_x";
+	roundtrip(&in, &out);
+	om_msg_release(&out);
+	in.u.auth.token = NULL;
+	in.u.auth.user = "alice";
+	in.u.auth.password = "";
+	roundtrip(&in, &out);
+	assert_string_equal(out.u.auth.password, "");
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_KEY_SET;
+	in.u.key_set.state = OM_KEY_ACCEPTED;
+	roundtrip(&in, &out);
+	assert_null(out.u.key_set.fingerprint);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_ENROLL_CREATE;
+	in.u.enroll.idc = "d";
+	roundtrip(&in, &out);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_USER_ADD;
+	in.u.user.name = "u";
+	in.u.user.role = "viewer";
+	in.u.user.password = "p";
+	roundtrip(&in, &out);
+	assert_null(out.u.user.idcs);
+	assert_null(out.u.user.groups);
+	assert_null(out.u.user.modules);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_USER_PASSWD;
+	in.u.user.name = "u";
+	in.u.user.password = "";
+	roundtrip(&in, &out);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_USER_DISABLE;
+	in.u.user.name = "u";
+	roundtrip(&in, &out);
+	assert_false(out.u.user.flag);
+	assert_null(out.u.user.password);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_TOKEN_CREATE;
+	in.u.token.name = "t";
+	roundtrip(&in, &out);
+	assert_null(out.u.token.user);
+	assert_null(out.u.token.scopes);
+	assert_int_equal(out.u.token.nscopes, 0);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_TOKEN_REVOKE;
+	roundtrip(&in, &out);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_AUDIT_LIST;
+	roundtrip(&in, &out);
+	om_msg_release(&out);
+
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_SECRET;
+	in.u.secret.secret = "s";
+	roundtrip(&in, &out);
+	om_msg_release(&out);
+
+	/* a table with one (empty-named) column and no rows */
+	memset(&in, 0, sizeof(in));
+	in.type = OM_MSG_TABLE;
+	in.u.table.columns = one_col;
+	in.u.table.ncolumns = 1;
+	roundtrip(&in, &out);
+	assert_null(out.u.table.cells);
+	om_msg_release(&out);
+	assert_zeroed(&out);
+}
+
 /* --- hand-built inputs -------------------------------------------------------------- */
 
 static void
@@ -544,7 +789,7 @@ test_type_field(void **state)
 	expect_decode(&b, OM_EPROTO);
 
 	/* unknown type numbers */
-	static const uint64_t bad[] = {0, 9, 99, 41, UINT64_MAX};
+	static const uint64_t bad[] = {0, 9, 99, 41, 49, 64, UINT64_MAX};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		om_buf_init(&b, 64);
 		om_mpw_map(&b, 1);
@@ -670,10 +915,10 @@ test_wrong_field_type(void **state)
 	/* nil for a required field is a wrong type, for an optional one it is absence */
 	om_buf_init(&b, 256);
 	om_mpw_map(&b, 3);
-	put_kv_uint(&b, "t", OM_MSG_AUTH);
-	om_mpw_cstr(&b, "token");
+	put_kv_uint(&b, "t", OM_MSG_SECRET);
+	put_kv_uint(&b, "id", 1);
+	om_mpw_cstr(&b, "secret");
 	om_mpw_nil(&b);
-	put_kv_uint(&b, "ver", 1);
 	expect_decode(&b, OM_ETYPE);
 
 	hello_start(&b, "w1", 2);
@@ -727,11 +972,16 @@ test_missing_required(void **state)
 	put_kv_uint(&b, "id", 1);
 	expect_decode(&b, OM_EPROTO);
 
-	/* AUTH without token */
+	/* AUTH: token, user and password are all optional now, ver is not */
 	om_buf_init(&b, 256);
 	om_mpw_map(&b, 2);
 	put_kv_uint(&b, "t", OM_MSG_AUTH);
 	put_kv_uint(&b, "ver", 1);
+	expect_decode(&b, 0);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_AUTH);
+	put_kv_str(&b, "token", "omt_x");
 	expect_decode(&b, OM_EPROTO);
 }
 
@@ -1097,6 +1347,513 @@ test_ranges(void **state)
 	expect_decode(&b, OM_ERANGE);
 }
 
+/* TABLE with ncols columns and ncells cells ("c", "x"); cells_first swaps the keys. */
+static void
+table_msg(struct om_buf *b, uint32_t ncols, uint32_t ncells, bool cells_first)
+{
+	om_buf_init(b, OM_MAX_FRAME);
+	om_mpw_map(b, 3);
+	put_kv_uint(b, "t", OM_MSG_TABLE);
+	for (int k = 0; k < 2; k++) {
+		if ((k == 0) == cells_first) {
+			om_mpw_cstr(b, "cells");
+			om_mpw_array(b, ncells);
+			for (uint32_t i = 0; i < ncells; i++)
+				om_mpw_cstr(b, i % 2 ? NULL : "x");
+		} else {
+			om_mpw_cstr(b, "cols");
+			om_mpw_array(b, ncols);
+			for (uint32_t i = 0; i < ncols; i++)
+				om_mpw_cstr(b, "c");
+		}
+	}
+}
+
+static void
+put_str_n(struct om_buf *b, const char *k, char c, size_t n)
+{
+	char *v = malloc(n + 1);
+
+	assert_non_null(v);
+	memset(v, c, n);
+	v[n] = '\0';
+	put_kv_str(b, k, v);
+	free(v);
+}
+
+/* USER_ADD name=alice role=admin password=pw with extra pairs the caller appends. */
+static void
+user_add_start(struct om_buf *b, uint32_t extra)
+{
+	om_buf_init(b, OM_MAX_FRAME);
+	om_mpw_map(b, 4 + extra);
+	put_kv_uint(b, "t", OM_MSG_USER_ADD);
+	put_kv_str(b, "name", "alice");
+	put_kv_str(b, "role", "admin");
+	put_kv_str(b, "password", "pw");
+}
+
+static void
+token_scopes(struct om_buf *b, uint32_t n, size_t len)
+{
+	om_buf_init(b, OM_MAX_FRAME);
+	om_mpw_map(b, 3);
+	put_kv_uint(b, "t", OM_MSG_TOKEN_CREATE);
+	put_kv_str(b, "name", "ci");
+	om_mpw_cstr(b, "scopes");
+	om_mpw_array(b, n);
+	for (uint32_t i = 0; i < n; i++) {
+		char v[64];
+
+		assert_true(len < sizeof(v));
+		memset(v, 'r', len);
+		v[len] = '\0';
+		om_mpw_cstr(b, v);
+	}
+}
+
+static void
+test_trust_malformed(void **state)
+{
+	struct om_buf b;
+	struct om_msg m;
+
+	(void)state;
+	/* key states: only accepted, rejected, revoked can be set */
+	static const struct {
+		uint64_t state;
+		int rc;
+	} ks[] = {{OM_KEY_PENDING, OM_EPROTO}, {OM_KEY_ACCEPTED, 0}, {OM_KEY_REJECTED, 0},
+	          {OM_KEY_REVOKED, 0},         {4, OM_EPROTO},       {UINT64_MAX, OM_EPROTO}};
+	for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
+		om_buf_init(&b, 256);
+		om_mpw_map(&b, 3);
+		put_kv_uint(&b, "t", OM_MSG_KEY_SET);
+		put_kv_uint(&b, "id", 1);
+		put_kv_uint(&b, "state", ks[i].state);
+		expect_decode(&b, ks[i].rc);
+	}
+	/* a fingerprint over 255 bytes */
+	om_buf_init(&b, 1024);
+	om_mpw_map(&b, 4);
+	put_kv_uint(&b, "t", OM_MSG_KEY_SET);
+	put_kv_uint(&b, "id", 1);
+	put_kv_uint(&b, "state", OM_KEY_ACCEPTED);
+	put_str_n(&b, "fp", 'f', OM_MAX_NAME + 1);
+	expect_decode(&b, OM_EMSGSIZE);
+
+	/* table shape: whole rows, 1..32 columns, whichever key comes first */
+	static const struct {
+		uint32_t ncols, ncells;
+		int rc;
+	} tabs[] = {
+	        {2, 4, 0},
+	        {2, 3, OM_EPROTO},
+	        {3, 1, OM_EPROTO},
+	        {1, 0, 0},
+	        {0, 0, OM_EPROTO},
+	        {OM_MAX_TABLE_COLUMNS, 2 * OM_MAX_TABLE_COLUMNS, 0},
+	        {OM_MAX_TABLE_COLUMNS, OM_MAX_TABLE_COLUMNS + 1, OM_EPROTO},
+	        {OM_MAX_TABLE_COLUMNS + 1, OM_MAX_TABLE_COLUMNS + 1, OM_EMSGSIZE},
+	        {1, OM_MAX_TABLE_CELLS, 0},
+	        {1, OM_MAX_TABLE_CELLS + 1, OM_EMSGSIZE},
+	};
+	for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++) {
+		for (int first = 0; first < 2; first++) {
+			table_msg(&b, tabs[i].ncols, tabs[i].ncells, first);
+			expect_decode(&b, tabs[i].rc);
+		}
+	}
+	/* a table without cols, without cells */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_TABLE);
+	om_mpw_cstr(&b, "cells");
+	om_mpw_array(&b, 0);
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_TABLE);
+	om_mpw_cstr(&b, "cols");
+	om_mpw_array(&b, 1);
+	om_mpw_cstr(&b, "c");
+	expect_decode(&b, OM_EPROTO);
+	/* a nil column name; a column name over 255 bytes; a cell over OM_MAX_TEXT */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_TABLE);
+	om_mpw_cstr(&b, "cols");
+	om_mpw_array(&b, 1);
+	om_mpw_nil(&b);
+	om_mpw_cstr(&b, "cells");
+	om_mpw_array(&b, 0);
+	expect_decode(&b, OM_ETYPE);
+	for (int k = 0; k < 2; k++) {
+		size_t lim = k == 0 ? OM_MAX_NAME : OM_MAX_TEXT;
+
+		for (size_t len = lim; len <= lim + 1; len++) {
+			char *v = malloc(len + 1);
+
+			assert_non_null(v);
+			memset(v, 'v', len);
+			v[len] = '\0';
+			om_buf_init(&b, OM_MAX_FRAME);
+			om_mpw_map(&b, 3);
+			put_kv_uint(&b, "t", OM_MSG_TABLE);
+			om_mpw_cstr(&b, "cols");
+			om_mpw_array(&b, 1);
+			om_mpw_cstr(&b, k == 0 ? v : "c");
+			om_mpw_cstr(&b, "cells");
+			om_mpw_array(&b, 1);
+			om_mpw_cstr(&b, k == 1 ? v : "x");
+			expect_decode(&b, len == lim ? 0 : OM_EMSGSIZE);
+			free(v);
+		}
+	}
+	/* a cell with a NUL */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_TABLE);
+	om_mpw_cstr(&b, "cols");
+	om_mpw_array(&b, 1);
+	om_mpw_cstr(&b, "c");
+	om_mpw_cstr(&b, "cells");
+	om_mpw_array(&b, 2);
+	om_mpw_nil(&b);
+	om_mpw_str(&b, "a\0b", 3);
+	expect_decode(&b, OM_EPROTO);
+	/* 50000 cells declared in a few bytes: refused before the cell array is allocated */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_TABLE);
+	om_mpw_cstr(&b, "cells");
+	om_mpw_array(&b, 50000);
+	for (int i = 0; i < 10; i++)
+		om_mpw_nil(&b);
+	om_alloc_fail_at(1);
+	assert_int_equal(om_msg_decode(b.data, b.len, &m), OM_EPROTO);
+	om_alloc_fail_at(0);
+	assert_zeroed(&m);
+	om_buf_release(&b);
+
+	/* scopes: at most OM_MAX_SCOPES of at most 32 bytes */
+	token_scopes(&b, OM_MAX_SCOPES, 32);
+	expect_decode(&b, 0);
+	token_scopes(&b, OM_MAX_SCOPES + 1, 4);
+	expect_decode(&b, OM_EMSGSIZE);
+	token_scopes(&b, 1, 33);
+	expect_decode(&b, OM_EMSGSIZE);
+	token_scopes(&b, 0, 0);
+	expect_decode(&b, 0);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_TOKEN_CREATE);
+	put_kv_str(&b, "name", "ci");
+	om_mpw_cstr(&b, "scopes");
+	om_mpw_array(&b, 2);
+	om_mpw_cstr(&b, "read");
+	om_mpw_nil(&b);
+	expect_decode(&b, OM_ETYPE);
+	/* a token for an invalid user name; a token name that is not a name */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_TOKEN_CREATE);
+	put_kv_str(&b, "name", "ci");
+	put_kv_str(&b, "user", "bob smith");
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_TOKEN_CREATE);
+	put_kv_str(&b, "name", "-ci");
+	expect_decode(&b, OM_EPROTO);
+
+	/* NUL in a password, a user, a token or a secret */
+	static const char *const secret_keys[] = {"token", "user", "password"};
+	for (size_t i = 0; i < 3; i++) {
+		om_buf_init(&b, 256);
+		om_mpw_map(&b, 3);
+		put_kv_uint(&b, "t", OM_MSG_AUTH);
+		put_kv_uint(&b, "ver", 1);
+		om_mpw_cstr(&b, secret_keys[i]);
+		om_mpw_str(&b, "pw\0x", 4);
+		expect_decode(&b, OM_EPROTO);
+	}
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 4);
+	put_kv_uint(&b, "t", OM_MSG_USER_ADD);
+	put_kv_str(&b, "name", "alice");
+	put_kv_str(&b, "role", "admin");
+	om_mpw_cstr(&b, "password");
+	om_mpw_str(&b, "\0", 1);
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_USER_PASSWD);
+	put_kv_str(&b, "name", "alice");
+	om_mpw_cstr(&b, "password");
+	om_mpw_str(&b, "new\0", 4);
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_SECRET);
+	put_kv_uint(&b, "id", 1);
+	om_mpw_cstr(&b, "secret");
+	om_mpw_str(&b, "omt\0", 4);
+	expect_decode(&b, OM_EPROTO);
+
+	/* secrets: at most OM_MAX_SECRET bytes, wherever they appear */
+	for (size_t len = OM_MAX_SECRET; len <= OM_MAX_SECRET + 1; len++) {
+		int rc = len == OM_MAX_SECRET ? 0 : OM_EMSGSIZE;
+
+		for (size_t i = 0; i < 3; i++) {
+			om_buf_init(&b, 1024);
+			om_mpw_map(&b, 3);
+			put_kv_uint(&b, "t", OM_MSG_AUTH);
+			put_kv_uint(&b, "ver", 1);
+			put_str_n(&b, secret_keys[i], 's', len);
+			expect_decode(&b, rc);
+		}
+		om_buf_init(&b, 1024);
+		om_mpw_map(&b, 4);
+		put_kv_uint(&b, "t", OM_MSG_USER_ADD);
+		put_kv_str(&b, "name", "alice");
+		put_kv_str(&b, "role", "admin");
+		put_str_n(&b, "password", 's', len);
+		expect_decode(&b, rc);
+		om_buf_init(&b, 1024);
+		om_mpw_map(&b, 3);
+		put_kv_uint(&b, "t", OM_MSG_SECRET);
+		put_kv_uint(&b, "id", 1);
+		put_str_n(&b, "secret", 's', len);
+		expect_decode(&b, rc);
+	}
+	/* a role over 32 bytes */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 4);
+	put_kv_uint(&b, "t", OM_MSG_USER_ADD);
+	put_kv_str(&b, "name", "alice");
+	put_str_n(&b, "role", 'r', 33);
+	put_kv_str(&b, "password", "pw");
+	expect_decode(&b, OM_EMSGSIZE);
+
+	/* invalid names in idcs, groups, modules; too many of them */
+	static const char *const scope_keys[] = {"idcs", "groups", "modules"};
+	for (size_t i = 0; i < 3; i++) {
+		user_add_start(&b, 1);
+		om_mpw_cstr(&b, scope_keys[i]);
+		om_mpw_array(&b, 2);
+		om_mpw_cstr(&b, "dc1");
+		om_mpw_cstr(&b, i == 0 ? "-dc2" : i == 1 ? "a/b" : "");
+		expect_decode(&b, OM_EPROTO);
+
+		user_add_start(&b, 1);
+		om_mpw_cstr(&b, scope_keys[i]);
+		om_mpw_array(&b, OM_MAX_GROUPS + 1);
+		for (int k = 0; k <= OM_MAX_GROUPS; k++)
+			om_mpw_cstr(&b, "g");
+		expect_decode(&b, OM_EMSGSIZE);
+
+		user_add_start(&b, 1);
+		om_mpw_cstr(&b, scope_keys[i]);
+		om_mpw_array(&b, OM_MAX_GROUPS);
+		for (int k = 0; k < OM_MAX_GROUPS; k++)
+			om_mpw_cstr(&b, "g");
+		expect_decode(&b, 0);
+	}
+	/* user and IDC names are names */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_USER_PASSWD);
+	put_kv_str(&b, "name", "a b");
+	put_kv_str(&b, "password", "pw");
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_ENROLL_CREATE);
+	put_kv_str(&b, "idc", "../dc1");
+	put_kv_uint(&b, "ttl", 60);
+	expect_decode(&b, OM_EPROTO);
+
+	/* required fields of each new type */
+	static const struct {
+		enum om_msg_type t;
+		const char *have; /* the one field present; the other required one is missing */
+	} miss[] = {
+	        {OM_MSG_KEY_SET, "id"},       {OM_MSG_ENROLL_CREATE, "idc"},
+	        {OM_MSG_USER_PASSWD, "name"}, {OM_MSG_USER_DISABLE, "name"},
+	        {OM_MSG_SECRET, "id"},        {OM_MSG_TOKEN_REVOKE, NULL},
+	        {OM_MSG_TOKEN_CREATE, NULL},  {OM_MSG_USER_ADD, "name"},
+	};
+	for (size_t i = 0; i < sizeof(miss) / sizeof(miss[0]); i++) {
+		om_buf_init(&b, 256);
+		om_mpw_map(&b, miss[i].have ? 2 : 1);
+		put_kv_uint(&b, "t", miss[i].t);
+		if (miss[i].have != NULL && strcmp(miss[i].have, "id") == 0)
+			put_kv_uint(&b, "id", 1);
+		else if (miss[i].have != NULL)
+			put_kv_str(&b, miss[i].have, "dc1");
+		expect_decode(&b, OM_EPROTO);
+	}
+
+	/* wrong field types */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_USER_DISABLE);
+	put_kv_str(&b, "name", "bob");
+	put_kv_uint(&b, "flag", 1);
+	expect_decode(&b, OM_ETYPE);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_AUDIT_LIST);
+	put_kv_str(&b, "since", "yesterday");
+	expect_decode(&b, OM_ETYPE);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_TOKEN_REVOKE);
+	om_mpw_cstr(&b, "id");
+	om_mpw_int(&b, -1);
+	expect_decode(&b, OM_ETYPE);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_TABLE);
+	put_kv_str(&b, "cols", "c");
+	om_mpw_cstr(&b, "cells");
+	om_mpw_array(&b, 0);
+	expect_decode(&b, OM_ETYPE);
+	/* a negative since and limit past 2^32-1 */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_AUDIT_LIST);
+	om_mpw_cstr(&b, "since");
+	om_mpw_int(&b, -5);
+	expect_decode(&b, 0);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_AUDIT_LIST);
+	put_kv_uint(&b, "limit", (uint64_t)UINT32_MAX + 1);
+	expect_decode(&b, OM_EPROTO);
+
+	/* bodiless types carry nothing but skip unknown keys */
+	static const enum om_msg_type empty[] = {OM_MSG_KEYS_LIST, OM_MSG_USERS_LIST,
+	                                         OM_MSG_TOKENS_LIST, OM_MSG_AUDIT_VERIFY};
+	for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+		om_buf_init(&b, 256);
+		om_mpw_map(&b, 2);
+		put_kv_uint(&b, "t", empty[i]);
+		put_kv_str(&b, "future", "x");
+		expect_decode(&b, 0);
+	}
+}
+
+static void
+test_trust_encode_refusals(void **state)
+{
+	static char *bad_idcs[] = {"dc1", "-dc2"};
+	static char *nil_scope[] = {"read", NULL};
+	static char *nil_col[] = {"A", NULL};
+	static char *cols[OM_MAX_TABLE_COLUMNS + 1];
+	static char *scopes[OM_MAX_SCOPES + 1];
+	char long_secret[OM_MAX_SECRET + 2], long_scope[34], *big_cell;
+	struct om_msg m;
+	struct om_buf b;
+
+	(void)state;
+	memset(long_secret, 's', sizeof(long_secret) - 1);
+	long_secret[sizeof(long_secret) - 1] = '\0';
+	memset(long_scope, 'r', sizeof(long_scope) - 1);
+	long_scope[sizeof(long_scope) - 1] = '\0';
+	big_cell = malloc(OM_MAX_TEXT + 2);
+	assert_non_null(big_cell);
+	memset(big_cell, 'c', OM_MAX_TEXT + 1);
+	big_cell[OM_MAX_TEXT + 1] = '\0';
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+		cols[i] = "c";
+	for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++)
+		scopes[i] = "read";
+
+	om_buf_init(&b, OM_MAX_FRAME);
+	om_mpw_nil(&b);
+
+	sample(OM_MSG_KEY_SET, &m);
+	m.u.key_set.state = OM_KEY_PENDING;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	m.u.key_set.state = OM_KEY_COUNT_;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+
+	sample(OM_MSG_TABLE, &m);
+	m.u.table.ncells = 5;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	m.u.table.ncells = 0;
+	m.u.table.ncolumns = 0;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	m.u.table.columns = cols;
+	m.u.table.ncolumns = OM_MAX_TABLE_COLUMNS + 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	m.u.table.columns = nil_col;
+	m.u.table.ncolumns = 2;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	m.u.table.columns = cols;
+	m.u.table.ncolumns = 1;
+	m.u.table.cells = &big_cell;
+	m.u.table.ncells = 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	m.u.table.cells = NULL;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+
+	sample(OM_MSG_TOKEN_CREATE, &m);
+	m.u.token.scopes = scopes;
+	m.u.token.nscopes = OM_MAX_SCOPES + 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	m.u.token.scopes = nil_scope;
+	m.u.token.nscopes = 2;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	scopes[0] = long_scope;
+	m.u.token.scopes = scopes;
+	m.u.token.nscopes = 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	sample(OM_MSG_TOKEN_CREATE, &m);
+	m.u.token.user = "bob smith";
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+
+	sample(OM_MSG_USER_ADD, &m);
+	m.u.user.idcs = bad_idcs;
+	m.u.user.nidcs = 2;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_USER_ADD, &m);
+	m.u.user.password = long_secret;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	m.u.user.password = NULL;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_USER_ADD, &m);
+	m.u.user.role = long_scope;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	sample(OM_MSG_USER_ADD, &m);
+	m.u.user.nmodules = OM_MAX_GROUPS + 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	sample(OM_MSG_USER_PASSWD, &m);
+	m.u.user.password = NULL;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+
+	sample(OM_MSG_AUTH, &m);
+	m.u.auth.token = long_secret;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	sample(OM_MSG_AUTH, &m);
+	m.u.auth.password = long_secret;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	sample(OM_MSG_SECRET, &m);
+	m.u.secret.secret = long_secret;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	sample(OM_MSG_ENROLL_CREATE, &m);
+	m.u.enroll.idc = NULL;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+
+	/* nothing of the refused messages was left in b */
+	assert_int_equal(b.err, 0);
+	assert_int_equal(b.len, 1);
+	om_buf_release(&b);
+	free(big_cell);
+}
+
 static void
 test_trailing_bytes(void **state)
 {
@@ -1171,9 +1928,35 @@ test_truncated_task(void **state)
 		assert_int_equal(decode_exact(b.data, n, &m), OM_EPROTO);
 	assert_int_equal(decode_exact(b.data, b.len, &m), 0);
 	om_msg_release(&m);
+	om_buf_release(&b);
+
+	/* every prefix of a TABLE, with str8, str16 and nil cells in it */
+	{
+		static char *tcols[] = {"NAME", "A COLUMN NAME LONGER THAN 31 BYTES"};
+		char *tcells[4], cell300[301];
+
+		memset(cell300, 'z', 300);
+		cell300[300] = '\0';
+		tcells[0] = "w1";
+		tcells[1] = cell300;
+		tcells[2] = NULL;
+		tcells[3] = "";
+		memset(&in, 0, sizeof(in));
+		in.type = OM_MSG_TABLE;
+		in.u.table.columns = tcols;
+		in.u.table.ncolumns = 2;
+		in.u.table.cells = tcells;
+		in.u.table.ncells = 4;
+		encode_ok(&in, &b);
+		for (size_t n = 0; n < b.len; n++)
+			assert_int_equal(decode_exact(b.data, n, &m), OM_EPROTO);
+		assert_int_equal(decode_exact(b.data, b.len, &m), 0);
+		assert_msg(&in, &m);
+		om_msg_release(&m);
+		om_buf_release(&b);
+	}
 
 	/* every prefix of every other type too */
-	om_buf_release(&b);
 	for (size_t i = 0; i < sizeof(all_types) / sizeof(all_types[0]); i++) {
 		sample(all_types[i], &in);
 		encode_ok(&in, &b);
@@ -1209,6 +1992,10 @@ test_alloc_failures(void **state)
 		assert_msg(&in, &m);
 		if (all_types[i] == OM_MSG_TASK)
 			assert_true(k > 20); /* the loop did walk the allocations */
+		if (all_types[i] == OM_MSG_TABLE)
+			assert_true(k > 9); /* 2 arrays, 3 columns, 5 non-nil cells */
+		if (all_types[i] == OM_MSG_USER_ADD)
+			assert_true(k > 14);
 		om_msg_release(&m);
 		om_buf_release(&b);
 	}
@@ -1294,6 +2081,25 @@ test_states(void **state)
 	assert_int_equal(om_host_state_parse(NULL), -1);
 	assert_false(om_host_state_final(-1));
 	assert_false(om_host_state_final(OM_HS_COUNT_));
+}
+
+static void
+test_key_states(void **state)
+{
+	(void)state;
+	static const char *const names[] = {"pending", "accepted", "rejected", "revoked"};
+
+	assert_int_equal(OM_KEY_COUNT_, 4);
+	for (int i = 0; i < OM_KEY_COUNT_; i++) {
+		assert_string_equal(om_key_state_name(i), names[i]);
+		assert_int_equal(om_key_state_parse(names[i]), i);
+	}
+	assert_string_equal(om_key_state_name(-1), "unknown");
+	assert_string_equal(om_key_state_name(OM_KEY_COUNT_), "unknown");
+	assert_int_equal(om_key_state_parse("Accepted"), -1);
+	assert_int_equal(om_key_state_parse("unknown"), -1);
+	assert_int_equal(om_key_state_parse(""), -1);
+	assert_int_equal(om_key_state_parse(NULL), -1);
 }
 
 static void
@@ -1387,6 +2193,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_roundtrip_all),
 	        cmocka_unit_test(test_roundtrip_minimal),
+	        cmocka_unit_test(test_roundtrip_trust_minimal),
 	        cmocka_unit_test(test_not_a_map),
 	        cmocka_unit_test(test_type_field),
 	        cmocka_unit_test(test_wrong_field_type),
@@ -1396,12 +2203,15 @@ main(void)
 	        cmocka_unit_test(test_nul_in_string),
 	        cmocka_unit_test(test_limits),
 	        cmocka_unit_test(test_ranges),
+	        cmocka_unit_test(test_trust_malformed),
+	        cmocka_unit_test(test_trust_encode_refusals),
 	        cmocka_unit_test(test_trailing_bytes),
 	        cmocka_unit_test(test_duplicate_keys),
 	        cmocka_unit_test(test_truncated_task),
 	        cmocka_unit_test(test_alloc_failures),
 	        cmocka_unit_test(test_encode_refusals),
 	        cmocka_unit_test(test_states),
+	        cmocka_unit_test(test_key_states),
 	        cmocka_unit_test(test_host_copy_and_frees),
 	};
 

@@ -16,6 +16,42 @@
  * so sessions need no locks.  Every request taken must be finished exactly
  * once with om_rpc_accept, om_rpc_refuse, om_rpc_reply or om_rpc_drop; a
  * request may be held (long-poll) and finished later.
+ *
+ * Channel hardening (every limit is an option below; zero means the default):
+ *
+ *  - Sessions have a bounded life.  The client starts a fresh handshake (new
+ *    ephemeral keys, so earlier traffic stays secret if a later session key
+ *    leaks) once a session has sealed rekey_messages frames or is
+ *    rekey_age_ms old; the old session is abandoned.  The server enforces a
+ *    looser hard limit (max_session_messages, max_session_age_ms): a DATA
+ *    frame past it is answered with a reset, which makes the client
+ *    handshake again and retry, and om_rpc_server_expire ends such sessions.
+ *  - Replayed frames, and frames whose counter is older than the replay
+ *    window, are ignored without an answer (nng's REQ re-sends a request on
+ *    a new connection, so a duplicate is not proof of an attack); truncated
+ *    or forged frames are dropped and the peer's connection is closed.
+ *  - Handshakes are rate-limited per source address (IPv4 address, IPv6
+ *    /64) with a token bucket checked before any Diffie-Hellman; a
+ *    handshake over the limit is dropped without an answer.
+ *  - Size caps: a handshake frame is refused above OM_MAX_FRAME_PREAUTH
+ *    before it is parsed or any crypto runs, and a DATA frame is decrypted
+ *    only for a known session, under max_frame (one for an unknown session
+ *    gets a 9-byte reset, whatever its size: no crypto, and a legitimate
+ *    client after a master restart must learn to re-handshake at once).
+ *    nng 1.5.2 has no per-pipe
+ *    receive limit, so its transport still buffers any frame up to
+ *    max_frame (NNG_OPT_RECVMAXSZ, the post-authentication cap) from any
+ *    connected peer: what bounds an unauthenticated peer's hold on that
+ *    memory is preauth_timeout_ms.
+ *  - A connection (nng pipe, tracked from nng's pipe callbacks once nng's
+ *    own SP header exchange is done; nng itself closes a TCP connection
+ *    that does not finish that within 10 s) that has not carried an
+ *    accepted handshake, nor a DATA frame that opened in a known session,
+ *    within preauth_timeout_ms is closed: a refused handshake or a frame
+ *    that fails to open does not count.  So is an authenticated one with no
+ *    authentic frame for idle_timeout_ms (a queued or held request keeps it
+ *    open).  Sessions unused for session_idle_ms are dropped.  All three
+ *    happen in om_rpc_server_expire.
  */
 #ifndef OM_RPC_H
 #define OM_RPC_H
@@ -37,7 +73,11 @@ struct om_rpc_client_opts {
 	const struct om_keypair *local;      /* IK: our static key; NK: NULL */
 	uint8_t master_pub[OM_NOISE_KEYLEN]; /* the pinned master key */
 	const struct om_msg *hello;          /* HELLO or AUTH, copied by open */
+	const uint8_t *hello_raw;            /* tests only: a pre-encoded payload when hello is NULL */
+	size_t hello_raw_len;
 	int connect_timeout_ms;              /* handshake round trip */
+	uint64_t rekey_messages;             /* new session after this many frames; 0: 1 << 20 */
+	int64_t rekey_age_ms;                /* or after this long; 0: 3600000 (1 h) */
 };
 
 int om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *opts);
@@ -62,6 +102,9 @@ int om_rpc_connect(struct om_rpc_client *c, struct om_msg *welcome);
  * releases).  A reply of type ERROR is returned as 0 with rep->type ==
  * OM_MSG_ERROR: the caller decides.  Transport failures drop the session.
  */
+/* Tests only: like om_rpc_call with an already encoded plaintext request. */
+int om_rpc_call_raw(struct om_rpc_client *c, const uint8_t *pt, size_t n, struct om_msg *rep,
+                    int timeout_ms);
 int om_rpc_call(struct om_rpc_client *c, const struct om_msg *req, struct om_msg *rep,
                 int timeout_ms);
 
@@ -72,7 +115,8 @@ struct om_rpc_session;
 
 enum om_rpc_kind {
 	OM_RPC_HANDSHAKE, /* msg is the HELLO/AUTH payload; finish with accept or refuse */
-	OM_RPC_REQUEST,   /* msg is a request in an established session */
+	OM_RPC_REQUEST,	  /* msg is a request in an established session; type OM_MSG_NONE
+			     when the authentic plaintext was not a message we can decode */
 };
 
 struct om_rpc_req {
@@ -91,11 +135,33 @@ struct om_rpc_server_opts {
 	const struct om_keypair *key; /* the master's static key */
 	unsigned patterns;            /* bit mask of 1 << OM_NOISE_* accepted */
 	unsigned nctx;                /* concurrent requests (held long-polls count) */
-	size_t max_frame;             /* NNG_OPT_RECVMAXSZ */
-	int64_t session_idle_ms;      /* sessions unused this long are dropped */
-	void (*wake)(void *arg);      /* called from nng threads when a frame is queued */
+	size_t max_frame;        /* NNG_OPT_RECVMAXSZ, the post-auth cap; 0: OM_MAX_FRAME + 64 */
+	int64_t session_idle_ms; /* sessions unused this long are dropped; 0: 120000 */
+	void (*wake)(void *arg); /* called from nng threads when a frame is queued */
 	void *wake_arg;
 	const char *name; /* "worker" or "client", for logs */
+	/*
+	 * Called on the owner thread (inside om_rpc_server_take) for every frame
+	 * refused before it became a request: bad frames, failed handshakes,
+	 * replays, rate-limited handshakes.  peer is the address, what the reason.
+	 */
+	void (*on_refused)(void *arg, const char *peer, const char *what);
+	void *refused_arg; /* also the argument of on_disconnect */
+	/*
+	 * Called from om_rpc_server_expire (owner thread) when the connection a
+	 * session last used has closed.  The session itself stays: a peer whose
+	 * dialer reconnects goes on with it.
+	 */
+	void (*on_disconnect)(void *arg, void *user);
+	/* Hard session limits; past them DATA frames are reset and the session ends. */
+	int64_t max_session_age_ms;    /* 0: 7200000 (twice the client's rekey age) */
+	uint64_t max_session_messages; /* frames received; 0: 1 << 21 (twice the client's) */
+	/* Handshakes per source address: a token bucket. */
+	unsigned hs_rate;  /* tokens per second; 0: 20 */
+	unsigned hs_burst; /* bucket size; 0: 40 */
+	/* Connections (nng pipes). */
+	int64_t preauth_timeout_ms; /* closed unless authenticated by then; 0: 10000 */
+	int64_t idle_timeout_ms; /* closed after no authentic frame this long; 0: session_idle_ms */
 };
 
 int om_rpc_server_open(struct om_rpc_server **out, const struct om_rpc_server_opts *opts);
@@ -129,8 +195,10 @@ uint64_t om_rpc_session_id(const struct om_rpc_session *ss);
 void om_rpc_session_end(struct om_rpc_server *s, struct om_rpc_session *ss);
 
 /*
- * Drops sessions idle longer than session_idle_ms; for each, on_end(user) is
- * called first so the owner can forget it.  Call periodically.
+ * Drops sessions idle longer than session_idle_ms or past their hard age or
+ * message limit; for each, on_end(user) is called first so the owner can
+ * forget it.  Closes connections past preauth_timeout_ms or idle_timeout_ms.
+ * Call periodically (its period adds to those timeouts).
  */
 void om_rpc_server_expire(struct om_rpc_server *s, void (*on_end)(void *arg, void *user),
                           void *arg);

@@ -1,12 +1,15 @@
 /*
- * Writes the fuzz seeds: one valid message of each type into msg/<type>.bin
- * and a few raw msgpack vectors into mp/.  Rerun after a wire key changes:
+ * Writes the fuzz seeds: one valid message of each type into msg/<type>.bin,
+ * the same message in fuzz_msg_typed's input form into msg_typed/<type>.bin
+ * (type byte, pair count, the pairs without "t"), and a few raw msgpack
+ * vectors into mp/.  Rerun after a wire key changes:
  *
  *   cc -std=c11 -D_GNU_SOURCE -Iproto/include tests/data/fuzz/gen_msg_seeds.c \
  *      proto/msg.c proto/mp.c proto/base.c proto/err.c -lmsgpackc -o /tmp/gen
  *   /tmp/gen tests/data/fuzz
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "om/mp.h"
@@ -27,6 +30,11 @@ static struct om_event events[] = {
         {3, OM_EV_JOB_DONE, NULL, 0, NULL, 0, 0, 0, NULL, 3000},
 };
 static struct om_worker_info workers[] = {{"w1", "dc1", "SHA256:0011", true, 1700000000000, 2}};
+static char *idcs[] = {"dc1"};
+static char *modules[] = {"shell", "ping"};
+static char *scopes[] = {"read", "run"};
+static char *cols[] = {"ID", "NAME", "STATE"};
+static char *cells[] = {"1", "w1", "accepted", "2", NULL, "pending"};
 
 static int
 save(const char *dir, const char *name, const void *p, size_t n)
@@ -42,6 +50,44 @@ save(const char *dir, const char *name, const void *p, size_t n)
 	return 0;
 }
 
+/*
+ * fuzz_msg_typed's form of an encoded message: the encoder writes "t" first,
+ * {map header, 0xa1 't', type} + pairs becomes type, count of pairs, pairs.
+ */
+static int
+save_typed(const char *dir, const char *name, const uint8_t *p, size_t n)
+{
+	char tdir[512];
+	uint8_t *t;
+	uint32_t cnt;
+	size_t off;
+	int rc;
+
+	if (n >= 1 && (p[0] & 0xf0) == 0x80) {
+		cnt = p[0] & 0x0f;
+		off = 1;
+	} else if (n >= 3 && p[0] == 0xde) {
+		cnt = (uint32_t)p[1] << 8 | p[2];
+		off = 3;
+	} else {
+		cnt = 0, off = n;
+	}
+	if (cnt == 0 || cnt > 256 || n < off + 3 || p[off] != 0xa1 || p[off + 1] != 't' ||
+	    p[off + 2] > 0x7f) {
+		fprintf(stderr, "%s: not {\"t\": fixint, ...}: no msg_typed seed\n", name);
+		return 1;
+	}
+	if ((t = malloc(n)) == NULL)
+		return 1;
+	t[0] = p[off + 2];
+	t[1] = (uint8_t)(cnt - 1);
+	memcpy(t + 2, p + off + 3, n - off - 3);
+	snprintf(tdir, sizeof(tdir), "%s/../msg_typed", dir);
+	rc = save(tdir, name, t, n - off - 1);
+	free(t);
+	return rc;
+}
+
 static int
 save_msg(const char *dir, const char *name, const struct om_msg *m)
 {
@@ -54,6 +100,7 @@ save_msg(const char *dir, const char *name, const struct om_msg *m)
 		return 1;
 	}
 	rc = save(dir, name, b.data, b.len);
+	rc |= save_typed(dir, name, b.data, b.len);
 	om_buf_release(&b);
 	return rc;
 }
@@ -109,6 +156,31 @@ main(int argc, char **argv)
 	MSG("workers_list", OM_MSG_WORKERS_LIST, (void)0);
 	MSG("workers", OM_MSG_WORKERS, m.u.workers.workers = workers, m.u.workers.nworkers = 1);
 	MSG("error", OM_MSG_ERROR, m.u.error.code = OM_EAUTH, m.u.error.text = "bad token");
+	/* trust and access (issue 3) */
+	MSG("auth_password", OM_MSG_AUTH, m.u.auth.user = "alice", m.u.auth.password = "pw",
+	    m.u.auth.version = 1);
+	MSG("keys_list", OM_MSG_KEYS_LIST, (void)0);
+	MSG("key_set", OM_MSG_KEY_SET, m.u.key_set.id = 3, m.u.key_set.state = OM_KEY_ACCEPTED,
+	    m.u.key_set.fingerprint = "SHA256:0011");
+	MSG("enroll_create", OM_MSG_ENROLL_CREATE, m.u.enroll.idc = "dc1", m.u.enroll.ttl_s = 3600);
+	MSG("users_list", OM_MSG_USERS_LIST, (void)0);
+	MSG("user_add", OM_MSG_USER_ADD, m.u.user.name = "alice", m.u.user.role = "operator",
+	    m.u.user.password = "pw", m.u.user.idcs = idcs, m.u.user.nidcs = 1,
+	    m.u.user.groups = groups, m.u.user.ngroups = 2, m.u.user.modules = modules,
+	    m.u.user.nmodules = 2);
+	MSG("user_passwd", OM_MSG_USER_PASSWD, m.u.user.name = "alice", m.u.user.password = "pw2");
+	MSG("user_disable", OM_MSG_USER_DISABLE, m.u.user.name = "alice", m.u.user.flag = true);
+	MSG("token_create", OM_MSG_TOKEN_CREATE, m.u.token.name = "ci", m.u.token.user = "alice",
+	    m.u.token.scopes = scopes, m.u.token.nscopes = 2, m.u.token.ttl_s = 86400);
+	MSG("tokens_list", OM_MSG_TOKENS_LIST, (void)0);
+	MSG("token_revoke", OM_MSG_TOKEN_REVOKE, m.u.by_id.id = 5);
+	MSG("audit_list", OM_MSG_AUDIT_LIST, m.u.audit.since_ms = 1700000000000,
+	    m.u.audit.after_id = 10, m.u.audit.limit = 100);
+	MSG("audit_verify", OM_MSG_AUDIT_VERIFY, (void)0);
+	MSG("secret", OM_MSG_SECRET, m.u.secret.id = 5, m.u.secret.secret = "omt_5_abcdef",
+	    m.u.secret.expires_ms = 1700086400000);
+	MSG("table", OM_MSG_TABLE, m.u.table.columns = cols, m.u.table.ncolumns = 3,
+	    m.u.table.cells = cells, m.u.table.ncells = 6);
 #undef MSG
 
 	/* raw vectors for the reader: every format once, and the classic bombs */

@@ -1,0 +1,109 @@
+/*
+ * Private to om-master: the objects its core thread owns and the functions
+ * master.c (sessions, dispatch, workers) and auth.c (identity, permissions,
+ * audit, administration) share.  Everything here runs on the core thread.
+ */
+#ifndef OM_MASTER_INT_H
+#define OM_MASTER_INT_H
+
+#include <stdarg.h>
+
+#include "master.h"
+
+enum peer_kind { PEER_WORKER = 1, PEER_CLIENT = 2 };
+
+/* What an operation needs (the RPC permission table in auth.c). */
+enum perm {
+	PERM_WORKER = 1, /* an accepted worker key */
+	PERM_READ,	 /* scope read: inventory, workers, job events */
+	PERM_RUN,	 /* scope run: submit jobs (target and module scope apply) */
+	PERM_ADMIN,	 /* scope admin: inventory changes, keys, users, audit */
+	PERM_SELF,	 /* any authenticated user, on their own account */
+};
+
+/* Attached to every session: who is at the other end. */
+struct peer {
+	enum peer_kind kind;
+	struct wconn *w;      /* PEER_WORKER */
+	uint64_t key_id;      /* PEER_WORKER: worker_keys row */
+	struct om_user user;  /* PEER_CLIENT: the authenticated user */
+	unsigned scopes;      /* PEER_CLIENT: effective OM_SCOPE_* bits */
+	uint64_t token_id;    /* PEER_CLIENT: 0 for a password login */
+	char who[OM_MAX_NAME + 80]; /* for logs and audit: "worker 'x'", "user 'y'" */
+	char source[64];      /* peer address */
+};
+
+struct wconn {
+	char name[OM_MAX_NAME + 1];
+	char idc[OM_MAX_NAME + 1]; /* the IDC its key was accepted for */
+	char fingerprint[65];
+	uint64_t worker_id;
+	uint64_t key_id;
+	bool revoked;			/* its key was rejected or revoked */
+	struct om_rpc_session *session; /* NULL while disconnected */
+	int64_t last_ms;
+	bool gone;		 /* declared dead; its tasks were marked lost */
+	bool suspect;		 /* its connection closed: no new tasks until it speaks again */
+	uint32_t running;	 /* tasks assigned and not finished */
+	struct om_rpc_req *poll; /* a held POLL */
+	int64_t poll_deadline;
+	struct task *queue; /* assigned, not yet delivered (FIFO via qnext) */
+	struct wconn *next;
+};
+
+struct task {
+	uint64_t id, job_id;
+	struct wconn *worker;
+	struct om_msg msg; /* the TASK message, owned */
+	bool *final;	   /* per host */
+	uint32_t nfinal;
+	struct task *next;  /* m->tasks */
+	struct task *qnext; /* worker queue */
+};
+
+struct follower {
+	struct om_rpc_req *req;
+	uint64_t job_id, cursor;
+	int64_t deadline;
+	struct follower *next;
+};
+
+typedef void (*op_fn)(struct master *, struct om_rpc_req *, struct peer *);
+
+/* master.c */
+void reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+struct wconn *wconn_find(struct master *m, const char *name);
+void worker_disconnect(struct master *m, struct wconn *w, const char *reason);
+void peer_free(struct peer *p);
+void on_session_end(void *arg, void *user);
+void master_op_heartbeat(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_poll(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_follow(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_hosts_list(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_hosts_add(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p);
+
+/* auth.c */
+/*
+ * Appends an audit row.  Refusals from one source are rate-limited (at most
+ * one row per source and action every 10 s, the next row counts what was
+ * suppressed) so a hostile peer cannot flood the table.
+ */
+void audit(struct master *m, const char *actor, const char *source, const char *action,
+	const char *target, const char *outcome, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+void auth_worker_hello(struct master *m, struct om_rpc_req *r);
+void auth_client_hello(struct master *m, struct om_rpc_req *r);
+/* Looks the operation up in the permission table, checks it, runs it or refuses. */
+void auth_dispatch(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r);
+/* Target scope of a user for a job: 0, or OM_EPERM with a reason in why. */
+int auth_check_target(const struct peer *p, const struct om_host *hosts, size_t n,
+	const char *module, char *why, size_t whylen);
+bool auth_host_visible(const struct peer *p, const struct om_host *h);
+/* om-master --init-admin: first admin user and token, printed once. */
+int auth_init_admin(struct om_store *st, const char *name, const char *password_file);
+
+#endif

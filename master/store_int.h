@@ -1,0 +1,58 @@
+/*
+ * Private to the store's translation units (store.c, store_auth.c): the
+ * connection struct and the helpers they share.  Not part of the contract in
+ * store.h; nothing outside master/store*.c includes this.
+ *
+ * Conventions the helpers keep: om__store_ready starts every public call
+ * (clears the error, reconnects once, rolls back a leftover transaction); a
+ * failing statement records "what: libpq message" in st->err; 0 or a negative
+ * OM_E* code.
+ */
+#ifndef OM_MASTER_STORE_INT_H
+#define OM_MASTER_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "om/base.h"
+
+struct om_store {
+	PGconn *conn;
+	int version;   /* highest applied migration */
+	bool prepared; /* statements above exist in this session */
+	bool broken;   /* protocol state unknown (e.g. pipeline not drained): reset */
+	int npipe;     /* queries sent in the open pipeline */
+	int pipe_err;  /* first failure while sending the open pipeline */
+	bool have_msg; /* err already holds the first failure of this call */
+	char err[512];
+};
+
+/* --- errors */
+void om__store_set_err(struct om_store *st, const char *what, const char *msg);
+/* The result's error message (or the connection's when r is NULL). */
+void om__store_set_err_res(struct om_store *st, const char *what, const PGresult *r);
+bool om__store_res_ok(const PGresult *r);
+
+/* --- codecs */
+int om__store_parse_u64(const char *s, uint64_t *out);
+/* A binary-format int2/int4/int8 column; 0 for NULL. */
+int64_t om__store_bin_int(const PGresult *r, int row, int col);
+/* A binary-format one-dimensional text[] without NULLs into owned strings. */
+int om__store_bin_text_array(const char *val, int len, char ***out, uint32_t *n);
+/* Text array literal: '{' first, then om__store_array_put per element, then _end. */
+void om__store_array_put(struct om_buf *b, const char *s, bool first);
+int om__store_array_end(struct om_buf *b);
+/* At most max bytes of valid UTF-8 ('?' for bad bytes) into out[max + 1]. */
+void om__store_utf8_clean(const char *s, char *out, size_t max);
+
+/* --- connection and statements */
+int om__store_ready(struct om_store *st);
+void om__store_rollback(struct om_store *st);
+/* One parameterized statement (text params), its rows dropped; OM_EDB on failure. */
+int om__store_run_cmd(struct om_store *st, const char *what, const char *sql, int n,
+                      const char *const *vals);
+
+#endif
