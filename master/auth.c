@@ -1046,6 +1046,11 @@ auth_dispatch(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r)
 		end_peer(m, srv, r, "worker key revoked");
 		return;
 	}
+	if (p->kind == PEER_WORKER && p->w->gone) {
+		/* Declared dead (its tasks are lost): it must say HELLO again to be used. */
+		end_peer(m, srv, r, "worker was declared gone; reconnect");
+		return;
+	}
 	if (op == NULL || op->peer != p->kind) {
 		if (r->msg.type == OM_MSG_NONE)
 			audit(m, p->who, p->source, "unknown", "-", "refused",

@@ -368,8 +368,17 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
 	pthread_mutex_lock(&c->lock);
 	if (om_frame_peek(nng_msg_body(reply), nng_msg_len(reply), &type, &sid) == 0 &&
 	    type == OM_FRAME_RESET) {
-		client_reset(c, gen);
-		rv = OM_ESESSION;
+		uint64_t sent = 0;
+		int i;
+		for (i = 0; i < 8; i++)
+			sent = sent << 8 | frame.data[1 + i];
+		/* Only a reset for the session we used may make us retry. */
+		if (sid == sent) {
+			client_reset(c, gen);
+			rv = OM_ESESSION;
+		} else {
+			rv = OM_EPROTO;
+		}
 	} else {
 		if (c->have_chan && c->generation == gen)
 			ch = &c->chan;

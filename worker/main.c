@@ -57,6 +57,7 @@ struct worker {
 	struct outitem *head, *tail;
 	size_t outbox_bytes;
 	size_t outbox_items;
+	int heartbeat_ms; /* the master's, from WELCOME */
 };
 
 static volatile sig_atomic_t stopping;
@@ -446,7 +447,7 @@ heartbeat_main(void *arg)
 
 	while (!stopping) {
 		struct om_msg req = {.type = OM_MSG_HEARTBEAT}, rep;
-		int64_t next = om_now_ms() + HEARTBEAT_MS;
+		int64_t next = om_now_ms() + w->heartbeat_ms;
 
 		pthread_mutex_lock(&w->lock);
 		req.u.heartbeat.running = w->running;
@@ -712,13 +713,21 @@ main(int argc, char **argv)
 	}
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
-	pthread_create(&watcher, NULL, watcher_main, &w);
+	w.heartbeat_ms = HEARTBEAT_MS;
+	if (pthread_create(&watcher, NULL, watcher_main, &w) != 0) {
+		om_err("cannot start a thread");
+		return 1;
+	}
 
 	while (!stopping) {
 		rv = om_rpc_connect(w.rpc, &welcome);
 		if (rv == 0) {
 			om_info("connected to master %s as worker id %llu", w.cfg.master_url,
 			        (unsigned long long)welcome.u.welcome.worker_id);
+			/* Beat as often as the master expects, within sane bounds. */
+			w.heartbeat_ms = (int)welcome.u.welcome.heartbeat_ms;
+			if (w.heartbeat_ms < 100 || w.heartbeat_ms > HEARTBEAT_MS)
+				w.heartbeat_ms = HEARTBEAT_MS;
 			om_msg_release(&welcome);
 			break;
 		}
@@ -744,8 +753,11 @@ main(int argc, char **argv)
 		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
 	}
 	if (!stopping) {
-		pthread_create(&sender, NULL, sender_main, &w);
-		pthread_create(&heart, NULL, heartbeat_main, &w);
+		if (pthread_create(&sender, NULL, sender_main, &w) != 0 ||
+		    pthread_create(&heart, NULL, heartbeat_main, &w) != 0) {
+			om_err("cannot start worker threads");
+			_exit(1);
+		}
 		sender_started = true;
 	}
 
