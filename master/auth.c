@@ -138,7 +138,9 @@ auth_worker_hello(struct master *m, struct om_rpc_req *r)
 			return;
 		}
 		if (rv == 0) {
-			audit(m, "worker '-'", r->peer, "key.enroll", h->u.hello.name, "ok",
+			char actor[OM_MAX_NAME + 32];
+			snprintf(actor, sizeof(actor), "worker '%s'", h->u.hello.name);
+			audit(m, actor, r->peer, "key.enroll", h->u.hello.name, "ok",
 			      "key %s accepted for IDC '%s' by enrollment token", fp,
 			      h->u.hello.idc);
 			rv = om_store_key_find(m->store, fp, &key);
