@@ -205,7 +205,14 @@ poll_answer(struct wconn *w)
 		om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
 		        (unsigned long long)t->id, (unsigned long long)t->job_id, w->name,
 		        t->msg.u.task.nhosts);
-		om_rpc_reply(r, &t->msg);
+		if (om_rpc_reply(r, &t->msg) != 0) {
+			/* Not sent: back at the head of the queue for the next poll. */
+			t->qnext = w->queue;
+			w->queue = t;
+			return;
+		}
+		/* Sent is not received: heartbeats confirm it (master_op_heartbeat). */
+		t->delivered_ms = om_now_ms();
 	} else {
 		struct om_msg none = {.type = OM_MSG_NOTASK};
 		om_rpc_reply(r, &none);
@@ -286,9 +293,35 @@ void
 master_op_heartbeat(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct om_msg ack = {.type = OM_MSG_ACK};
+	const struct om_msg *hb = &r->msg;
+	int64_t now = om_now_ms(), grace = 2 * (int64_t)m->cfg.heartbeat_ms + 1000;
+	struct task *t, *next;
+	char why[OM_MAX_TEXT];
+	uint32_t i;
 
-	(void)m;
-	p->w->last_ms = om_now_ms();
+	p->w->last_ms = now;
+	/*
+	 * A task delivered a while ago that the worker does not hold never
+	 * arrived (the reply was lost with its connection) or belongs to a
+	 * process that restarted: its unfinished hosts are lost, not left
+	 * running forever.  Queued tasks and fresh deliveries wait.
+	 */
+	for (t = m->tasks; t != NULL; t = next) {
+		bool held = false;
+		next = t->next;
+		if (t->worker != p->w || t->delivered_ms == 0 || now - t->delivered_ms < grace)
+			continue;
+		for (i = 0; i < hb->u.heartbeat.ntasks && !held; i++)
+			held = hb->u.heartbeat.tasks[i] == t->id;
+		if (held)
+			continue;
+		snprintf(why, sizeof(why),
+		         "lost: worker '%s' does not hold task %llu (lost in transit or the worker "
+		         "restarted)",
+		         p->w->name, (unsigned long long)t->id);
+		om_warn("job %llu: %s", (unsigned long long)t->job_id, why);
+		task_lose(m, t, why);
+	}
 	om_rpc_reply(r, &ack);
 }
 

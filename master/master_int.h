@@ -55,6 +55,7 @@ struct task {
 	uint64_t id, job_id;
 	struct wconn *worker;
 	struct om_msg msg; /* the TASK message, owned */
+	int64_t delivered_ms; /* when a POLL reply carried it; 0: still queued */
 	bool *final;	   /* per host */
 	uint32_t nfinal;
 	struct task *next;  /* m->tasks */

@@ -11,7 +11,7 @@
  *
  *   HELLO       name R (name), idc R (name), secret o (text), ver R, cap o
  *   WELCOME     worker R (worker_id), hb o (heartbeat_ms)
- *   HEARTBEAT   run o (running), cap o (capacity)
+ *   HEARTBEAT   run o (running), cap o (capacity), tasks o (array of task ids it holds)
  *   POLL        wait o (wait_ms)
  *   TASK        job R, task R, module R (name), params o (map name->str),
  *               hosts R (array of host), timeout o, forks o
@@ -84,6 +84,7 @@ enum fkind {
 	F_STR,    /* char *, at most max bytes */
 	F_BIN,    /* uint8_t * + uint32_t length at off2, at most max bytes */
 	F_NAMES,  /* char ** + uint32_t count at off2, at most max names */
+	F_U64S,   /* uint64_t * + uint32_t count at off2, at most max values */
 	F_STRS,   /* char ** + uint32_t count at off2, min..max strings of at most emax
 	             bytes; NULL elements (nil) only when nils */
 	F_PARAMS, /* struct om_kv * + uint32_t count at off2 */
@@ -130,6 +131,8 @@ struct schema {
 	{.key = (k), .kind = F_BIN, .req = (rq), .off = (o), .off2 = (o2), .max = (mx)}
 #define NAMES(k, rq, o, o2, mx) \
 	{.key = (k), .kind = F_NAMES, .req = (rq), .off = (o), .off2 = (o2), .max = (mx)}
+#define U64S(k, rq, o, o2, mx)                                                                \
+	{.key = (k), .kind = F_U64S, .req = (rq), .off = (o), .off2 = (o2), .max = (mx)}
 #define PARAMS(k, rq, o, o2)                                                            \
 	{.key = (k), .kind = F_PARAMS, .req = (rq), .off = (o), .off2 = (o2),             \
 	 .max = OM_MAX_PARAMS}
@@ -219,6 +222,7 @@ static const struct field welcome_f[] = {
 static const struct field heartbeat_f[] = {
 	U32("run", OPT, M(heartbeat.running)),
 	U32("cap", OPT, M(heartbeat.capacity)),
+	U64S("tasks", OPT, M(heartbeat.tasks), M(heartbeat.ntasks), OM_MAX_ITEMS),
 };
 static const struct field poll_f[] = {
 	U32("wait", OPT, M(poll.wait_ms)),
@@ -515,6 +519,11 @@ release_fields(const struct schema *s, void *base)
 			*AT(base, f->off, uint8_t *) = NULL;
 			*AT(base, f->off2, uint32_t) = 0;
 			break;
+		case F_U64S:
+			om_free(*AT(base, f->off, uint64_t *));
+			*AT(base, f->off, uint64_t *) = NULL;
+			*AT(base, f->off2, uint32_t) = 0;
+			break;
 		case F_NAMES:
 		case F_STRS: {
 			char **v = *AT(base, f->off, char **);
@@ -718,6 +727,19 @@ encode_value(struct om_buf *b, const struct field *f, const void *base)
 		om_mpw_bin(b, p, n);
 		return 0;
 	}
+	case F_U64S: {
+		const uint64_t *v = *CAT(base, f->off, uint64_t *);
+		uint32_t n = *CAT(base, f->off2, uint32_t);
+
+		if (n > f->max)
+			return OM_EMSGSIZE;
+		if (n > 0 && v == NULL)
+			return OM_EINVAL;
+		om_mpw_array(b, n);
+		for (uint32_t i = 0; i < n; i++)
+			om_mpw_uint(b, v[i]);
+		return 0;
+	}
 	case F_NAMES: {
 		char *const *v = *CAT(base, f->off, char **);
 		uint32_t n = *CAT(base, f->off2, uint32_t);
@@ -884,6 +906,29 @@ decode_names(struct om_mpr *r, const struct field *f, void *base)
 }
 
 static int
+decode_u64s(struct om_mpr *r, const struct field *f, void *base)
+{
+	uint32_t n;
+	uint64_t *v;
+	int rc;
+
+	if ((rc = om_mpr_array(r, &n)) != 0)
+		return rc;
+	if (n > f->max)
+		return OM_EMSGSIZE;
+	if (n == 0)
+		return 0;
+	if ((v = om_calloc(n, sizeof(*v))) == NULL) /* n <= remaining bytes: bounded */
+		return OM_ENOMEM;
+	*AT(base, f->off, uint64_t *) = v;
+	*AT(base, f->off2, uint32_t) = n;
+	for (uint32_t i = 0; i < n; i++)
+		if ((rc = om_mpr_uint(r, &v[i])) != 0)
+			return rc;
+	return 0;
+}
+
+static int
 decode_strs(struct om_mpr *r, const struct field *f, void *base)
 {
 	uint32_t n;
@@ -1030,6 +1075,8 @@ decode_value(struct om_mpr *r, const struct field *f, void *base)
 	}
 	case F_NAMES:
 		return decode_names(r, f, base);
+	case F_U64S:
+		return decode_u64s(r, f, base);
 	case F_STRS:
 		return decode_strs(r, f, base);
 	case F_PARAMS:

@@ -30,7 +30,8 @@
 #define HEARTBEAT_MS     5000
 #define OUTBOX_MAX_BYTES (64u << 20) /* producers block beyond this: backpressure */
 #define REPORT_MAX_BYTES (4u << 20)
-#define MAX_COMMAND      65536
+#define MAX_COMMAND 65536
+#define MAX_CAPACITY 1000 /* tasks at once, the --capacity bound */
 
 struct config {
 	const char *name, *idc, *master_url, *master_key_hex, *key_path;
@@ -58,6 +59,7 @@ struct worker {
 	size_t outbox_bytes;
 	size_t outbox_items;
 	int heartbeat_ms; /* the master's, from WELCOME */
+	uint64_t running_ids[MAX_CAPACITY]; /* tasks being run, for heartbeats */
 };
 
 static volatile sig_atomic_t stopping;
@@ -394,6 +396,11 @@ out:
 	om_buf_release(&cmd);
 	pthread_mutex_lock(&w->lock);
 	w->running--;
+	for (i = 0; i < MAX_CAPACITY; i++)
+		if (w->running_ids[i] == t->task.task_id) {
+			w->running_ids[i] = 0;
+			break;
+		}
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	om_info("task %llu finished", (unsigned long long)t->task.task_id);
@@ -421,6 +428,11 @@ task_start(struct worker *w, struct om_msg *m)
 	memset(m, 0, sizeof(*m));
 	pthread_mutex_lock(&w->lock);
 	w->running++;
+	for (size_t i = 0; i < MAX_CAPACITY; i++)
+		if (w->running_ids[i] == 0) {
+			w->running_ids[i] = t->task.task_id;
+			break;
+		}
 	pthread_mutex_unlock(&w->lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -445,14 +457,34 @@ heartbeat_main(void *arg)
 {
 	struct worker *w = arg;
 
+	static uint64_t ids[MAX_CAPACITY + OM_MAX_ITEMS];
+	uint32_t nids;
+
 	while (!stopping) {
 		struct om_msg req = {.type = OM_MSG_HEARTBEAT}, rep;
 		int64_t next = om_now_ms() + w->heartbeat_ms;
 
+		/*
+		 * The tasks this worker holds: running, or with results not yet
+		 * acknowledged.  The master counts a delivered task missing here as
+		 * lost (it never arrived, or this is a new process).
+		 */
 		pthread_mutex_lock(&w->lock);
 		req.u.heartbeat.running = w->running;
+		nids = 0;
+		for (size_t i = 0; i < MAX_CAPACITY; i++)
+			if (w->running_ids[i] != 0)
+				ids[nids++] = w->running_ids[i];
+		for (struct outitem *it = w->head; it != NULL && nids < MAX_CAPACITY + OM_MAX_ITEMS / 2;
+		     it = it->next) {
+			uint64_t tid = it->is_result ? it->result.task_id : it->chunk.task_id;
+			if (nids == 0 || ids[nids - 1] != tid) /* items of a task sit together */
+				ids[nids++] = tid;
+		}
 		pthread_mutex_unlock(&w->lock);
 		req.u.heartbeat.capacity = w->cfg.capacity;
+		req.u.heartbeat.tasks = ids;
+		req.u.heartbeat.ntasks = nids > OM_MAX_ITEMS ? OM_MAX_ITEMS : nids;
 		if (om_rpc_call(w->rpc, &req, &rep, CALL_TIMEOUT_MS) == 0)
 			om_msg_release(&rep);
 		while (!stopping && om_now_ms() < next)
@@ -590,7 +622,7 @@ parse_args(int argc, char **argv, struct config *c)
 				return fprintf(stderr, "om-worker: --forks wants 1..10000\n"), -1;
 			break;
 		case 'c':
-			if (parse_uint(optarg, 1, 1000, &c->capacity) != 0)
+			if (parse_uint(optarg, 1, MAX_CAPACITY, &c->capacity) != 0)
 				return fprintf(stderr, "om-worker: --capacity wants 1..1000\n"), -1;
 			break;
 		case 'l':

@@ -280,6 +280,36 @@ for i, line in enumerate(open(sys.argv[1], encoding="utf-8", errors="replace"), 
 	finish "j. --json: every line is a JSON value" j
 }
 
+# --- k. a worker killed mid-task and restarted at once: its task is lost, not hung ---------
+case_restart() {
+	local pid t0 dt
+	begin
+	t0=$(now_ms)
+	timeout 90 "$OMCTL" run -t idc:sh -m shell -a 'sleep 20' --timeout 40 >"$T/k.out" 2>&1 &
+	local runpid=$!
+	sleep 1.5
+	pid=$(om__pidfile_ours "$DIR/worker-sh-1.pid" "$DIR") && kill -9 "$pid"
+	om_worker_start "$DIR" sh-1 sh
+	wait "$runpid"
+	RC=$?
+	dt=$(($(now_ms) - t0))
+	echo "omctl run -t idc:sh -m shell -a 'sleep 20' --timeout 40 (sh-1 killed and restarted)" >"$T/k.cmd"
+	rc_note k
+	check "exit code $RC, want 1" [ "$RC" -eq 1 ]
+	check "took ${dt} ms: the lost task was not noticed before the command would end" [ "$dt" -lt 19000 ]
+	check "hosts not reported lost with a reason" grep -q "lost (.*does not hold task" "$T/k.out"
+	check "sh-1 did not come back" wait_for_connected sh-1
+	finish "k. a worker killed mid-task and restarted: its hosts become lost (with a reason) within ~2 heartbeats" k
+}
+wait_for_connected() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		"$OMCTL" workers list 2>/dev/null | grep -qE "^$1 +[a-z]+ +connected " && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
 case_all
 case_selector
 case_hostkey
@@ -290,6 +320,7 @@ case_noworker
 case_token
 case_garbage
 case_json
+case_restart
 
 echo "# $NPASS passed, $NFAIL failed"
 if ((NFAIL)); then exit 1; fi

@@ -195,6 +195,8 @@ struct om_msg {
 		} welcome;
 		struct { /* HEARTBEAT */
 			uint32_t running, capacity;
+			uint64_t *tasks; /* tasks it holds: running, or results not yet acked */
+			uint32_t ntasks;
 		} heartbeat;
 		struct { /* POLL */
 			uint32_t wait_ms;
