@@ -481,6 +481,7 @@ struct pipe_rec {
 };
 
 #define PIPE_BUCKETS 256
+#define SEND_TIMEOUT_MS 2000 /* a reply the peer does not take in time is dropped */
 #define CLOSED_RING 256 /* a lost notice only delays the owner's own timeouts */
 
 /* A handshake token bucket for one source address; owner thread only. */
@@ -829,6 +830,7 @@ work_recv(struct om_rpc_work *w)
 {
 	w->state = W_RECV;
 	w->msg = NULL;
+	nng_aio_set_timeout(w->aio, NNG_DURATION_DEFAULT); /* waiting for requests is our job */
 	nng_ctx_recv(w->ctx, w->aio);
 }
 
@@ -1019,6 +1021,8 @@ work_send(struct om_rpc_work *w, const uint8_t *data, size_t n)
 	}
 	w->state = W_SEND;
 	nng_aio_set_msg(w->aio, m);
+	/* A peer that never reads must not keep this context from serving others. */
+	nng_aio_set_timeout(w->aio, SEND_TIMEOUT_MS);
 	nng_ctx_send(w->ctx, w->aio);
 	return 0;
 }

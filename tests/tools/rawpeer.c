@@ -48,7 +48,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 1 << 20);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 200);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 20); /* a throttled frame is skipped */
 	nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 10);
 	nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, 100);
 	if ((rv = nng_dialer_start(d, 0)) != 0) {
