@@ -160,26 +160,33 @@ case_enroll() {
 
 # --- d. a rogue worker: valid key for bj claiming sh, or reporting an sh task ----------------
 case_rogue() {
-	local task job before
+	local task job before tok
 	begin
-	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" hello "$DIR/worker-bj-1.key" bj-1 sh >"$T/d1.out" 2>&1
+	# A rogue of its own (a real bj worker, enrolled with a bj token), so it does
+	# not fight a running worker for its session.
+	"$PROBE" - - keygen "$T/probe.key"
+	tok=$(om_enroll_token "$DIR" bj) && SECRETS+=("$tok")
+	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" hello "$T/probe.key" probe-w bj "$tok" >"$T/d0.out" 2>&1
+	check "the rogue could not enroll for bj: $(cat "$T/d0.out")" grep -qx welcome "$T/d0.out"
+	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" hello "$T/probe.key" probe-w sh >"$T/d1.out" 2>&1
 	check "bj-1's key claiming IDC sh was not refused: $(cat "$T/d1.out")" grep -q "^refused: .*accepted for IDC 'bj'" "$T/d1.out"
 	check "no audit row for the IDC claim" audit_has worker.hello refused "claims IDC 'sh'"
+	check "no audit row for the rogue's enrollment" audit_has key.enroll ok "accepted for IDC 'bj'"
 	# An sh task in flight, and bj-1 reporting it done.
 	timeout 60 "$OMCTL" run -t idc:sh -m shell -a 'sleep 4; echo done' >"$T/d2.out" 2>&1 &
 	local runpid=$!
 	check "no sh task dispatched within 5 s" wait_for 5 sh_task_of_last_job
 	task=$(q "SELECT id FROM tasks WHERE idc='sh' ORDER BY id DESC LIMIT 1")
 	job=$(q "SELECT job_id FROM tasks WHERE id=$task")
-	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" report "$DIR/worker-bj-1.key" bj-1 bj "$task" >"$T/d3.out" 2>&1
-	check "a report for an sh task from bj-1 was not refused: $(cat "$T/d3.out")" grep -q "^error: task $task is not assigned" "$T/d3.out"
+	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" report "$T/probe.key" probe-w bj "$task" >"$T/d3.out" 2>&1
+	check "a report for an sh task from a bj worker was not refused: $(cat "$T/d3.out")" grep -q "^error: task $task is not assigned" "$T/d3.out"
 	before=$(q "SELECT count(*) FROM job_hosts WHERE job_id=$job AND state='ok'")
 	check "the rogue report changed host states ($before ok)" [ "$before" = 0 ]
 	check "no audit row for the rogue report" audit_has report refused "task $task of job $job belongs to worker 'sh-1'"
 	wait "$runpid"
 	check "the sh job did not finish normally after the rogue report" grep -q "^summary: 4 ok, 0 failed" "$T/d2.out"
 	DIAG_FILES=("$T/d1.out" "$T/d2.out" "$T/d3.out")
-	finish "d. rogue worker: bj key claiming IDC sh refused, report of an sh task refused, both audited"
+	finish "d. rogue worker (accepted for bj): claiming IDC sh refused, reporting an sh task refused, both audited"
 	DIAG_FILES=()
 }
 
@@ -263,14 +270,13 @@ case_password() {
 
 # --- h. RPC permission sweep: only what is permitted answers, the database does not change ----
 case_sweep() {
-	local before after v line code tok
+	local before after v line code
 	begin
 	v=$(new_token sweep viewer1 read)
 	# A worker identity of its own, so the sweep does not fight a running worker.
-	"$PROBE" - - keygen "$T/probe.key"
-	tok=$(om_enroll_token "$DIR" bj) && SECRETS+=("$tok")
-	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" hello "$T/probe.key" probe-w bj "$tok" >"$T/h-enroll.out" 2>&1
-	check "the probe worker could not enroll: $(cat "$T/h-enroll.out")" grep -qx welcome "$T/h-enroll.out"
+	# the rogue of case d is an accepted bj worker of its own
+	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" hello "$T/probe.key" probe-w bj >"$T/h-enroll.out" 2>&1
+	check "the probe worker is not accepted: $(cat "$T/h-enroll.out")" grep -qx welcome "$T/h-enroll.out"
 	before=$(db_fingerprint)
 	"$PROBE" "tcp://127.0.0.1:$CPORT" "$PUB" sweep-anon >"$T/h-anon-c.out" 2>&1
 	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" sweep-anon ik >"$T/h-anon-w.out" 2>&1
