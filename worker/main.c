@@ -683,6 +683,7 @@ main(int argc, char **argv)
 	pthread_t sender, heart, watcher;
 	struct sigaction sa;
 	bool created = false, sender_started = false;
+	unsigned running;
 	char fp[65];
 	int rv, backoff = 200;
 
@@ -838,14 +839,23 @@ main(int argc, char **argv)
 		pthread_join(sender, NULL);
 	if (sender_started)
 		pthread_join(heart, NULL);
-	if (w.running == 0) {
-		om_rpc_client_close(w.rpc);
-		om_plugins_free(w.plugins);
-		while (w.head) {
-			struct outitem *it = w.head;
-			w.head = it->next;
-			outitem_free(it);
-		}
+	pthread_mutex_lock(&w.lock);
+	running = w.running;
+	pthread_mutex_unlock(&w.lock);
+	if (running > 0) {
+		/*
+		 * A task thread is still inside SSH (a blocking resolver, say) and
+		 * uses w, which lives in this frame: leave without unwinding.
+		 */
+		om_warn("exiting with %u tasks still running", running);
+		_exit(0);
+	}
+	om_rpc_client_close(w.rpc);
+	om_plugins_free(w.plugins);
+	while (w.head) {
+		struct outitem *it = w.head;
+		w.head = it->next;
+		outitem_free(it);
 	}
 	libssh2_exit();
 	return 0;
