@@ -143,20 +143,6 @@ call(struct ctl *c, const struct om_msg *req, struct om_msg *rep, enum om_msg_ty
 	return 0;
 }
 
-static int
-parse_uint(const char *s, unsigned long max, uint32_t *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > max)
-		return -1;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 /* ------------------------------------------------------------------ run */
 
 struct hoststate {
@@ -432,15 +418,15 @@ cmd_run(struct ctl *c, int argc, char **argv)
 			args = optarg;
 			break;
 		case 'T':
-			if (parse_uint(optarg, 86400 * 7, &timeout) != 0)
+			if (om_parse_u32(optarg, 0, 86400 * 7, &timeout) != 0)
 				return die("--timeout wants seconds (0..604800)");
 			break;
 		case 'f':
-			if (parse_uint(optarg, 100000, &forks) != 0 || forks == 0)
+			if (om_parse_u32(optarg, 0, 100000, &forks) != 0 || forks == 0)
 				return die("--forks wants 1..100000");
 			break;
 		case 'w':
-			if (parse_uint(optarg, 86400 * 7, &wait_s) != 0 || wait_s == 0)
+			if (om_parse_u32(optarg, 0, 86400 * 7, &wait_s) != 0 || wait_s == 0)
 				return die("--wait wants seconds (1..604800)");
 			break;
 		default:
@@ -587,7 +573,7 @@ cmd_hosts_add(struct ctl *c, int argc, char **argv)
 			h.addr = optarg;
 			break;
 		case 'P':
-			if (parse_uint(optarg, 65535, &h.port) != 0 || h.port == 0)
+			if (om_parse_u32(optarg, 0, 65535, &h.port) != 0 || h.port == 0)
 				return die("--port wants 1..65535");
 			break;
 		case 'U':
@@ -1152,7 +1138,7 @@ cmd_audit(struct ctl *c, int argc, char **argv)
 				return die("--since wants a duration like 1h");
 			req.u.audit.since_ms = om_wall_ms() - (int64_t)since * 1000;
 		} else if (ch == 'L') {
-			if (parse_uint(optarg, 100000, &req.u.audit.limit) != 0)
+			if (om_parse_u32(optarg, 0, 100000, &req.u.audit.limit) != 0)
 				return die("--limit wants a number");
 		} else {
 			return usage(stderr), EXIT_USAGE;

@@ -34,25 +34,11 @@ usage(FILE *f)
 	           "       om-master --db CONNINFO --init-admin NAME [--password-file FILE]\n");
 }
 
-static int
-parse_level(const char *s, enum om_log_level *out)
-{
-	static const char *names[] = {"error", "warn", "info", "debug"};
-	int i;
-
-	for (i = 0; i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
-			return (*out = (enum om_log_level)i), 0;
-	return -1;
-}
 
 /* Applies one setting; the value must outlive the config (argv or the file buffer). */
 static int
 set_option(struct master_config *c, const char *key, const char *val)
 {
-	char *end;
-	unsigned long v;
-
 	if (strcmp(key, "db") == 0)
 		c->db = val;
 	else if (strcmp(key, "worker-listen") == 0 || strcmp(key, "worker_listen") == 0)
@@ -62,14 +48,11 @@ set_option(struct master_config *c, const char *key, const char *val)
 	else if (strcmp(key, "key") == 0)
 		c->key_path = val;
 	else if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
-		if (parse_level(val, &c->log_level) != 0)
+		if (om_log_level_parse(val, &c->log_level) != 0)
 			return fprintf(stderr, "om-master: unknown log level '%s'\n", val), -1;
 	} else if (strcmp(key, "heartbeat-ms") == 0 || strcmp(key, "heartbeat_ms") == 0) {
-		errno = 0;
-		v = strtoul(val, &end, 10);
-		if (errno || *end || v < 100 || v > 600000)
+		if (om_parse_u32(val, 100, 600000, &c->heartbeat_ms) != 0)
 			return fprintf(stderr, "om-master: heartbeat-ms wants 100..600000\n"), -1;
-		c->heartbeat_ms = (unsigned)v;
 	} else {
 		fprintf(stderr, "om-master: unknown setting '%s'\n", key);
 		return -1;

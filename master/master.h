@@ -19,7 +19,7 @@ struct master_config {
 	const char *client_listen;
 	const char *key_path;
 	enum om_log_level log_level;
-	unsigned heartbeat_ms; /* a worker silent 3x this long is gone */
+	uint32_t heartbeat_ms; /* a worker silent 3x this long is gone */
 	unsigned worker_ctx;   /* concurrent worker requests */
 	unsigned client_ctx;   /* concurrent client requests */
 };

@@ -250,6 +250,34 @@ om_shell_quote(struct om_buf *out, const char *s, size_t n)
 	return om_buf_putc(out, '\'');
 }
 
+int
+om_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9') /* strtoull would take "-1" and " 1" */
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int
+om_log_level_parse(const char *s, enum om_log_level *out)
+{
+	static const char *names[] = {"error", "warn", "info", "debug"};
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (*out = (enum om_log_level)i), 0;
+	return -1;
+}
+
 static const char *log_prog = "om";
 static enum om_log_level log_level = OM_LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;

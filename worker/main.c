@@ -36,7 +36,7 @@
 struct config {
 	const char *name, *idc, *master_url, *master_key_hex, *key_path;
 	const char *secret_path, *ssh_key, *known_hosts, *ssh_user, *plugin_dir;
-	unsigned forks, capacity;
+	uint32_t forks, capacity;
 	enum om_log_level log_level;
 };
 
@@ -530,31 +530,7 @@ usage(FILE *f)
 	           "                 [--capacity TASKS] [--log-level error|warn|info|debug]\n");
 }
 
-static int
-parse_level(const char *s, enum om_log_level *out)
-{
-	static const char *names[] = {"error", "warn", "info", "debug"};
-	int i;
 
-	for (i = 0; i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
-			return (*out = (enum om_log_level)i), 0;
-	return -1;
-}
-
-static int
-parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
 
 static int
 parse_args(int argc, char **argv, struct config *c)
@@ -618,15 +594,15 @@ parse_args(int argc, char **argv, struct config *c)
 			c->plugin_dir = optarg;
 			break;
 		case 'f':
-			if (parse_uint(optarg, 1, 10000, &c->forks) != 0)
+			if (om_parse_u32(optarg, 1, 10000, &c->forks) != 0)
 				return fprintf(stderr, "om-worker: --forks wants 1..10000\n"), -1;
 			break;
 		case 'c':
-			if (parse_uint(optarg, 1, MAX_CAPACITY, &c->capacity) != 0)
+			if (om_parse_u32(optarg, 1, MAX_CAPACITY, &c->capacity) != 0)
 				return fprintf(stderr, "om-worker: --capacity wants 1..1000\n"), -1;
 			break;
 		case 'l':
-			if (parse_level(optarg, &c->log_level) != 0)
+			if (om_log_level_parse(optarg, &c->log_level) != 0)
 				return fprintf(stderr, "om-worker: unknown log level '%s'\n",
 				               optarg),
 				       -1;

@@ -161,6 +161,35 @@ test_files(void **state)
 }
 
 static void
+test_parse_u32(void **state)
+{
+	uint32_t v = 7;
+	enum om_log_level l;
+
+	(void)state;
+	assert_int_equal(om_parse_u32("42", 0, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(om_parse_u32("0", 0, 100, &v), 0);
+	assert_int_equal(om_parse_u32("4294967295", 0, UINT32_MAX, &v), 0);
+	assert_int_equal(v, UINT32_MAX);
+	/* Out of range, signs, spaces, junk and overflow are refused; v is left alone. */
+	v = 7;
+	assert_int_equal(om_parse_u32("101", 0, 100, &v), -1);
+	assert_int_equal(om_parse_u32("0", 1, 100, &v), -1);
+	assert_int_equal(om_parse_u32("-1", 0, UINT32_MAX, &v), -1);
+	assert_int_equal(om_parse_u32(" 5", 0, 100, &v), -1);
+	assert_int_equal(om_parse_u32("+5", 0, 100, &v), -1);
+	assert_int_equal(om_parse_u32("5x", 0, 100, &v), -1);
+	assert_int_equal(om_parse_u32("", 0, 100, &v), -1);
+	assert_int_equal(om_parse_u32("4294967296", 0, UINT32_MAX, &v), -1);
+	assert_int_equal(om_parse_u32("99999999999999999999999", 0, UINT32_MAX, &v), -1);
+	assert_int_equal(v, 7);
+	assert_int_equal(om_log_level_parse("debug", &l), 0);
+	assert_int_equal(l, OM_LOG_DEBUG);
+	assert_int_equal(om_log_level_parse("warning", &l), -1);
+}
+
+static void
 test_strerror(void **state)
 {
 	(void)state;
@@ -176,7 +205,7 @@ main(void)
 	        cmocka_unit_test(test_buf_bound),     cmocka_unit_test(test_buf_printf_long),
 	        cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_hex),
 	        cmocka_unit_test(test_shell_quote),   cmocka_unit_test(test_files),
-	        cmocka_unit_test(test_strerror),
+	        cmocka_unit_test(test_parse_u32),     cmocka_unit_test(test_strerror),
 	};
 	return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

@@ -61,7 +61,12 @@ int64_t om_wall_ms(void);
  */
 int om_shell_quote(struct om_buf *out, const char *s, size_t n);
 
+/* A decimal integer in min..max, the whole string; -1 otherwise. */
+int om_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+
 enum om_log_level { OM_LOG_ERROR, OM_LOG_WARN, OM_LOG_INFO, OM_LOG_DEBUG };
+/* "error", "warn", "info", "debug"; -1 when unknown. */
+int om_log_level_parse(const char *s, enum om_log_level *out);
 /* Process-wide: program name shown in each line and the threshold. */
 void om_log_setup(const char *prog, enum om_log_level level);
 void om_log(enum om_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
