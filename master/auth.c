@@ -7,6 +7,7 @@
  * Every refusal is one line to the caller (no internals), a log line and an
  * audit row; nothing is written before every check has passed.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "master_int.h"
 
 #define AUDIT_REFUSAL_EVERY_MS 10000
+#define AUDIT_REFUSAL_BURST 10
 #define DEFAULT_TOKEN_TTL_S (30 * 86400)
 #define MAX_TOKEN_TTL_S (366 * 86400)
 #define MAX_ENROLL_TTL_S (7 * 86400)
@@ -52,22 +54,32 @@ audit(struct master *m, const char *actor, const char *source, const char *actio
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
 	if (strcmp(outcome, "ok") != 0) {
-		/* Refusals are rate-limited per source and action. */
-		uint64_t key = fnv1a(source ? source : "", action) ^ fnv1a(actor ? actor : "", "");
+		/*
+		 * Refusals are rate-limited per source address and action (not per
+		 * claimed name, which a peer chooses): at most AUDIT_REFUSAL_BURST rows
+		 * per AUDIT_REFUSAL_EVERY_MS window; the next row counts the rest.
+		 */
+		uint64_t key = fnv1a(source ? source : "", action);
 		struct audit_limit *l = &m->audit_limits[key % 256];
 		int64_t now = om_now_ms();
-		if (l->key == key && now - l->last_ms < AUDIT_REFUSAL_EVERY_MS) {
+		if (l->key != key || now - l->last_ms >= AUDIT_REFUSAL_EVERY_MS) {
+			if (l->key != key)
+				l->suppressed = 0;
+			l->key = key;
+			l->last_ms = now;
+			l->burst = 0;
+		}
+		if (l->burst >= AUDIT_REFUSAL_BURST) {
 			l->suppressed++;
 			return;
 		}
+		l->burst++;
 		if (l->key == key && l->suppressed > 0) {
 			size_t len = strlen(detail);
 			snprintf(detail + len, sizeof(detail) - len,
 			         " (and %u more like it in the last %d s)", l->suppressed,
 			         AUDIT_REFUSAL_EVERY_MS / 1000);
 		}
-		l->key = key;
-		l->last_ms = now;
 		l->suppressed = 0;
 	}
 	rv = om_store_audit(m->store, actor ? actor : "-", source ? source : "-", action,
@@ -790,6 +802,14 @@ op_token_create(struct master *m, struct om_rpc_req *r, struct peer *p)
 		reply_error(r, OM_EINVAL, "ttl must be at most 366 days");
 		return;
 	}
+	/* Like passwords: a stolen narrow token must not mint tokens that outlive it. */
+	if (p->token_id != 0 && !(p->scopes & OM_SCOPE_ADMIN)) {
+		audit(m, p->who, p->source, "token.create", p->user.name, "refused",
+		      "a token without the admin scope cannot create tokens");
+		reply_error(r, OM_EPERM, "log in with your password (or an admin token) to create "
+		                         "tokens");
+		return;
+	}
 	if (q->u.token.user != NULL && !may_manage(p, q->u.token.user)) {
 		audit(m, p->who, p->source, "token.create", q->u.token.user, "refused",
 		      "not an administrator");
@@ -894,13 +914,20 @@ op_audit_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 	struct om_audit_rec *recs = NULL;
 	struct table t;
 	size_t n = 0, i, limit = r->msg.u.audit.limit;
+	int64_t since_ms;
 	char when[40];
 
 	(void)p;
 	if (limit == 0 || limit > AUDIT_LIST_MAX)
 		limit = AUDIT_LIST_MAX;
-	if (om_store_audit_list(m->store, r->msg.u.audit.since_ms * 1000, r->msg.u.audit.after_id,
-	                        limit, &recs, &n) != 0) {
+	/* since_ms comes from the client: clamp before scaling (no signed overflow). */
+	since_ms = r->msg.u.audit.since_ms;
+	if (since_ms < 0)
+		since_ms = 0;
+	if (since_ms > INT64_MAX / 1000)
+		since_ms = INT64_MAX / 1000;
+	if (om_store_audit_list(m->store, since_ms * 1000, r->msg.u.audit.after_id, limit, &recs,
+	                        &n) != 0) {
 		reply_error(r, OM_EDB, "cannot read the audit log");
 		return;
 	}

@@ -35,6 +35,7 @@ struct master {
 		uint64_t key;	/* hash of source and action; 0: free */
 		int64_t last_ms;
 		unsigned suppressed;
+		unsigned burst; /* rows written in the current window */
 	} audit_limits[256];
 	struct om_store *store;
 	struct om_rpc_server *wsrv, *csrv;

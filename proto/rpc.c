@@ -385,7 +385,9 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
 		else if (c->have_prev && c->prev_generation == gen)
 			ch = &c->prev; /* sealed before a rekey: the reply is in the old keys */
 		if (ch == NULL)
-			rv = OM_ESESSION;
+			/* The reply came but its keys are gone: the request may have run,
+			 * so this must not look like a reset (which retries). */
+			rv = OM_ETRANSPORT;
 		else if ((rv = om_chan_open(ch, nng_msg_body(reply), nng_msg_len(reply), &plain)) !=
 		         0)
 			client_reset(c, gen);

@@ -23,11 +23,10 @@
 #include <string.h>
 
 #include "om/base.h"
+#include "msg_roundtrip.h"
 #include "om/msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define ENCODE_MAX (4 * (size_t)OM_MAX_FRAME)
 
 /* Every value of enum om_msg_type but OM_MSG_NONE; all below 128 (a positive fixint). */
 static const uint8_t types[] = {
@@ -54,32 +53,6 @@ pick_type(uint8_t b)
 	return types[b % NTYPES];
 }
 
-/* Decode, encode, decode, encode: the two encodings must be equal. */
-static void
-round_trip(const uint8_t *msg, size_t len)
-{
-	struct om_msg m1, m2;
-	struct om_buf b1, b2;
-
-	if (om_msg_decode(msg, len, &m1) != 0)
-		return;
-	om_buf_init(&b1, ENCODE_MAX);
-	om_buf_init(&b2, ENCODE_MAX);
-	if (om_msg_encode(&m1, &b1) != 0)
-		abort(); /* the decoder accepted what the encoder refuses */
-	if (om_msg_decode(b1.data, b1.len, &m2) != 0)
-		abort(); /* our own encoding does not decode */
-	if (m2.type != m1.type)
-		abort();
-	if (om_msg_encode(&m2, &b2) != 0)
-		abort();
-	if (b1.len != b2.len || memcmp(b1.data, b2.data, b1.len) != 0)
-		abort(); /* a field was lost or changed on the way */
-	om_msg_release(&m1);
-	om_msg_release(&m2);
-	om_buf_release(&b1);
-	om_buf_release(&b2);
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
