@@ -18,7 +18,7 @@
 #include "master_int.h"
 
 #define AUDIT_REFUSAL_EVERY_MS 10000
-#define AUDIT_REFUSAL_BURST 10
+#define AUDIT_REFUSAL_BURST 20
 #define DEFAULT_TOKEN_TTL_S (30 * 86400)
 #define MAX_TOKEN_TTL_S (366 * 86400)
 #define MAX_ENROLL_TTL_S (7 * 86400)
@@ -55,32 +55,45 @@ audit(struct master *m, const char *actor, const char *source, const char *actio
 	va_end(ap);
 	if (strcmp(outcome, "ok") != 0) {
 		/*
-		 * Refusals are rate-limited per source address and action (not per
-		 * claimed name, which a peer chooses): at most AUDIT_REFUSAL_BURST rows
-		 * per AUDIT_REFUSAL_EVERY_MS window; the next row counts the rest.
+		 * Refusals are rate-limited twice: one row per source, action and
+		 * actor every AUDIT_REFUSAL_EVERY_MS (distinct workers behind one
+		 * address are each recorded), and at most AUDIT_REFUSAL_BURST rows
+		 * per source and action in that window, so names a peer invents
+		 * cannot flood the table.  The next row counts what was suppressed.
 		 */
-		uint64_t key = fnv1a(source ? source : "", action);
-		struct audit_limit *l = &m->audit_limits[key % 256];
+		uint64_t ka = fnv1a(source ? source : "", action) ^ fnv1a(actor ? actor : "", "");
+		uint64_t ks = fnv1a(source ? source : "", action) ^ 0x9e3779b97f4a7c15ull;
+		struct audit_limit *la = &m->audit_limits[ka % 256];
+		struct audit_limit *ls = &m->audit_limits[(ks >> 8) % 256];
 		int64_t now = om_now_ms();
-		if (l->key != key || now - l->last_ms >= AUDIT_REFUSAL_EVERY_MS) {
-			if (l->key != key)
-				l->suppressed = 0;
-			l->key = key;
-			l->last_ms = now;
-			l->burst = 0;
-		}
-		if (l->burst >= AUDIT_REFUSAL_BURST) {
-			l->suppressed++;
+		unsigned more;
+
+		if (la->key == ka && now - la->last_ms < AUDIT_REFUSAL_EVERY_MS) {
+			la->suppressed++;
 			return;
 		}
-		l->burst++;
-		if (l->key == key && l->suppressed > 0) {
+		if (ls->key != ks || now - ls->last_ms >= AUDIT_REFUSAL_EVERY_MS) {
+			if (ls->key != ks)
+				ls->suppressed = 0;
+			ls->key = ks;
+			ls->last_ms = now;
+			ls->burst = 0;
+		}
+		if (ls->burst >= AUDIT_REFUSAL_BURST) {
+			ls->suppressed++;
+			return;
+		}
+		ls->burst++;
+		more = (la->key == ka ? la->suppressed : 0) + ls->suppressed;
+		if (more > 0) {
 			size_t len = strlen(detail);
 			snprintf(detail + len, sizeof(detail) - len,
-			         " (and %u more like it in the last %d s)", l->suppressed,
-			         AUDIT_REFUSAL_EVERY_MS / 1000);
+			         " (and %u more refusals suppressed)", more);
 		}
-		l->suppressed = 0;
+		la->key = ka;
+		la->last_ms = now;
+		la->suppressed = 0;
+		ls->suppressed = 0;
 	}
 	rv = om_store_audit(m->store, actor ? actor : "-", source ? source : "-", action,
 	                    target ? target : "-", outcome, detail);
