@@ -8,6 +8,7 @@
 #   make demo       a throwaway platform on loopback, runs a sample job, waits for Ctrl-C
 #   make deps       installs the Debian packages needed to build, test and demo
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make sdk-install the plugin SDK only (header, omserver-plugin.pc)
 #   make format     clang-format every C file
 #
 # V=1 shows the full commands.
@@ -93,6 +94,15 @@ $(B)/plugins/%.so: plugins/%/plugin.c plugins/include/omserver/plugin.h $(B)/fla
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(WARN) -Iplugins/include -fPIC -shared -fvisibility=hidden $(CFLAGS) -o $@ $<
+# Header-only helpers the built-in modules share (sha256, JSON text, quoting).
+$(PLUGINS): $(wildcard plugins/common/*.h)
+
+# Test plugins (tests/plugins/*.c): misfits the loader must refuse, plus good ones.
+TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(B)/tests/plugins/%.so,$(sort $(wildcard tests/plugins/*.c)))
+$(B)/tests/plugins/%.so: tests/plugins/%.c plugins/include/omserver/plugin.h $(B)/flags.rel
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(WARN) -Iplugins/include -fPIC -shared -fvisibility=hidden $(CFLAGS) -o $@ $<
 
 # --- sanitizer variant (unit tests and fuzz smoke) -------------------------------
 $(B)/asan/%.o: %.c $(B)/flags.asan
@@ -112,6 +122,8 @@ $(B)/asan/libomcli.a: $(call obj,asan,$(CLI_LIB_SRC))
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/asan/tests/%,$(UNIT_SRC))
+# The registry and module tests dlopen the built plugins.
+$(B)/asan/tests/plugins_test $(B)/asan/tests/modules_test: | $(PLUGINS) $(TEST_PLUGINS)
 $(B)/asan/tests/%: $(B)/asan/tests/unit/%.o $(ASAN_LIBS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD/SAN  $@")
@@ -201,7 +213,7 @@ $(B)/tests/om-probe: tests/tools/probe.c $(LIB_PROTO)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_PROTO) $(LIBS)
 
-tests-build: all $(UNIT_BINS) $(FUZZ_BINS) $(B)/tests/om-rawpeer $(B)/tests/om-probe fuzz-build-if-clang
+tests-build: all $(TEST_PLUGINS) $(UNIT_BINS) $(FUZZ_BINS) $(B)/tests/om-rawpeer $(B)/tests/om-probe fuzz-build-if-clang
 
 # check and demo install missing packages first, then build in a fresh make
 # (pkg-config flags are computed when make reads this file).
@@ -224,12 +236,16 @@ deps:
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/omserver/plugins \
-		$(DESTDIR)$(PREFIX)/include/omserver $(DESTDIR)$(PREFIX)/lib/pkgconfig
+install: all sdk-install
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/omserver/plugins
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIB_PROTO) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/omserver/plugins/
+
+# The plugin SDK alone (header and pkg-config file): what an out-of-tree
+# module needs, without building the daemons (tests/plugin_sdk.sh).
+sdk-install:
+	install -d $(DESTDIR)$(PREFIX)/include/omserver $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 plugins/include/omserver/plugin.h $(DESTDIR)$(PREFIX)/include/omserver/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' plugins/omserver-plugin.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/omserver-plugin.pc
@@ -237,7 +253,7 @@ install: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all check unit demo deps format install clean tests-build FORCE
+.PHONY: all check unit demo deps format install sdk-install clean tests-build FORCE
 .SECONDARY:
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

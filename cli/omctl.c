@@ -5,20 +5,24 @@
  * authentication error (one line on stderr).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "args.h"
 #include "inventory.h"
 #include "om/base.h"
 #include "om/chan.h"
 #include "om/msg.h"
+#include "om/params.h"
 #include "om/rpc.h"
 
 #define EXIT_NOT_OK     1
@@ -57,11 +61,16 @@ usage(FILE *f)
 	fprintf(f, "usage: omctl [--master URL] [--master-key HEX] [--token T | --user U\n"
 	           "             [--password-file F]] [--json] COMMAND\n"
 	           "\n"
-	           "  run -t SELECTOR -m MODULE -a ARGS [--timeout S] [--forks N] [--wait S]\n"
+	           "  run -t SELECTOR -m MODULE [-a ARGS] [-e KEY=VALUE]... [--timeout S]\n"
+	           "        [--forks N] [--wait S]\n"
+	           "        [--batch N|N%%] [--max-fail PCT] [--become] [--become-user U] [--check]\n"
 	           "  hosts add NAME --addr A --idc I [--port P] [--user U] [--group G]...\n"
 	           "  hosts list [-t SELECTOR]\n"
+	           "  hosts show NAME                     (inventory fields and facts)\n"
+	           "  job cancel ID | job fetch ID --dest DIR\n"
 	           "  hosts import FILE [--idc DEFAULT]   (Ansible INI inventory)\n"
 	           "  workers list\n"
+	           "  modules list | module show NAME   (a module's parameters)\n"
 	           "  keys list | accept ID [--fingerprint F] | reject ID | revoke ID\n"
 	           "  keys enroll-token --idc NAME --ttl DURATION\n"
 	           "  users list | add NAME --role admin|operator|viewer [--idc I]... [--group G]...\n"
@@ -73,6 +82,10 @@ usage(FILE *f)
 	           "\n"
 	           "Selectors: all, idc:NAME, group:NAME, a host name or glob (web-*),\n"
 	           "           A,B for union, !A to exclude.\n"
+	           "Arguments: -a 'k=v k2=\"v 2\"' when every word is a parameter of the module,\n"
+	           "           else -a TEXT is the module's free-form parameter (shell: the\n"
+	           "           command); -e/--param KEY=VALUE sets one.  A file parameter takes\n"
+	           "           a local path: omctl sends the file's content.\n"
 	           "Durations: 45s, 10m, 12h, 30d.  Passwords: --password-file FILE, OM_PASSWORD,\n"
 	           "           or one line of standard input.\n"
 	           "Environment: OM_MASTER, OM_MASTER_KEY, OM_TOKEN, OM_USER, OM_PASSWORD.\n");
@@ -143,6 +156,189 @@ call(struct ctl *c, const struct om_msg *req, struct om_msg *rep, enum om_msg_ty
 	return 0;
 }
 
+/* -------------------------------------------------------------- modules */
+
+static void json_print(json_t *o);
+
+/* s with control bytes replaced: module texts come from workers, not from us. */
+static const char *
+printable(const char *s, char *buf, size_t cap)
+{
+	size_t i;
+
+	if (s == NULL)
+		return "-";
+	for (i = 0; s[i] && i + 1 < cap; i++)
+		buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+/*
+ * The module's description and schema from the master (MODULE_SHOW): *rep
+ * (caller releases) holds the one module, *schema its parsed parameters
+ * (caller frees with om_params_schema_free).  Prints why and returns 2.
+ */
+static int
+fetch_module(struct ctl *c, const char *module, struct om_msg *rep, struct om_plugin_param **schema,
+             size_t *ns)
+{
+	struct om_msg req = {.type = OM_MSG_MODULE_SHOW};
+	char err[256];
+	int rv;
+
+	req.u.by_name.name = (char *)module;
+	if ((rv = call(c, &req, rep, OM_MSG_MODULES)) != 0)
+		return rv;
+	if (rep->u.modules.nmodules != 1 || strcmp(rep->u.modules.modules[0].name, module) != 0) {
+		om_msg_release(rep);
+		return die("unexpected answer from master");
+	}
+	if (om_params_schema_parse(rep->u.modules.modules[0].schema, schema, ns, err,
+	                           sizeof(err)) != 0) {
+		om_msg_release(rep);
+		return die("module '%s': unreadable schema from the master: %s", module, err);
+	}
+	return 0;
+}
+
+/* The SUBMIT params of run: -e pairs, then -a text, then file contents (see args.h). */
+static int
+module_args(struct ctl *c, const char *module, const char *text, const char *const *ep, size_t nep,
+            struct om_args *out)
+{
+	struct om_plugin_param *schema = NULL;
+	struct om_msg rep;
+	size_t ns = 0, i, total = 0;
+	char err[512];
+	int rv;
+
+	if ((rv = fetch_module(c, module, &rep, &schema, &ns)) != 0)
+		return rv;
+	om_msg_release(&rep);
+	for (i = 0; i < nep && rv == 0; i++)
+		rv = om_args_param(out, schema, ns, ep[i], err, sizeof(err));
+	if (rv == 0 && text != NULL)
+		rv = om_args_text(out, schema, ns, text, err, sizeof(err));
+	if (rv == 0)
+		rv = om_args_load_files(out, schema, ns, err, sizeof(err));
+	for (i = 0; rv == 0 && i < out->n; i++)
+		total += strlen(out->kv[i].key) + strlen(out->kv[i].val) + 16;
+	/* several files can each fit a parameter and still not fit one request */
+	if (rv == 0 && total > OM_MAX_FRAME - 65536) {
+		snprintf(err, sizeof(err),
+		         "parameters add up to %zu bytes, more than one request carries", total);
+		rv = OM_EMSGSIZE;
+	}
+	om_params_schema_free(schema, ns);
+	if (rv == 0)
+		return 0;
+	om_args_release(out);
+	if (rv == OM_ENOMEM)
+		return die("out of memory");
+	return die("module '%s': %s", module, err);
+}
+
+static int
+modules_list(struct ctl *c)
+{
+	struct om_msg req = {.type = OM_MSG_MODULES_LIST}, rep;
+	char b1[OM_MAX_TEXT + 1], b2[80], b3[80];
+	uint32_t i;
+	int rv;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	if ((rv = call(c, &req, &rep, OM_MSG_MODULES)) != 0)
+		return rv;
+	if (!c->json)
+		printf("%-20s %-10s %-7s %s\n", "NAME", "VERSION", "KIND", "DESCRIPTION");
+	for (i = 0; i < rep.u.modules.nmodules; i++) {
+		const struct om_module_info *mi = &rep.u.modules.modules[i];
+		if (c->json) {
+			json_t *o = json_object();
+			json_object_set_new(o, "name", json_string(mi->name));
+			json_object_set_new(o, "version", json_string(mi->version));
+			json_object_set_new(o, "kind", json_string(mi->kind));
+			json_object_set_new(o, "description",
+			                    json_string(mi->description ? mi->description : ""));
+			json_print(o);
+			continue;
+		}
+		printf("%-20s %-10s %-7s %s\n", mi->name, printable(mi->version, b2, sizeof(b2)),
+		       printable(mi->kind, b3, sizeof(b3)),
+		       printable(mi->description, b1, sizeof(b1)));
+	}
+	om_msg_release(&rep);
+	return 0;
+}
+
+static int
+module_show(struct ctl *c, const char *name)
+{
+	struct om_plugin_param *schema = NULL;
+	char b1[OM_MAX_TEXT + 1], b2[80], b3[80], dflt[64], choices[256];
+	const struct om_module_info *mi;
+	struct om_msg rep;
+	size_t ns = 0, i, o;
+	int rv;
+
+	if (!om_name_valid(name))
+		return die("invalid module name '%s'", name);
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	if ((rv = fetch_module(c, name, &rep, &schema, &ns)) != 0)
+		return rv;
+	mi = &rep.u.modules.modules[0];
+	if (c->json) {
+		json_t *s = json_loads(mi->schema, 0, NULL);
+		if (s != NULL)
+			json_print(s);
+		else
+			rv = die("module '%s': unreadable schema from the master", name);
+		goto out;
+	}
+	printf("module %s %s (%s): %s\n\n", mi->name, printable(mi->version, b2, sizeof(b2)),
+	       printable(mi->kind, b3, sizeof(b3)), printable(mi->description, b1, sizeof(b1)));
+	printf("%-16s %-7s %-8s %-16s %-20s %s\n", "NAME", "TYPE", "REQUIRED", "DEFAULT", "CHOICES",
+	       "DESCRIPTION");
+	for (i = 0; i < ns; i++) {
+		const struct om_plugin_param *p = &schema[i];
+		if (p->default_value == NULL)
+			snprintf(dflt, sizeof(dflt), "-");
+		else if (p->flags & OM_PARAM_SECRET)
+			snprintf(dflt, sizeof(dflt), "(secret)");
+		else
+			printable(p->default_value, dflt, sizeof(dflt));
+		o = 0;
+		choices[0] = '\0';
+		for (size_t k = 0; p->choices && p->choices[k] && o + 1 < sizeof(choices); k++)
+			o += (size_t)snprintf(choices + o, sizeof(choices) - o, "%s%s",
+			                      k ? "," : "", p->choices[k]);
+		printf("%-16s %-7s %-8s %-16s %-20s %s%s\n", p->name, p->type,
+		       p->required ? "yes" : "no", dflt,
+		       o ? printable(choices, b3, sizeof(b3)) : "-",
+		       (p->flags & OM_PARAM_FREE_FORM) ? "(free-form: -a TEXT) " : "",
+		       printable(p->description && *p->description ? p->description : "-", b1,
+		                 sizeof(b1)));
+	}
+out:
+	om_params_schema_free(schema, ns);
+	om_msg_release(&rep);
+	return rv;
+}
+
+/* modules list | modules show NAME | module show NAME */
+static int
+cmd_modules(struct ctl *c, int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return modules_list(c);
+	if (argc == 2 && strcmp(argv[0], "show") == 0)
+		return module_show(c, argv[1]);
+	return die("usage: omctl modules list | omctl module show NAME");
+}
+
 /* ------------------------------------------------------------------ run */
 
 struct hoststate {
@@ -153,6 +349,8 @@ struct hoststate {
 	int32_t exit_code;
 	char *reason;
 	uint64_t duration_ms;
+	bool changed;
+	char *result; /* the module's structured result (JSON text) or NULL */
 };
 
 struct hosttab {
@@ -216,6 +414,7 @@ hosttab_free(struct hosttab *t)
 		om_buf_release(&h->line[1]);
 		om_free(h->name);
 		om_free(h->reason);
+		om_free(h->result);
 		om_free(h);
 	}
 	om_free(t->slots);
@@ -350,13 +549,21 @@ print_summary(struct ctl *c, uint64_t job, struct hosttab *t)
 			                    json_integer((json_int_t)h->duration_ms));
 			json_object_set_new(o, "reason",
 			                    h->reason ? json_string(h->reason) : json_null());
+			json_object_set_new(o, "changed", json_boolean(h->changed));
+			if (h->result != NULL) {
+				/* As JSON when it is JSON (the master checks), else as text. */
+				json_t *res = json_loads(h->result, 0, NULL);
+				json_object_set_new(o, "result",
+				                    res ? res : json_string(h->result));
+			}
 			json_print(o);
 			continue;
 		}
+		/* "changed" last inside the parentheses: scripts match "host: state (exit N". */
 		printf("%s: %s (", h->name, om_host_state_name((int)h->state));
 		if (h->exit_code >= 0)
 			printf("exit %d, ", h->exit_code);
-		printf("%.2f s)", (double)h->duration_ms / 1000.0);
+		printf("%.2f s%s)", (double)h->duration_ms / 1000.0, h->changed ? ", changed" : "");
 		if (h->reason != NULL)
 			printf(": %s", h->reason);
 		putchar('\n');
@@ -383,6 +590,23 @@ print_summary(struct ctl *c, uint64_t job, struct hosttab *t)
 	return n == counts[OM_HS_OK] ? 0 : EXIT_NOT_OK;
 }
 
+/* "N" or "N%": *pct says which. */
+static int
+parse_count_pct(const char *s, uint32_t *n, bool *pct)
+{
+	char num[16];
+	size_t len = strlen(s);
+
+	*pct = len > 0 && s[len - 1] == '%';
+	if (*pct)
+		len--;
+	if (len == 0 || len >= sizeof(num))
+		return -1;
+	memcpy(num, s, len);
+	num[len] = '\0';
+	return om_parse_u32(num, 0, UINT32_MAX, n);
+}
+
 static int
 cmd_run(struct ctl *c, int argc, char **argv)
 {
@@ -391,22 +615,32 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	        {"args", required_argument, NULL, 'a'},   {"timeout", required_argument, NULL, 'T'},
 	        {"forks", required_argument, NULL, 'f'},
 	        {"wait", required_argument, NULL, 'w'},
+	        {"param", required_argument, NULL, 'e'},
+	        {"batch", required_argument, NULL, 'B'},
+	        {"max-fail", required_argument, NULL, 'X'},
+	        {"become", no_argument, NULL, 'b'},
+	        {"become-user", required_argument, NULL, 'u'},
+	        {"check", no_argument, NULL, 'C'},
 	        {NULL, 0, NULL, 0},
 	};
 	struct om_msg req = {.type = OM_MSG_SUBMIT}, rep;
 	uint32_t wait_s = 0;
 	int64_t deadline;
-	struct om_kv kv;
+	const char *eparams[OM_MAX_PARAMS];
+	size_t neparams = 0;
+	struct om_args margs = {0};
 	struct hosttab tab = {0};
 	const char *sel = NULL, *module = "shell", *args = NULL;
-	uint32_t timeout = 0, forks = 0;
+	uint32_t timeout = 0, forks = 0, batch = 0, max_fail = 0;
+	bool batch_pct = false, has_max_fail = false, become = false, check = false;
+	const char *become_user = NULL;
 	uint64_t job, cursor = 0;
 	int64_t last_contact;
 	bool done = false;
 	int ch, rv;
 
 	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
-	while ((ch = getopt_long(argc, argv, "t:m:a:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "t:m:a:e:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 't':
 			sel = optarg;
@@ -416,6 +650,11 @@ cmd_run(struct ctl *c, int argc, char **argv)
 			break;
 		case 'a':
 			args = optarg;
+			break;
+		case 'e':
+			if (neparams == OM_MAX_PARAMS)
+				return die("more than %d parameters", OM_MAX_PARAMS);
+			eparams[neparams++] = optarg;
 			break;
 		case 'T':
 			if (om_parse_u32(optarg, 0, 86400 * 7, &timeout) != 0)
@@ -429,27 +668,61 @@ cmd_run(struct ctl *c, int argc, char **argv)
 			if (om_parse_u32(optarg, 0, 86400 * 7, &wait_s) != 0 || wait_s == 0)
 				return die("--wait wants seconds (1..604800)");
 			break;
+		case 'B':
+			/* N hosts per wave, or N% of the job's hosts */
+			if (parse_count_pct(optarg, &batch, &batch_pct) != 0 || batch == 0 ||
+			    batch > (batch_pct ? 100u : (uint32_t)OM_MAX_HOSTS))
+				return die("--batch wants 1..%d hosts or 1..100%%", OM_MAX_HOSTS);
+			break;
+		case 'X': {
+			bool pct;
+			if (parse_count_pct(optarg, &max_fail, &pct) != 0 || max_fail > 100)
+				return die("--max-fail wants a percentage (0..100)");
+			has_max_fail = true;
+			break;
+		}
+		case 'b':
+			become = true;
+			break;
+		case 'u':
+			if (!om_name_valid(optarg))
+				return die("invalid --become-user '%s'", optarg);
+			become = true;
+			become_user = optarg;
+			break;
+		case 'C':
+			check = true;
+			break;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
 		}
 	}
-	if (sel == NULL || args == NULL || optind != argc)
-		return die("usage: omctl run -t SELECTOR -m MODULE -a ARGS [--timeout S]");
+	if (sel == NULL || optind != argc)
+		return die("usage: omctl run -t SELECTOR -m MODULE [-a ARGS] [-e KEY=VALUE]... "
+		           "[--timeout S]");
 	if (!om_name_valid(module))
 		return die("invalid module name '%s'", module);
 	if ((rv = connect_master(c)) != 0)
 		return rv;
-	/* Free-form arguments, as ansible -a: the module's "cmd" parameter. */
-	kv.key = "cmd";
-	kv.val = (char *)args;
+	if ((rv = module_args(c, module, args, eparams, neparams, &margs)) != 0)
+		return rv;
 	req.u.submit.selector = (char *)sel;
 	req.u.submit.module = (char *)module;
-	req.u.submit.params = &kv;
-	req.u.submit.nparams = 1;
+	req.u.submit.params = margs.kv;
+	req.u.submit.nparams = (uint32_t)margs.n;
 	req.u.submit.timeout_s = timeout;
 	req.u.submit.forks = forks;
-	if ((rv = call(c, &req, &rep, OM_MSG_SUBMITTED)) != 0)
+	req.u.submit.batch = batch;
+	req.u.submit.batch_pct = batch_pct;
+	req.u.submit.max_fail = max_fail;
+	req.u.submit.has_max_fail = has_max_fail;
+	req.u.submit.become = become;
+	req.u.submit.become_user = (char *)become_user;
+	req.u.submit.check = check;
+	rv = call(c, &req, &rep, OM_MSG_SUBMITTED);
+	om_args_release(&margs);
+	if (rv != 0)
 		return rv;
 	job = rep.u.submitted.job_id;
 	if (c->json) {
@@ -507,15 +780,20 @@ cmd_run(struct ctl *c, int argc, char **argv)
 			const struct om_event *e = &ev.u.events.events[i];
 			struct hoststate *h = e->host ? hosttab_get(&tab, e->host) : NULL;
 			if (e->kind == OM_EV_OUTPUT && h != NULL) {
-				feed_output(c, h, (int)e->stream, e->data, e->len);
+				/* Fetched file bytes are for `job fetch`, never the terminal. */
+				if (e->stream == OM_STREAM_STDOUT || e->stream == OM_STREAM_STDERR)
+					feed_output(c, h, (int)e->stream, e->data, e->len);
 			} else if (e->kind == OM_EV_STATE && h != NULL &&
 			           om_host_state_final((int)e->state)) {
 				h->final = true;
 				h->state = e->state;
 				h->exit_code = e->exit_code;
 				h->duration_ms = e->duration_ms;
+				h->changed = e->changed;
 				om_free(h->reason);
 				h->reason = e->reason ? om_strdup(e->reason) : NULL;
+				om_free(h->result);
+				h->result = e->result ? om_strdup(e->result) : NULL;
 				flush_partial(c, h);
 			}
 		}
@@ -1173,6 +1451,423 @@ cmd_audit(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------ jobs, host details */
+
+static int
+cmd_hosts_show(struct ctl *c, int argc, char **argv)
+{
+	struct om_msg req = {.type = OM_MSG_HOST_SHOW}, rep;
+	uint32_t nrows, i;
+	bool facts = false;
+	int rv;
+
+	if (argc != 2 || !om_name_valid(argv[1]))
+		return die("usage: omctl hosts show NAME");
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	req.u.by_name.name = argv[1];
+	if ((rv = call(c, &req, &rep, OM_MSG_TABLE)) != 0)
+		return rv;
+	if (!c->json || rep.u.table.ncolumns != 2) {
+		print_table(c, &rep);
+		om_msg_release(&rep);
+		return 0;
+	}
+	/* One object: the inventory fields, then every row after facts_at under "facts". */
+	json_t *o = json_object(), *f = json_object();
+	nrows = rep.u.table.ncells / 2;
+	for (i = 0; i < nrows; i++) {
+		const char *k = rep.u.table.cells[2 * i], *v = rep.u.table.cells[2 * i + 1];
+		json_t *val;
+		if (k == NULL)
+			continue;
+		if (facts) {
+			/* compact JSON from the master; a value cut to fit a cell stays text */
+			val = v ? json_loads(v, JSON_DECODE_ANY, NULL) : NULL;
+			json_object_set_new(f, k, val ? val : v ? json_string(v) : json_null());
+			continue;
+		}
+		if (strcmp(k, "port") == 0 && v != NULL) {
+			val = json_integer(strtoll(v, NULL, 10));
+		} else if (strcmp(k, "groups") == 0) {
+			char *copy = v ? om_strdup(v) : NULL, *save = NULL, *g;
+			val = json_array();
+			for (g = copy ? strtok_r(copy, ",", &save) : NULL; g;
+			     g = strtok_r(NULL, ",", &save))
+				json_array_append_new(val, json_string(g));
+			om_free(copy);
+		} else {
+			val = v ? json_string(v) : json_null();
+		}
+		json_object_set_new(o, k, val);
+		if (strcmp(k, "facts_at") == 0)
+			facts = true;
+	}
+	json_object_set_new(o, "facts", f);
+	json_print(o);
+	om_msg_release(&rep);
+	return 0;
+}
+
+static int
+job_cancel(struct ctl *c, uint64_t id)
+{
+	struct om_msg req = {.type = OM_MSG_JOB_CANCEL}, rep;
+	int rv;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	req.u.by_id.id = id;
+	if ((rv = om_rpc_call(c->rpc, &req, &rep, CALL_TIMEOUT_MS)) != 0)
+		return die("request to master failed: %s", om_strerror(rv));
+	if (rep.type == OM_MSG_ERROR && rep.u.error.code == OM_EINVAL) {
+		/* Finished already: what a cancel wants is true, say so and succeed. */
+		if (c->json) {
+			json_t *o = json_object();
+			json_object_set_new(o, "job", json_integer((json_int_t)id));
+			json_object_set_new(o, "hosts", json_integer(0));
+			json_object_set_new(o, "text", json_string(rep.u.error.text ? rep.u.error.text
+			                                                            : "finished"));
+			json_print(o);
+		} else {
+			printf("%s: nothing to cancel\n",
+			       rep.u.error.text ? rep.u.error.text : "finished");
+		}
+		om_msg_release(&rep);
+		return 0;
+	}
+	if (rep.type == OM_MSG_ERROR) {
+		die("%s", rep.u.error.text ? rep.u.error.text : om_strerror(rep.u.error.code));
+		om_msg_release(&rep);
+		return EXIT_USAGE;
+	}
+	if (rep.type != OM_MSG_DONE) {
+		om_msg_release(&rep);
+		return die("unexpected answer from master");
+	}
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "job", json_integer((json_int_t)id));
+		json_object_set_new(o, "hosts", json_integer((json_int_t)rep.u.done.count));
+		json_object_set_new(o, "text", json_string(rep.u.done.text ? rep.u.done.text : ""));
+		json_print(o);
+	} else {
+		printf("%s\n", rep.u.done.text ? rep.u.done.text : "cancelled");
+	}
+	om_msg_release(&rep);
+	return 0;
+}
+
+/* Where one host's fetched file goes, from its result; false when it has none. */
+struct fetch_target {
+	char *path;
+	uint64_t size, written;
+	int fd;
+	bool opened;
+};
+
+/* A file name from the result: the last part of dest_name or fetched, if safe. */
+static bool
+fetch_name(const char *result, char *name, size_t cap, uint64_t *size)
+{
+	json_t *o = result ? json_loads(result, 0, NULL) : NULL, *n, *sz;
+	const char *s, *base;
+	bool ok = false;
+
+	if (o == NULL)
+		return false;
+	n = json_object_get(o, "dest_name");
+	if (!json_is_string(n))
+		n = json_object_get(o, "fetched");
+	sz = json_object_get(o, "size");
+	if (json_is_string(n) && json_is_integer(sz) && json_integer_value(sz) >= 0) {
+		s = json_string_value(n);
+		base = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+		ok = *base && strcmp(base, ".") != 0 && strcmp(base, "..") != 0 &&
+		     strlen(base) < cap;
+		if (ok) {
+			snprintf(name, cap, "%s", base);
+			*size = (uint64_t)json_integer_value(sz);
+		}
+	}
+	json_decref(o);
+	return ok;
+}
+
+/* Reads every event of job (files: with stream 3) and hands each to fn. */
+static int
+job_events(struct ctl *c, uint64_t job, bool files,
+           int (*fn)(struct ctl *, const struct om_event *, void *), void *arg)
+{
+	uint64_t cursor = 0;
+	int64_t last_contact = om_now_ms();
+	bool done = false;
+	uint32_t i;
+	int rv;
+
+	while (!done) {
+		struct om_msg f = {.type = OM_MSG_FOLLOW}, ev;
+
+		f.u.follow.job_id = job;
+		f.u.follow.cursor = cursor;
+		f.u.follow.wait_ms = FOLLOW_WAIT_MS;
+		f.u.follow.files = files;
+		rv = om_rpc_call(c->rpc, &f, &ev, FOLLOW_WAIT_MS + CALL_TIMEOUT_MS);
+		if (rv == 0 && ev.type == OM_MSG_ERROR) {
+			die("%s", ev.u.error.text ? ev.u.error.text : "error");
+			om_msg_release(&ev);
+			return EXIT_USAGE;
+		}
+		if (rv != 0 || ev.type != OM_MSG_EVENTS) {
+			if (rv == 0)
+				om_msg_release(&ev);
+			if (om_now_ms() - last_contact > LOST_CONTACT_MS)
+				return die("lost contact with the master while reading job %llu",
+				           (unsigned long long)job);
+			usleep(500 * 1000);
+			continue;
+		}
+		last_contact = om_now_ms();
+		for (i = 0, rv = 0; i < ev.u.events.nevents && rv == 0; i++)
+			rv = fn(c, &ev.u.events.events[i], arg);
+		cursor = ev.u.events.cursor;
+		done = ev.u.events.done;
+		om_msg_release(&ev);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
+}
+
+/* Pass 1: the final state and result of every host. */
+static int
+fetch_state(struct ctl *c, const struct om_event *e, void *arg)
+{
+	struct hoststate *h;
+
+	(void)c;
+	if (e->kind != OM_EV_STATE || e->host == NULL || !om_host_state_final((int)e->state))
+		return 0;
+	if ((h = hosttab_get(arg, e->host)) == NULL)
+		return die("out of memory");
+	h->final = true;
+	h->state = e->state;
+	om_free(h->reason);
+	om_free(h->result);
+	h->reason = e->reason ? om_strdup(e->reason) : NULL;
+	h->result = e->result ? om_strdup(e->result) : NULL;
+	return 0;
+}
+
+struct fetch {
+	struct hosttab *tab;
+	struct fetch_target *targets; /* parallel to the sorted host list */
+	struct hoststate **list;
+	size_t n;
+};
+
+static struct fetch_target *
+fetch_find(struct fetch *f, const char *host)
+{
+	size_t lo = 0, hi = f->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int d = strcmp(f->list[mid]->name, host);
+		if (d == 0)
+			return f->targets[mid].path ? &f->targets[mid] : NULL;
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Pass 2: file bytes into their files, never past the size the host reported. */
+static int
+fetch_bytes(struct ctl *c, const struct om_event *e, void *arg)
+{
+	struct fetch *f = arg;
+	struct fetch_target *t;
+	size_t take;
+
+	(void)c;
+	if (e->kind != OM_EV_OUTPUT || e->stream != OM_STREAM_FILE || e->host == NULL ||
+	    (t = fetch_find(f, e->host)) == NULL || t->written >= t->size)
+		return 0;
+	if (!t->opened) {
+		t->fd = open(t->path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (t->fd < 0)
+			return die("cannot create '%s': %s", t->path, strerror(errno));
+		t->opened = true;
+	}
+	take = e->len;
+	if (take > t->size - t->written)
+		take = (size_t)(t->size - t->written);
+	if (write_all(t->fd, e->data, take) != 0)
+		return die("cannot write '%s': %s", t->path, strerror(errno));
+	t->written += take;
+	if (t->written == t->size) {
+		close(t->fd);
+		t->fd = -1;
+	}
+	return 0;
+}
+
+static int
+make_dir(const char *path)
+{
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		return die("cannot create directory '%s': %s", path, strerror(errno));
+	return 0;
+}
+
+static int
+job_fetch(struct ctl *c, uint64_t id, const char *dest)
+{
+	struct hosttab tab = {0};
+	struct fetch f = {&tab, NULL, NULL, 0};
+	uint64_t bytes = 0;
+	size_t i, nfiles = 0;
+	char name[256];
+	int rv;
+
+	if ((rv = make_dir(dest)) != 0 || (rv = connect_master(c)) != 0)
+		return rv;
+	/* Names and sizes come with the final states, after the bytes: read
+	 * those first, so every byte goes straight to its file. */
+	if ((rv = job_events(c, id, false, fetch_state, &tab)) != 0)
+		goto out;
+	f.list = om_calloc(tab.n + 1, sizeof(*f.list));
+	f.targets = om_calloc(tab.n + 1, sizeof(*f.targets));
+	if (f.list == NULL || f.targets == NULL) {
+		rv = die("out of memory");
+		goto out;
+	}
+	for (i = 0; i < tab.cap; i++)
+		if (tab.slots[i] != NULL)
+			f.list[f.n++] = tab.slots[i];
+	qsort(f.list, f.n, sizeof(*f.list), cmp_host);
+	for (i = 0; i < f.n; i++) {
+		struct hoststate *h = f.list[i];
+		struct fetch_target *t = &f.targets[i];
+		size_t len;
+		t->fd = -1;
+		if (h->state != OM_HS_OK || !fetch_name(h->result, name, sizeof(name), &t->size))
+			continue;
+		len = strlen(dest) + strlen(h->name) + strlen(name) + 3;
+		if ((t->path = om_malloc(len)) == NULL) {
+			rv = die("out of memory");
+			goto out;
+		}
+		snprintf(t->path, len, "%s/%s", dest, h->name);
+		if ((rv = make_dir(t->path)) != 0)
+			goto out;
+		snprintf(t->path, len, "%s/%s/%s", dest, h->name, name);
+	}
+	if ((rv = job_events(c, id, true, fetch_bytes, &f)) != 0)
+		goto out;
+	for (i = 0; i < f.n; i++) {
+		struct hoststate *h = f.list[i];
+		struct fetch_target *t = &f.targets[i];
+		if (t->path != NULL && !t->opened) {
+			/* an empty file sends no bytes */
+			t->fd = open(t->path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			             0644);
+			if (t->fd < 0) {
+				rv = die("cannot create '%s': %s", t->path, strerror(errno));
+				goto out;
+			}
+			t->opened = true;
+		}
+		if (c->json) {
+			json_t *o = json_object();
+			json_object_set_new(o, "event", json_string("file"));
+			json_object_set_new(o, "host", json_string(h->name));
+			json_object_set_new(o, "state",
+			                    json_string(om_host_state_name((int)h->state)));
+			json_object_set_new(o, "path",
+			                    t->path ? json_string(t->path) : json_null());
+			json_object_set_new(o, "bytes", json_integer((json_int_t)t->written));
+			json_object_set_new(o, "size", json_integer((json_int_t)t->size));
+			json_print(o);
+		} else if (t->path == NULL) {
+			printf("%s: no file (%s%s%s)\n", h->name, om_host_state_name((int)h->state),
+			       h->reason ? ": " : "", h->reason ? h->reason : "");
+		} else if (t->written < t->size) {
+			printf("%s: %s incomplete: %llu of %llu bytes stored\n", h->name, t->path,
+			       (unsigned long long)t->written, (unsigned long long)t->size);
+		} else {
+			printf("%s: %llu bytes -> %s\n", h->name, (unsigned long long)t->written,
+			       t->path);
+		}
+		if (t->path != NULL && t->written == t->size)
+			nfiles++;
+		bytes += t->written;
+	}
+	if (!c->json)
+		printf("fetched %zu of %zu files, %llu bytes\n", nfiles, f.n,
+		       (unsigned long long)bytes);
+	rv = nfiles == f.n ? 0 : EXIT_NOT_OK;
+out:
+	for (i = 0; f.targets != NULL && i < f.n; i++) {
+		if (f.targets[i].fd >= 0)
+			close(f.targets[i].fd);
+		om_free(f.targets[i].path);
+	}
+	om_free(f.targets);
+	om_free(f.list);
+	hosttab_free(&tab);
+	return rv;
+}
+
+static int
+cmd_job(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"dest", required_argument, NULL, 'D'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *sub = argv[0], *dest = NULL;
+	uint64_t id;
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch != 'D')
+			return usage(stderr), EXIT_USAGE;
+		dest = optarg;
+	}
+	if (strcmp(sub, "cancel") == 0) {
+		if (optind != argc - 1 || dest != NULL || parse_id(argv[optind], &id) != 0)
+			return die("usage: omctl job cancel ID");
+		return job_cancel(c, id);
+	}
+	if (strcmp(sub, "fetch") == 0) {
+		if (optind != argc - 1 || dest == NULL || *dest == '\0' ||
+		    parse_id(argv[optind], &id) != 0)
+			return die("usage: omctl job fetch ID --dest DIR");
+		return job_fetch(c, id, dest);
+	}
+	return usage(stderr), EXIT_USAGE;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1239,6 +1934,10 @@ main(int argc, char **argv)
 		rv = cmd_hosts_list(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "hosts") == 0 && strcmp(argv[1], "import") == 0)
 		rv = cmd_hosts_import(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "hosts") == 0 && strcmp(argv[1], "show") == 0)
+		rv = cmd_hosts_show(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "job") == 0)
+		rv = cmd_job(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "keys") == 0)
 		rv = cmd_keys(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "users") == 0)
@@ -1249,6 +1948,8 @@ main(int argc, char **argv)
 		rv = cmd_audit(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "workers") == 0 && strcmp(argv[1], "list") == 0)
 		rv = cmd_workers_list(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && (strcmp(argv[0], "modules") == 0 || strcmp(argv[0], "module") == 0))
+		rv = cmd_modules(&c, argc - 1, argv + 1);
 	else {
 		usage(stderr);
 		rv = EXIT_USAGE;

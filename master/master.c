@@ -63,15 +63,16 @@ task_find(struct master *m, uint64_t id)
 	return NULL;
 }
 
-static void
+void
 task_free(struct task *t)
 {
 	om_msg_release(&t->msg);
 	om_free(t->final);
+	om_free(t->jidx);
 	om_free(t);
 }
 
-static void
+void
 task_unlink(struct master *m, struct task *t)
 {
 	struct task **pp;
@@ -104,7 +105,8 @@ follower_try(struct master *m, struct follower *f, bool force)
 	bool done = false;
 	int rv;
 
-	rv = om_store_events_read(m->store, f->job_id, f->cursor, FOLLOW_BATCH, &events, &n, &done);
+	rv = om_store_events_query(m->store, f->job_id, f->cursor, FOLLOW_BATCH,
+	                           f->files ? OM_EVENTS_FILES : 0, &events, &n, &done);
 	if (rv != 0) {
 		reply_error(f->req, rv, "cannot read events of job %llu: %s",
 		            (unsigned long long)f->job_id, om_strerror(rv));
@@ -145,7 +147,7 @@ followers_wake(struct master *m, uint64_t job_id, bool all_expired_only)
 
 /* ---------------------------------------------------------------- ingest */
 
-static void
+void
 ingest_states(struct master *m, const struct om_store_state *st, size_t n)
 {
 	size_t i;
@@ -168,6 +170,7 @@ static void
 task_lose(struct master *m, struct task *t, const char *reason)
 {
 	struct om_store_state *st;
+	uint64_t job_id = t->job_id;
 	uint32_t i, n = 0;
 
 	if ((st = om_calloc(t->msg.u.task.nhosts + 1, sizeof(*st))) != NULL) {
@@ -183,23 +186,44 @@ task_lose(struct master *m, struct task *t, const char *reason)
 		}
 		ingest_states(m, st, n);
 		om_free(st);
+		for (i = 0; i < t->msg.u.task.nhosts; i++)
+			if (!t->final[i])
+				jobs_host_final(m, job_id, t->jidx[i], OM_HS_LOST);
 	}
 	task_unlink(m, t);
 	task_free(t);
+	jobs_advance(m, job_id);
 }
 
 /* ------------------------------------------------------------ workers */
 
-static void
-poll_answer(struct wconn *w)
+void
+worker_poll_try(struct wconn *w, bool force)
 {
 	struct om_rpc_req *r = w->poll;
 	struct task *t;
 
 	if (r == NULL)
 		return;
-	w->poll = NULL;
-	if ((t = w->queue) != NULL) {
+	if (w->ncancels > 0) {
+		struct om_msg c = {.type = OM_MSG_CANCEL};
+		uint32_t n = w->ncancels > OM_MAX_ITEMS ? OM_MAX_ITEMS : w->ncancels;
+
+		w->poll = NULL;
+		c.u.cancel.tasks = w->cancels;
+		c.u.cancel.ntasks = n;
+		om_info("cancel of %u tasks -> worker '%s'", n, w->name);
+		/* Not sent: they go with the next poll. */
+		if (om_rpc_reply(r, &c) == 0) {
+			memmove(w->cancels, w->cancels + n,
+			        (w->ncancels - n) * sizeof(*w->cancels));
+			w->ncancels -= n;
+		}
+		return;
+	}
+	/* A busy worker has no slot for a task: it keeps its queue. */
+	if ((t = w->queue) != NULL && !w->poll_busy) {
+		w->poll = NULL;
 		w->queue = t->qnext;
 		t->qnext = NULL;
 		om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
@@ -213,8 +237,9 @@ poll_answer(struct wconn *w)
 		}
 		/* Sent is not received: heartbeats confirm it (master_op_heartbeat). */
 		t->delivered_ms = om_now_ms();
-	} else {
+	} else if (force) {
 		struct om_msg none = {.type = OM_MSG_NOTASK};
+		w->poll = NULL;
 		om_rpc_reply(r, &none);
 	}
 }
@@ -233,6 +258,7 @@ worker_disconnect(struct master *m, struct wconn *w, const char *reason)
 	if (w->gone)
 		return;
 	w->gone = true;
+	w->ncancels = 0; /* its tasks are lost below: nothing left to stop */
 	om_warn("worker '%s' (IDC '%s') is gone: %s", w->name, w->idc, reason);
 	for (t = m->tasks; t != NULL; t = next) {
 		next = t->next;
@@ -338,9 +364,9 @@ master_op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
 		om_rpc_reply(w->poll, &none);
 	}
 	w->poll = r;
+	w->poll_busy = r->msg.u.poll.busy;
 	w->poll_deadline = om_now_ms() + (wait > POLL_HOLD_MAX_MS ? POLL_HOLD_MAX_MS : wait);
-	if (w->queue != NULL || wait == 0)
-		poll_answer(w);
+	worker_poll_try(w, wait == 0);
 }
 
 void
@@ -414,6 +440,8 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		states[ns].exit_code = res->exit_code;
 		states[ns].reason = res->reason;
 		states[ns].duration_ms = res->duration_ms;
+		states[ns].changed = res->changed;
+		states[ns].result = res->data;
 		ns++;
 	}
 	if (ignored > 0)
@@ -437,6 +465,11 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		if (!t->final[res->host]) {
 			t->final[res->host] = true;
 			t->nfinal++;
+			jobs_host_final(m, t->job_id, t->jidx[res->host], res->state);
+			/* A host key the worker accepted (policy accept-new) is a trust decision. */
+			if (res->note != NULL)
+				audit(m, p->who, p->source, "hostkey.accept-new",
+				      t->msg.u.task.hosts[res->host].name, "ok", "%s", res->note);
 		}
 	}
 	{
@@ -464,6 +497,10 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 			}
 		}
 	}
+	/* Waves: a job whose running wave just finished moves on. */
+	for (i = 0; i < ns; i++)
+		if (i == 0 || states[i].job_id != states[i - 1].job_id)
+			jobs_advance(m, states[i].job_id);
 out:
 	om_free(chunks);
 	om_free(states);
@@ -471,7 +508,7 @@ out:
 
 /* ------------------------------------------------------------ client ops */
 
-static struct wconn *
+struct wconn *
 pick_worker(struct master *m, const char *idc)
 {
 	struct wconn *w, *best = NULL;
@@ -485,94 +522,31 @@ pick_worker(struct master *m, const char *idc)
 	return best;
 }
 
-/* Builds the TASK for the hosts of one IDC and queues it on w. */
-static int
-dispatch_idc(struct master *m, uint64_t job_id, const struct om_msg *sub, struct wconn *w,
-             struct om_host **hosts, size_t n)
-{
-	struct task *t;
-	const char **names;
-	size_t i;
-	int rv;
-
-	if ((names = om_calloc(n, sizeof(*names))) == NULL)
-		return OM_ENOMEM;
-	for (i = 0; i < n; i++)
-		names[i] = hosts[i]->name;
-	if ((t = om_calloc(1, sizeof(*t))) == NULL) {
-		om_free(names);
-		return OM_ENOMEM;
-	}
-	rv = om_store_task_create(m->store, job_id, w->idc, w->name, names, n, &t->id);
-	om_free(names);
-	if (rv != 0) {
-		om_free(t);
-		return rv;
-	}
-	t->job_id = job_id;
-	t->worker = w;
-	t->msg.type = OM_MSG_TASK;
-	t->msg.u.task.job_id = job_id;
-	t->msg.u.task.task_id = t->id;
-	t->msg.u.task.timeout_s = sub->u.submit.timeout_s;
-	t->msg.u.task.forks = sub->u.submit.forks;
-	t->msg.u.task.module = om_strdup(sub->u.submit.module);
-	t->msg.u.task.hosts = om_calloc(n, sizeof(struct om_host));
-	t->msg.u.task.params = om_calloc(sub->u.submit.nparams + 1, sizeof(struct om_kv));
-	t->final = om_calloc(n, sizeof(bool));
-	rv = (t->msg.u.task.module && t->msg.u.task.hosts && t->msg.u.task.params && t->final)
-	             ? 0
-	             : OM_ENOMEM;
-	for (i = 0; rv == 0 && i < n; i++) {
-		rv = om_host_copy(&t->msg.u.task.hosts[i], hosts[i]);
-		if (rv == 0)
-			t->msg.u.task.nhosts++;
-	}
-	for (i = 0; rv == 0 && i < sub->u.submit.nparams; i++) {
-		struct om_kv *kv = &t->msg.u.task.params[i];
-		kv->key = om_strdup(sub->u.submit.params[i].key);
-		kv->val = om_strdup(sub->u.submit.params[i].val);
-		t->msg.u.task.nparams++;
-		if (kv->key == NULL || kv->val == NULL)
-			rv = OM_ENOMEM;
-	}
-	if (rv != 0) {
-		task_free(t);
-		return rv;
-	}
-	t->next = m->tasks;
-	m->tasks = t;
-	/* FIFO: append at the tail of the worker's queue. */
-	{
-		struct task **pp = &w->queue;
-		while (*pp != NULL)
-			pp = &(*pp)->qnext;
-		*pp = t;
-	}
-	w->running++;
-	if (w->poll != NULL)
-		poll_answer(w);
-	return 0;
-}
-
 void
 master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	const struct om_msg *sub = &r->msg;
 	struct om_selector *sel = NULL;
-	struct om_host *all = NULL, *matched = NULL, **group = NULL;
-	struct om_store_state *unreach = NULL;
+	struct om_host *all = NULL, *matched = NULL;
 	struct om_job_spec spec;
 	struct om_msg ok = {.type = OM_MSG_SUBMITTED};
-	bool *done = NULL;
-	size_t nall = 0, nm = 0, i, j, nu = 0;
+	size_t nall = 0, nm = 0, i;
 	uint64_t job_id = 0;
-	char err[256], (*reasons)[160] = NULL;
+	char err[256];
 	int rv;
 
 	if (sub->u.submit.timeout_s > MAX_TIMEOUT_S || sub->u.submit.forks > MAX_FORKS) {
 		reply_error(r, OM_ERANGE, "timeout is at most %u s and forks at most %u",
 		            MAX_TIMEOUT_S, MAX_FORKS);
+		return;
+	}
+	if (sub->u.submit.batch_pct && sub->u.submit.batch > 100) {
+		reply_error(r, OM_ERANGE, "a batch in percent is at most 100%%");
+		return;
+	}
+	/* In-memory job state is bounded: past this, new jobs wait. */
+	if (m->njobs >= JOBS_MAX) {
+		reply_error(r, OM_EBUSY, "%zu jobs are running, try again later", m->njobs);
 		return;
 	}
 	if (om_selector_parse(sub->u.submit.selector, &sel, err, sizeof(err)) != 0) {
@@ -599,6 +573,14 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 		reply_error(r, OM_EPERM, "%s: nothing dispatched", err);
 		goto out;
 	}
+	/* The module must be offered and the params fit its schema: refused here,
+	 * a job is never recorded that no worker could run as asked. */
+	if ((rv = modules_check_submit(m, sub, err, sizeof(err))) != 0) {
+		audit(m, p->who, p->source, "job.submit", sub->u.submit.selector, "refused", "%s",
+		      err);
+		reply_error(r, rv, "%s", err);
+		goto out;
+	}
 	memset(&spec, 0, sizeof(spec));
 	spec.user = p->who;
 	spec.selector = sub->u.submit.selector;
@@ -617,52 +599,21 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	audit(m, p->who, p->source, "job.submit", sub->u.submit.selector, "ok",
 	      "job %llu, module '%s', %zu hosts", (unsigned long long)job_id,
 	      sub->u.submit.module, nm);
-	done = om_calloc(nm, sizeof(*done));
-	group = om_calloc(nm, sizeof(*group));
-	unreach = om_calloc(nm, sizeof(*unreach));
-	reasons = om_calloc(nm, sizeof(*reasons));
-	if (done == NULL || group == NULL || unreach == NULL || reasons == NULL)
-		goto nomem;
-	/* One task per IDC, to the least loaded live worker of that IDC. */
-	for (i = 0; i < nm; i++) {
-		struct wconn *w;
-		size_t ng = 0;
-		if (done[i])
-			continue;
-		for (j = i; j < nm; j++)
-			if (!done[j] && strcmp(matched[j].idc, matched[i].idc) == 0)
-				group[ng++] = &matched[j], done[j] = true;
-		w = pick_worker(m, matched[i].idc);
-		if (w != NULL && (rv = dispatch_idc(m, job_id, sub, w, group, ng)) == 0)
-			continue;
-		for (j = 0; j < ng; j++) {
-			snprintf(reasons[nu], sizeof(reasons[nu]),
-			         w == NULL ? "no connected worker in IDC '%s'"
-			                   : "cannot dispatch to IDC '%s'",
-			         matched[i].idc);
-			unreach[nu].job_id = job_id;
-			unreach[nu].host = group[j]->name;
-			unreach[nu].state = OM_HS_UNREACHABLE;
-			unreach[nu].exit_code = -1;
-			unreach[nu].reason = reasons[nu];
-			nu++;
-		}
-		if (w == NULL)
-			om_warn("job %llu: no connected worker in IDC '%s' for %zu hosts",
-			        (unsigned long long)job_id, matched[i].idc, ng);
+	/* Before the reply, which releases sub. */
+	if ((rv = jobs_start(m, job_id, &spec, sub, matched, nm)) != 0) {
+		om_err("job %llu: cannot dispatch: %s", (unsigned long long)job_id,
+		       om_strerror(rv));
+		reply_error(r, rv, "job %llu recorded but not dispatched: %s",
+		            (unsigned long long)job_id, om_strerror(rv));
+		goto out;
 	}
 	ok.u.submitted.job_id = job_id;
 	ok.u.submitted.nhosts = (uint32_t)nm;
 	om_rpc_reply(r, &ok);
-	ingest_states(m, unreach, nu);
 	goto out;
 nomem:
 	reply_error(r, OM_ENOMEM, "master out of memory");
 out:
-	om_free(reasons);
-	om_free(unreach);
-	om_free(group);
-	om_free(done);
 	om_free(matched);
 	om_hosts_free(all, nall);
 	om_selector_free(sel);
@@ -682,6 +633,7 @@ master_op_follow(struct master *m, struct om_rpc_req *r, struct peer *p)
 	f->req = r;
 	f->job_id = r->msg.u.follow.job_id;
 	f->cursor = r->msg.u.follow.cursor;
+	f->files = r->msg.u.follow.files;
 	f->deadline = om_now_ms() + (wait > FOLLOW_HOLD_MAX_MS ? FOLLOW_HOLD_MAX_MS : wait);
 	if (follower_try(m, f, wait == 0)) {
 		om_free(f);
@@ -803,7 +755,7 @@ housekeeping(struct master *m)
 
 	for (w = m->workers; w != NULL; w = w->next) {
 		if (w->poll != NULL && now >= w->poll_deadline)
-			poll_answer(w);
+			worker_poll_try(w, true);
 		if (!w->gone && w->last_ms > 0 && now - w->last_ms > dead_after) {
 			char why[128];
 			snprintf(why, sizeof(why), "missed 3 heartbeats (silent for %lld s)",
@@ -952,8 +904,10 @@ master_close(struct master *m)
 		m->tasks = t->next;
 		task_free(t);
 	}
+	jobs_free_all(m);
 	while ((w = m->workers) != NULL) {
 		m->workers = w->next;
+		om_free(w->cancels);
 		om_free(w);
 	}
 	om_wipe(&m->key, sizeof(m->key));

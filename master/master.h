@@ -27,6 +27,7 @@ struct master_config {
 struct wconn;    /* a connected worker */
 struct task;     /* a task in flight */
 struct follower; /* a held FOLLOW request */
+struct job;      /* a job with hosts not final yet */
 
 struct master {
 	struct master_config cfg;
@@ -44,6 +45,8 @@ struct master {
 	bool woken;
 	struct wconn *workers;
 	struct task *tasks;
+	struct job *jobs; /* jobs with hosts not final yet (jobs.c) */
+	size_t njobs;
 	struct follower *followers;
 	int64_t last_housekeeping;
 };

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "om/base.h"
@@ -207,6 +208,29 @@ static const char *const migrations[] = {
         "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
         " FOR EACH STATEMENT EXECUTE FUNCTION om_audit_append_only();"
         "REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM PUBLIC;",
+        /* 3: the module catalog the workers announce (MODULES).  One row per
+         * module name, the last announcement wins; module_workers says who
+         * offers it now, so a module no worker offers any more is refused. */
+        [2] = "CREATE TABLE modules ("
+              " name text PRIMARY KEY,"
+              " version text NOT NULL,"
+              " kind text NOT NULL,"
+              " description text,"
+              " schema jsonb NOT NULL CHECK (jsonb_typeof(schema) = 'array'),"
+              " updated_at timestamptz NOT NULL DEFAULT now());"
+              "CREATE TABLE module_workers ("
+              " module text NOT NULL REFERENCES modules ON DELETE CASCADE,"
+              " worker text NOT NULL,"
+              " idc text NOT NULL,"
+              " version text NOT NULL,"
+              " seen_at timestamptz NOT NULL DEFAULT now(),"
+              " PRIMARY KEY (module, worker));"
+              "CREATE INDEX module_workers_worker ON module_workers (worker);",
+        /* 4: per-host results (whether the module changed the host, its
+         * structured result) and the facts last gathered for each host. */
+        [3] = "ALTER TABLE job_hosts ADD COLUMN changed boolean NOT NULL DEFAULT false,"
+              " ADD COLUMN result jsonb;"
+              "ALTER TABLE hosts ADD COLUMN facts jsonb, ADD COLUMN facts_at timestamptz;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -238,7 +262,9 @@ static const struct {
          " duration_ms = CASE WHEN $3::text IN " FINAL_STATES " THEN $6::bigint END,"
          " started_at = CASE WHEN $3::text = 'running'"
          " THEN coalesce(started_at, now()) ELSE started_at END,"
-         " finished_at = CASE WHEN $3::text IN " FINAL_STATES " THEN now() END"
+         " finished_at = CASE WHEN $3::text IN " FINAL_STATES " THEN now() END,"
+         " changed = CASE WHEN $3::text IN " FINAL_STATES " THEN $8::bool ELSE false END,"
+         " result = CASE WHEN $3::text IN " FINAL_STATES " THEN $9::jsonb END"
          " WHERE job_id = $1::bigint AND host = $2::text"
          " AND state NOT IN " FINAL_STATES " RETURNING 1)"
          " INSERT INTO job_events (job_id, id, kind, host, state, exit_code, reason,"
@@ -254,13 +280,28 @@ static const struct {
                     " RETURNING last_event)"
                     " INSERT INTO job_events (job_id, id, kind) SELECT $1::bigint, d.last_event, 3"
                     " FROM d"},
+        /* Facts of a host from a "facts" job's ok result, sent after its state:
+         * only a result that made the host final here counts, and facts never
+         * go back in time (a late report of an older job). */
+        {"om_facts", "UPDATE hosts h SET facts = jh.result, facts_at = jh.finished_at"
+                     " FROM job_hosts jh JOIN jobs j ON j.id = jh.job_id"
+                     " WHERE jh.job_id = $1::bigint AND jh.host = $2::text AND jh.state = 'ok'"
+                     " AND j.module = 'facts' AND jsonb_typeof(jh.result) = 'object'"
+                     " AND h.name = jh.host AND (h.facts_at IS NULL"
+                     " OR h.facts_at < jh.finished_at)"},
         /* A page of events plus the job's state in one snapshot; one row with
-         * NULL event columns when there is nothing after the cursor. */
+         * NULL event columns when there is nothing after the cursor.  File
+         * bytes (stream 3) only when $4 asks for them.  A state event is final
+         * and final states are sticky, so the host row holds its result. */
         {"om_events", "SELECT j.state, e.id, e.kind, e.host, e.stream, e.data,"
-                      " e.state, e.exit_code, e.reason, e.duration_ms"
+                      " e.state, e.exit_code, e.reason, e.duration_ms, h.changed,"
+                      " h.result::text"
                       " FROM jobs j LEFT JOIN LATERAL (SELECT * FROM job_events v"
-                      " WHERE v.job_id = j.id AND v.id > $2::bigint ORDER BY v.id"
+                      " WHERE v.job_id = j.id AND v.id > $2::bigint"
+                      " AND ($4::bool OR v.stream IS DISTINCT FROM 3) ORDER BY v.id"
                       " LIMIT $3::bigint) e ON true"
+                      " LEFT JOIN job_hosts h ON e.kind = 2 AND h.job_id = j.id"
+                      " AND h.host = e.host"
                       " WHERE j.id = $1::bigint ORDER BY e.id"},
         {"om_host_put", "INSERT INTO hosts (name, addr, port, ssh_user, idc, groups)"
                         " VALUES ($1::text, $2::text, $3::int, $4::text, $5::text, $6::text[])"
@@ -713,6 +754,7 @@ migrate(struct om_store *st)
 	char key[32], ver[16];
 	const char *kp[1] = {key}, *vp[1] = {ver};
 	PGresult *r;
+	bool applied[NMIGRATIONS] = {false};
 	int rv = 0, have, v;
 
 	snprintf(key, sizeof(key), "%" PRId64, MIGRATE_LOCK_KEY);
@@ -725,15 +767,28 @@ migrate(struct om_store *st)
 	             " applied_at timestamptz NOT NULL DEFAULT now())",
 	             0, NULL)) != 0)
 		goto out;
-	if ((r = run(st, "schema version",
-	             "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL, 0)) ==
-	    NULL) {
+	/*
+	 * Every listed version not applied yet, in order, not just those above
+	 * the highest: a number reserved by a change that lands later (a NULL
+	 * entry here) is filled in by the build that has it.
+	 */
+	if ((r = run(st, "schema version", "SELECT version FROM schema_migrations ORDER BY version",
+	             0, NULL, 0)) == NULL) {
 		rv = OM_EDB;
 		goto out;
 	}
-	have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	have = 0;
+	for (v = 0; v < PQntuples(r); v++) {
+		int x = (int)strtol(PQgetvalue(r, v, 0), NULL, 10);
+		if (x > have)
+			have = x;
+		if (x >= 1 && x <= NMIGRATIONS)
+			applied[x - 1] = true;
+	}
 	PQclear(r);
-	for (v = have + 1; v <= NMIGRATIONS; v++) {
+	for (v = 1; v <= NMIGRATIONS; v++) {
+		if (applied[v - 1] || migrations[v - 1] == NULL)
+			continue;
 		/* one transaction per version: a failure keeps the earlier ones */
 		snprintf(ver, sizeof(ver), "%d", v);
 		if ((rv = om__store_run_cmd(st, "migration", "BEGIN", 0, NULL)) != 0)
@@ -757,7 +812,9 @@ migrate(struct om_store *st)
 		}
 	}
 	/* A newer master may have migrated further: its additions are its own. */
-	st->version = have > NMIGRATIONS ? have : NMIGRATIONS;
+	for (v = NMIGRATIONS; v > 0 && migrations[v - 1] == NULL && !applied[v - 1]; v--)
+		;
+	st->version = have > v ? have : v;
 out:
 	PQclear(PQexecParams(st->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, kp, NULL,
 	                     NULL, 0));
@@ -1225,6 +1282,25 @@ ingest_check(const struct om_store_chunk *chunks, size_t nchunks,
 	return 0;
 }
 
+/*
+ * A structured result goes into a jsonb column: anything PostgreSQL would
+ * refuse (not JSON, not an object, \u0000, bad UTF-8) is dropped here, as a
+ * bad reason is cleaned, so one host cannot make its batch fail forever.
+ */
+static bool
+result_ok(const char *text)
+{
+	json_t *j;
+	bool ok;
+
+	if (text == NULL || strlen(text) > OM_MAX_RESULT)
+		return false;
+	j = json_loads(text, 0, NULL);
+	ok = j != NULL && json_is_object(j);
+	json_decref(j);
+	return ok;
+}
+
 /* Per-job bookkeeping of a batch: the id block and how much of it is used. */
 struct ingest_job {
 	uint64_t id;
@@ -1332,9 +1408,16 @@ om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t
 	}
 	for (i = 0; i < nstates && st->pipe_err == 0; i++) {
 		const struct om_store_state *s = &states[i];
-		const char *v[7] = {
-		        jid,  s->host, state_names[s->state], num, s->reason ? reason : NULL,
-		        num2, back};
+		const char *result = result_ok(s->result) ? s->result : NULL;
+		const char *v[9] = {jid,
+		                    s->host,
+		                    state_names[s->state],
+		                    num,
+		                    s->reason ? reason : NULL,
+		                    num2,
+		                    back,
+		                    s->changed ? "true" : "false",
+		                    result};
 
 		snprintf(jid, sizeof(jid), "%" PRIu64, s->job_id);
 		snprintf(num, sizeof(num), "%" PRId32, s->exit_code);
@@ -1345,7 +1428,9 @@ om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t
 			job_next(job_find(jobs, njobs, s->job_id), back, sizeof(back));
 		else
 			snprintf(back, sizeof(back), "0"); /* no event, the id is unused */
-		pipe_send(st, "om_state", 7, v, NULL, NULL);
+		pipe_send(st, "om_state", 9, v, NULL, NULL);
+		if (s->state == OM_HS_OK && result != NULL)
+			pipe_send(st, "om_facts", 2, v, NULL, NULL);
 	}
 	for (i = 0; i < njobs && st->pipe_err == 0; i++) {
 		const char *v[1] = {jid};
@@ -1373,7 +1458,7 @@ state_parse(const char *s)
 	return -1;
 }
 
-/* One event row (columns 1..9 of om_events) into e. */
+/* One event row (columns 1..11 of om_events) into e. */
 static int
 event_fill(const PGresult *r, int row, struct om_event *e)
 {
@@ -1403,6 +1488,13 @@ event_fill(const PGresult *r, int row, struct om_event *e)
 	    (e->reason = om_strndup(PQgetvalue(r, row, 8), (size_t)PQgetlength(r, row, 8))) == NULL)
 		return OM_ENOMEM;
 	e->duration_ms = (uint64_t)om__store_bin_int(r, row, 9);
+	/* binary bool: one byte */
+	e->changed = !PQgetisnull(r, row, 10) && PQgetlength(r, row, 10) == 1 &&
+	             PQgetvalue(r, row, 10)[0] != 0;
+	if (!PQgetisnull(r, row, 11) &&
+	    (e->result = om_strndup(PQgetvalue(r, row, 11), (size_t)PQgetlength(r, row, 11))) ==
+	            NULL)
+		return OM_ENOMEM;
 	return 0;
 }
 
@@ -1410,8 +1502,15 @@ int
 om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                      struct om_event **out, size_t *n, bool *done)
 {
+	return om_store_events_query(st, job_id, cursor, limit, 0, out, n, done);
+}
+
+int
+om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
+                      unsigned flags, struct om_event **out, size_t *n, bool *done)
+{
 	char jid[24], cur[24], lim[24];
-	const char *v[3] = {jid, cur, lim};
+	const char *v[4] = {jid, cur, lim, (flags & OM_EVENTS_FILES) ? "true" : "false"};
 	struct om_event *ev = NULL;
 	PGresult *r;
 	size_t rows, i, take;
@@ -1433,7 +1532,7 @@ om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size
 	 * (a duplicate chunk burns one), so last_event alone can't. */
 	snprintf(lim, sizeof(lim), "%zu", limit + 1);
 	/* binary results: bytea comes back byte-exact without unescaping */
-	r = PQexecPrepared(st->conn, "om_events", 3, v, NULL, NULL, 1);
+	r = PQexecPrepared(st->conn, "om_events", 4, v, NULL, NULL, 1);
 	if (!om__store_res_ok(r)) {
 		om__store_set_err_res(st, "events read", r);
 		PQclear(r);

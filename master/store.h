@@ -77,14 +77,19 @@ struct om_store_state {
 	int32_t exit_code;
 	const char *reason; /* may be NULL */
 	uint64_t duration_ms;
+	bool changed;       /* final states: the module changed the host */
+	const char *result; /* final states: NULL or a JSON object (anything else is dropped) */
 };
 
 /*
  * One pipelined transaction.  Each chunk is stored once per (job, host,
- * stream, seq): a duplicate is ignored.  A state moves a host that is not
- * final yet; a final state appends a state event.  A job whose hosts are all
- * final is marked done and gets a job-done event.  Returns 0 only when the
- * whole batch is durable: only then may it be acknowledged.
+ * stream, seq): a duplicate is ignored.  Stream 3 chunks (OM_STREAM_FILE) are
+ * the artifact store: the bytes of fetched files, kept like output.  A state
+ * moves a host that is not final yet; a final state appends a state event
+ * and keeps changed and result on the host's row.  An ok result of a job of
+ * module "facts" becomes the facts of that inventory host.  A job whose
+ * hosts are all final is marked done and gets a job-done event.  Returns 0
+ * only when the whole batch is durable: only then may it be acknowledged.
  */
 int om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t nchunks,
                     const struct om_store_state *states, size_t nstates);
@@ -96,6 +101,40 @@ int om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, si
  */
 int om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                          struct om_event **out, size_t *n, bool *done);
+
+/* om_store_events_query flags. */
+#define OM_EVENTS_FILES 1u /* include stream 3 (fetched file bytes), left out otherwise */
+
+/*
+ * As om_store_events_read, which is this without flags: output events of
+ * stream 3 only with OM_EVENTS_FILES.  State events carry changed and result
+ * (caller frees with om_events_free).
+ */
+int om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
+                          unsigned flags, struct om_event **out, size_t *n, bool *done);
+
+/* A job as recorded (store_jobs.c); release with om_job_info_release. */
+struct om_job_info {
+	uint64_t id;
+	char *created_by; /* the submitter's "user 'x'" */
+	char *module;
+	bool done;
+	uint32_t nhosts;
+};
+void om_job_info_release(struct om_job_info *j);
+/* OM_ENOTFOUND: no such job. */
+int om_store_job_get(struct om_store *st, uint64_t job_id, struct om_job_info *out);
+/* Hosts of a job that are not final yet, by name; caller frees each and *names. */
+int om_store_job_open_hosts(struct om_store *st, uint64_t job_id, char ***names, size_t *n);
+
+/*
+ * An inventory host with its facts: *facts (caller frees, NULL when none) is
+ * the JSON object of the last ok "facts" job, *facts_at_ms its wall-clock
+ * time (0 when none).  Caller releases h with om_host_release.
+ * OM_ENOTFOUND: no such host.
+ */
+int om_store_host_get(struct om_store *st, const char *name, struct om_host *h, char **facts,
+                      int64_t *facts_at_ms);
 
 /* ---------------------------------------------------------------- trust (issue 3) */
 
@@ -241,5 +280,26 @@ int om_store_audit_verify(struct om_store *st, uint64_t *nrows, uint64_t *bad_id
 
 /* Last error text from libpq (for logs); valid until the next call. */
 const char *om_store_errmsg(struct om_store *st);
+
+/* ------------------------------------------------- module catalog (issue 4) */
+
+/*
+ * One transaction (store_modules.c): upserts every module (its schema is
+ * JSON text the caller has validated; version, kind and description are
+ * cut to valid UTF-8), and records that worker, of idc, offers exactly
+ * these modules now: what it offered before and not any more is dropped.
+ * n may be 0 (the worker offers nothing).  The caller keeps mods.
+ */
+int om_store_modules_put(struct om_store *st, const char *worker, const char *idc,
+                         const struct om_module_info *mods, size_t n);
+/* Modules at least one worker offers, by name.  Caller frees with om_modules_free(*out, *n). */
+int om_store_modules_list(struct om_store *st, struct om_module_info **out, size_t *n);
+/*
+ * One module some worker offers, and in *idcs (may be NULL; caller frees each
+ * and the array) the IDCs where it is offered.  Caller frees *out with
+ * om_modules_free(*out, 1).  OM_ENOTFOUND when no worker offers it.
+ */
+int om_store_module_get(struct om_store *st, const char *name, struct om_module_info **out,
+                        char ***idcs, size_t *nidcs);
 
 #endif

@@ -12,18 +12,24 @@
  *   HELLO       name R (name), idc R (name), secret o (text), ver R, cap o
  *   WELCOME     worker R (worker_id), hb o (heartbeat_ms)
  *   HEARTBEAT   run o (running), cap o (capacity), tasks o (array of task ids it holds)
- *   POLL        wait o (wait_ms)
+ *   POLL        wait o (wait_ms), busy o (bool)
  *   TASK        job R, task R, module R (name), params o (map name->str),
- *               hosts R (array of host), timeout o, forks o
+ *               hosts R (array of host), timeout o, forks o, become o (bool),
+ *               buser o (name), check o (bool)
+ *   CANCEL      tasks R (array of task ids)
+ *   MODULES     modules R (array of module, <= OM_MAX_MODULES)
  *   NOTASK      -
  *   REPORT      chunks o (array of chunk), results o (array of result)
  *   ACK         nchunks R, nresults R
  *   AUTH        token o (secret), user o (secret), password o (secret), ver R;
  *               any combination decodes, the master decides what it accepts
  *   AUTH_OK     -
- *   SUBMIT      sel R (text), module R (name), params o, timeout o, forks o
+ *   SUBMIT      sel R (text), module R (name), params o, timeout o, forks o,
+ *               batch o, bpct o (bool), maxfail o (0..100), hasmf o (bool),
+ *               become o (bool), buser o (name), check o (bool)
+ *   JOB_CANCEL  id R;  MODULES_LIST -;  MODULE_SHOW, HOST_SHOW  name R (name)
  *   SUBMITTED   job R, nhosts R
- *   FOLLOW      job R, cursor o, wait o
+ *   FOLLOW      job R, cursor o, wait o, files o (bool: stream 3 events too)
  *   EVENTS      job R, cursor R, done o (bool), events o (array of event)
  *   HOSTS_LIST  sel R (text, may be empty)
  *   HOSTS,      hosts R (array of host)
@@ -55,11 +61,15 @@
  *
  *   host        name R (name), addr R (<= 255), user o (<= 255), idc R (name),
  *               port o (0..65535), groups o (array of names)
- *   chunk       task R, host R (index), stream R (1..2), seq R, data R (bin)
+ *   chunk       task R, host R (index), stream R (1..3), seq R, data R (bin)
  *   result      task R, host R (index), state R (< OM_HS_COUNT_), exit o (int32),
- *               reason o (text), dur o (duration_ms)
- *   event       id R, kind R (1..3), host o (name), stream o (0..2), data o (bin),
- *               state o (< OM_HS_COUNT_), exit o, reason o, dur o
+ *               reason o (text), dur o (duration_ms), changed o (bool),
+ *               data o (JSON text, <= OM_MAX_RESULT), note o (text)
+ *   module      name R (name), version R (<= 64), kind R (<= 32), desc o (text),
+ *               schema R (JSON text, <= OM_MAX_SCHEMA)
+ *   event       id R, kind R (1..3), host o (name), stream o (0..3), data o (bin),
+ *               state o (< OM_HS_COUNT_), exit o, reason o, dur o, changed o (bool),
+ *               result o (JSON text, <= OM_MAX_RESULT)
  *   worker      name R (name), idc R (name), fp o (fingerprint, <= 255),
  *               conn o (bool), seen o (int64 ms), run o (running)
  *
@@ -163,7 +173,7 @@ static const struct schema host_s = SCHEMA(host_f, sizeof(struct om_host));
 static const struct field chunk_f[] = {
 	U64("task", REQ, C(task_id)),
 	U32("host", REQ, C(host)),
-	U32R("stream", REQ, C(stream), OM_STREAM_STDOUT, OM_STREAM_STDERR),
+	U32R("stream", REQ, C(stream), OM_STREAM_STDOUT, OM_STREAM_FILE),
 	U64("seq", REQ, C(seq)),
 	BIN("data", REQ, C(data), C(len), OM_MAX_CHUNK),
 };
@@ -177,6 +187,9 @@ static const struct field result_f[] = {
 	I32("exit", OPT, RS(exit_code)),
 	STR("reason", OPT, RS(reason), OM_MAX_TEXT),
 	U64("dur", OPT, RS(duration_ms)),
+	BOOL("changed", OPT, RS(changed)),
+	STR("data", OPT, RS(data), OM_MAX_RESULT),
+	STR("note", OPT, RS(note), OM_MAX_TEXT),
 };
 static const struct schema result_s = SCHEMA(result_f, sizeof(struct om_result));
 
@@ -185,12 +198,14 @@ static const struct field event_f[] = {
 	U64("id", REQ, E(id)),
 	U32R("kind", REQ, E(kind), OM_EV_OUTPUT, OM_EV_JOB_DONE),
 	NAME("host", OPT, E(host)),
-	U32R("stream", OPT, E(stream), 0, OM_STREAM_STDERR), /* 0: not an output event */
+	U32R("stream", OPT, E(stream), 0, OM_STREAM_FILE), /* 0: not an output event */
 	BIN("data", OPT, E(data), E(len), OM_MAX_CHUNK),
 	U32R("state", OPT, E(state), 0, OM_HS_COUNT_ - 1),
 	I32("exit", OPT, E(exit_code)),
 	STR("reason", OPT, E(reason), OM_MAX_TEXT),
 	U64("dur", OPT, E(duration_ms)),
+	BOOL("changed", OPT, E(changed)),
+	STR("result", OPT, E(result), OM_MAX_RESULT),
 };
 static const struct schema event_s = SCHEMA(event_f, sizeof(struct om_event));
 
@@ -204,6 +219,16 @@ static const struct field worker_f[] = {
 	U32("run", OPT, W(running)),
 };
 static const struct schema worker_s = SCHEMA(worker_f, sizeof(struct om_worker_info));
+
+#define MI(m) offsetof(struct om_module_info, m)
+static const struct field module_f[] = {
+	NAME("name", REQ, MI(name)),
+	STR("version", REQ, MI(version), SHORT_MAX * 2),
+	STR("kind", REQ, MI(kind), SHORT_MAX),
+	STR("desc", OPT, MI(description), OM_MAX_TEXT),
+	STR("schema", REQ, MI(schema), OM_MAX_SCHEMA),
+};
+static const struct schema module_s = SCHEMA(module_f, sizeof(struct om_module_info));
 
 /* --- messages (offsets from the start of struct om_msg) --------------------------- */
 
@@ -226,6 +251,7 @@ static const struct field heartbeat_f[] = {
 };
 static const struct field poll_f[] = {
 	U32("wait", OPT, M(poll.wait_ms)),
+	BOOL("busy", OPT, M(poll.busy)),
 };
 static const struct field task_f[] = {
 	U64("job", REQ, M(task.job_id)),
@@ -235,6 +261,9 @@ static const struct field task_f[] = {
 	LIST("hosts", REQ, M(task.hosts), M(task.nhosts), OM_MAX_HOSTS, &host_s),
 	U32("timeout", OPT, M(task.timeout_s)),
 	U32("forks", OPT, M(task.forks)),
+	BOOL("become", OPT, M(task.become)),
+	NAME("buser", OPT, M(task.become_user)),
+	BOOL("check", OPT, M(task.check)),
 };
 static const struct field report_f[] = {
 	LIST("chunks", OPT, M(report.chunks), M(report.nchunks), OM_MAX_ITEMS, &chunk_s),
@@ -256,6 +285,22 @@ static const struct field submit_f[] = {
 	PARAMS("params", OPT, M(submit.params), M(submit.nparams)),
 	U32("timeout", OPT, M(submit.timeout_s)),
 	U32("forks", OPT, M(submit.forks)),
+	U32("batch", OPT, M(submit.batch)),
+	BOOL("bpct", OPT, M(submit.batch_pct)),
+	U32R("maxfail", OPT, M(submit.max_fail), 0, 100),
+	BOOL("hasmf", OPT, M(submit.has_max_fail)),
+	BOOL("become", OPT, M(submit.become)),
+	NAME("buser", OPT, M(submit.become_user)),
+	BOOL("check", OPT, M(submit.check)),
+};
+static const struct field cancel_f[] = {
+	U64S("tasks", REQ, M(cancel.tasks), M(cancel.ntasks), OM_MAX_ITEMS),
+};
+static const struct field modules_f[] = {
+	LIST("modules", REQ, M(modules.modules), M(modules.nmodules), OM_MAX_MODULES, &module_s),
+};
+static const struct field by_name_f[] = {
+	NAME("name", REQ, M(by_name.name)),
 };
 static const struct field submitted_f[] = {
 	U64("job", REQ, M(submitted.job_id)),
@@ -265,6 +310,7 @@ static const struct field follow_f[] = {
 	U64("job", REQ, M(follow.job_id)),
 	U64("cursor", OPT, M(follow.cursor)),
 	U32("wait", OPT, M(follow.wait_ms)),
+	BOOL("files", OPT, M(follow.files)),
 };
 static const struct field events_f[] = {
 	U64("job", REQ, M(events.job_id)),
@@ -388,6 +434,12 @@ static const struct {
 	{OM_MSG_AUDIT_VERIFY, {NULL, 0, 0, NULL}},
 	{OM_MSG_SECRET, SCHEMA(secret_f, 0)},
 	{OM_MSG_TABLE, SCHEMA_CHECK(table_f, table_check)},
+	{OM_MSG_CANCEL, SCHEMA(cancel_f, 0)},
+	{OM_MSG_MODULES, SCHEMA(modules_f, 0)},
+	{OM_MSG_JOB_CANCEL, SCHEMA(by_id_f, 0)},
+	{OM_MSG_MODULES_LIST, {NULL, 0, 0, NULL}},
+	{OM_MSG_MODULE_SHOW, SCHEMA(by_name_f, 0)},
+	{OM_MSG_HOST_SHOW, SCHEMA(by_name_f, 0)},
 };
 
 /* clang-format on */
@@ -591,6 +643,12 @@ void
 om_workers_free(struct om_worker_info *w, size_t n)
 {
 	release_list(&worker_s, w, n);
+}
+
+void
+om_modules_free(struct om_module_info *m, size_t n)
+{
+	release_list(&module_s, m, n);
 }
 
 void

@@ -3,7 +3,9 @@
 #
 #   1. unit tests   build/asan/tests/*_test, cmocka TAP output; a throwaway
 #                   PostgreSQL on port 26390 is exported as OM_TEST_PGCONN
-#                   (unless OM_TEST_PGCONN is already set)
+#                   (unless OM_TEST_PGCONN is already set); then
+#                   tests/plugin_sdk.sh as one case (SDK install, example
+#                   plugin built out of tree, loaded)
 #   2. fuzz         libFuzzer harnesses build/fuzz/bin/fuzz_* (clang, make
 #                   fuzz-build): each runs its regression inputs
 #                   tests/data/fuzz/regress/<name>/ once, then fuzzes for
@@ -170,6 +172,21 @@ for bin in build/asan/tests/*_test; do
 	fi
 done
 ((n)) || echo "   (no unit test binaries)"
+# The plugin SDK, as one case: sdk-install into a temp DESTDIR, the example
+# built out of tree with pkg-config only, loaded by the worker's loader.
+if [[ -x build/asan/tests/plugins_test ]]; then
+	log=$LOGS/plugin_sdk.log
+	run_logged "$log" "$UNIT_TIMEOUT" 0 bash tests/plugin_sdk.sh
+	if ((RC == 0)); then
+		count unit 1 0 0
+		printf '   ok    %-28s %s\n' plugin_sdk.sh "SDK install, out-of-tree build, load"
+	else
+		count unit 0 1 0
+		printf '   FAIL  %-28s exit %s\n' plugin_sdk.sh "$RC"
+		FAILED_NAMES+=("unit/plugin_sdk.sh")
+		show_log "$log"
+	fi
+fi
 unset CMOCKA_MESSAGE_OUTPUT
 
 # --- 2. fuzz ------------------------------------------------------------------------

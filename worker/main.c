@@ -4,8 +4,9 @@
  * results back.  Results stay in the outbox until the master acknowledges
  * that they are durable.
  *
- * Threads: main (poll loop), heartbeat, sender (drains the outbox), and one
- * per running task (om_ssh_run drives all of that task's hosts from it).
+ * Threads: main (poll loop), heartbeat (also announces the module
+ * catalog), sender (drains the outbox), watcher (shutdown), and the SSH
+ * engine's loop, which drives every host of every task.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,21 +23,24 @@
 #include "om/chan.h"
 #include "om/msg.h"
 #include "om/rpc.h"
+#include "engine.h"
+#include "om/params.h"
 #include "plugins.h"
-#include "ssh.h"
 
 #define POLL_WAIT_MS     2000
 #define CALL_TIMEOUT_MS  15000
 #define HEARTBEAT_MS     5000
-#define OUTBOX_MAX_BYTES (64u << 20) /* producers block beyond this: backpressure */
+#define OUTBOX_MAX_BYTES (64u << 20) /* beyond this the engine pauses output: backpressure */
 #define REPORT_MAX_BYTES (4u << 20)
-#define MAX_COMMAND 65536
-#define MAX_CAPACITY 1000 /* tasks at once, the --capacity bound */
+#define MAX_CAPACITY     1000 /* tasks at once, the --capacity bound */
+#define STOP_FLUSH_MS    4000 /* a stop: kill remote commands, deliver what is left */
 
 struct config {
 	const char *name, *idc, *master_url, *master_key_hex, *key_path;
-	const char *secret_path, *ssh_key, *known_hosts, *ssh_user, *plugin_dir;
-	uint32_t forks, capacity;
+	const char *secret_path, *ssh_key, *known_hosts, *ssh_user, *plugin_dir, *modules_dir;
+	uint32_t forks, capacity, max_sessions, idle_s, connect_retries;
+	enum om_hostkey_policy hostkey_policy;
+	bool no_pool;
 	enum om_log_level log_level;
 };
 
@@ -52,13 +56,16 @@ struct worker {
 	struct config cfg;
 	struct om_rpc_client *rpc;
 	struct om_plugins *plugins;
+	struct om_engine *engine;
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
 	unsigned running;
 	struct outitem *head, *tail;
 	size_t outbox_bytes;
 	size_t outbox_items;
-	int heartbeat_ms; /* the master's, from WELCOME */
+	int heartbeat_ms;                   /* the master's, from WELCOME */
+	bool paused;                        /* the engine's output is paused (outbox full) */
+	bool announced;                     /* the master has our module catalog */
 	uint64_t running_ids[MAX_CAPACITY]; /* tasks being run, for heartbeats */
 };
 
@@ -83,13 +90,17 @@ nap(int ms)
 
 /* ---- outbox ---- */
 
+/*
+ * Never blocks: callers are the engine's loop thread.  Beyond the bound the
+ * engine stops reading command output (the SSH windows fill and the remote
+ * commands wait) until the sender has drained half of it.
+ */
 static void
 outbox_push(struct worker *w, struct outitem *it)
 {
+	bool pause;
+
 	pthread_mutex_lock(&w->lock);
-	/* Backpressure: the SSH reads of this task wait until the master catches up. */
-	while (w->outbox_bytes > OUTBOX_MAX_BYTES && !stopping)
-		pthread_cond_wait(&w->cond, &w->lock);
 	it->next = NULL;
 	if (w->tail)
 		w->tail->next = it;
@@ -98,8 +109,13 @@ outbox_push(struct worker *w, struct outitem *it)
 	w->tail = it;
 	w->outbox_bytes += it->bytes;
 	w->outbox_items++;
+	pause = w->outbox_bytes > OUTBOX_MAX_BYTES && !w->paused;
+	if (pause)
+		w->paused = true;
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	if (pause)
+		om_engine_pause(w->engine, true);
 }
 
 static void
@@ -107,6 +123,8 @@ outitem_free(struct outitem *it)
 {
 	om_free(it->chunk.data);
 	om_free(it->result.reason);
+	om_free(it->result.data);
+	om_free(it->result.note);
 	om_free(it);
 }
 
@@ -120,6 +138,7 @@ outbox_flush_once(struct worker *w)
 	struct outitem *it;
 	uint32_t nc = 0, nr = 0, count = 0, i;
 	size_t bytes = 0;
+	bool resume = false;
 	int rv;
 
 	pthread_mutex_lock(&w->lock);
@@ -170,8 +189,14 @@ outbox_flush_once(struct worker *w)
 	}
 	if (w->head == NULL)
 		w->tail = NULL;
+	if (w->paused && w->outbox_bytes < OUTBOX_MAX_BYTES / 2) {
+		w->paused = false;
+		resume = true;
+	}
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	if (resume)
+		om_engine_pause(w->engine, false);
 	return 0;
 }
 
@@ -196,7 +221,7 @@ sender_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 		if (stopping) {
 			if (stop_deadline == 0)
-				stop_deadline = om_now_ms() + 5000;
+				stop_deadline = om_now_ms() + STOP_FLUSH_MS;
 			if ((empty && !tasks_left) || om_now_ms() > stop_deadline)
 				break;
 			if (empty) {
@@ -224,10 +249,12 @@ sender_main(void *arg)
 
 struct task_run {
 	struct worker *w;
-	struct om_task task;
+	struct om_task task; /* owned: every pointer below points into it */
+	struct om_ssh_target *targets;
 	uint64_t *seq; /* next chunk seq per host */
 };
 
+/* Loop thread: output of one host, cut into protocol-sized chunks. */
 static void
 task_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
 {
@@ -255,11 +282,15 @@ task_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
 	}
 }
 
-static void
-task_done(void *arg, size_t host, int state, int exit_code, const char *reason,
-          uint64_t duration_ms)
+static char *
+text_dup(const char *s, size_t max)
 {
-	struct task_run *t = arg;
+	return s != NULL ? om_strndup(s, strnlen(s, max - 1)) : NULL;
+}
+
+static void
+task_result(struct task_run *t, size_t host, const struct om_engine_outcome *o)
+{
 	struct outitem *it = om_calloc(1, sizeof(*it));
 
 	if (it == NULL) {
@@ -270,154 +301,87 @@ task_done(void *arg, size_t host, int state, int exit_code, const char *reason,
 	it->is_result = true;
 	it->result.task_id = t->task.task_id;
 	it->result.host = (uint32_t)host;
-	it->result.state = (uint32_t)state;
-	it->result.exit_code = exit_code;
-	it->result.duration_ms = duration_ms;
-	it->result.reason = reason ? om_strndup(reason, strnlen(reason, OM_MAX_TEXT - 1)) : NULL;
-	it->bytes = 128 + (reason ? strlen(reason) : 0);
+	it->result.state = (uint32_t)o->state;
+	it->result.exit_code = o->exit_code;
+	it->result.duration_ms = o->duration_ms;
+	it->result.changed = o->changed;
+	it->result.reason = text_dup(o->reason, OM_MAX_TEXT);
+	it->result.data = o->result != NULL && strlen(o->result) <= OM_MAX_RESULT
+	                          ? om_strdup(o->result)
+	                          : NULL;
+	it->result.note = text_dup(o->note, OM_MAX_TEXT);
+	it->bytes = 128 + (o->reason ? strlen(o->reason) : 0) + (o->result ? strlen(o->result) : 0);
 	outbox_push(t->w, it);
 }
 
 static void
-task_fail_all(struct task_run *t, const char *reason)
+task_done(void *arg, size_t host, const struct om_engine_outcome *o)
 {
-	uint32_t i;
-
-	for (i = 0; i < t->task.nhosts; i++)
-		task_done(t, i, OM_HS_FAILED, -1, reason, 0);
+	task_result(arg, host, o);
 }
 
-/*
- * Builds the remote command.  With a timeout the command runs under
- * coreutils timeout(1) on the host: libssh2 1.10 cannot signal a remote
- * process, and without a pty closing the channel leaves it running, so the
- * host must stop it itself (one second after our own deadline).
- */
-static int
-task_command(struct task_run *t, const struct om_plugin *p, struct om_buf *cmd, char *err,
-             size_t errlen)
+static void
+task_forget(struct worker *w, uint64_t id)
 {
-	const char **keys, **vals;
-	struct om_plugin_args args;
-	char *raw;
-	uint32_t i;
-	int rv;
+	size_t i;
 
-	keys = om_calloc(t->task.nparams + 1, sizeof(*keys));
-	vals = om_calloc(t->task.nparams + 1, sizeof(*vals));
-	raw = om_malloc(MAX_COMMAND);
-	if (keys == NULL || vals == NULL || raw == NULL) {
-		rv = OM_ENOMEM;
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < t->task.nparams; i++) {
-		keys[i] = t->task.params[i].key;
-		vals[i] = t->task.params[i].val;
-	}
-	args.keys = keys;
-	args.vals = vals;
-	args.n = t->task.nparams;
-	err[0] = '\0';
-	raw[MAX_COMMAND - 1] = '\0'; /* a plugin that forgets the NUL cannot make us over-read */
-	if ((rv = p->remote_command(&args, raw, MAX_COMMAND - 1, err, errlen)) != 0) {
-		if (err[0] == '\0')
-			snprintf(err, errlen, "module '%s' refused its parameters", p->name);
-		goto out;
-	}
-	if (t->task.timeout_s > 0) {
-		om_buf_printf(cmd, "timeout -k 2 %u sh -c ", t->task.timeout_s + 1);
-		rv = om_shell_quote(cmd, raw, strnlen(raw, MAX_COMMAND - 1));
-	} else {
-		rv = om_buf_append(cmd, raw, strnlen(raw, MAX_COMMAND - 1));
-	}
-	om_buf_putc(cmd, '\0');
-	if (rv == 0 && (rv = cmd->err) != 0)
-		snprintf(err, errlen, "command too long");
-out:
-	om_free(keys);
-	om_free(vals);
-	om_free(raw);
-	return rv;
-}
-
-static void *
-task_main(void *arg)
-{
-	struct task_run *t = arg;
-	struct worker *w = t->w;
-	struct om_ssh_target *targets = NULL;
-	const struct om_plugin *p;
-	struct om_ssh_cb cb = {task_output, task_done, t};
-	struct om_ssh_opts opts;
-	struct om_buf cmd;
-	char err[512];
-	uint32_t i;
-	int rv;
-
-	om_buf_init(&cmd, MAX_COMMAND + 256);
-	om_info("task %llu of job %llu: module '%s' on %u hosts",
-	        (unsigned long long)t->task.task_id, (unsigned long long)t->task.job_id,
-	        t->task.module, t->task.nhosts);
-	if ((p = om_plugins_find(w->plugins, t->task.module)) == NULL) {
-		snprintf(err, sizeof(err), "module '%s' is not installed on worker '%s'",
-		         t->task.module, w->cfg.name);
-		task_fail_all(t, err);
-		goto out;
-	}
-	if (task_command(t, p, &cmd, err, sizeof(err)) != 0) {
-		task_fail_all(t, err);
-		goto out;
-	}
-	if ((targets = om_calloc(t->task.nhosts, sizeof(*targets))) == NULL) {
-		task_fail_all(t, "worker out of memory");
-		goto out;
-	}
-	for (i = 0; i < t->task.nhosts; i++) {
-		const struct om_host *h = &t->task.hosts[i];
-		targets[i].name = h->name;
-		targets[i].addr = h->addr ? h->addr : h->name;
-		targets[i].user = h->user ? h->user : w->cfg.ssh_user;
-		targets[i].port = (uint16_t)(h->port ? h->port : 22);
-	}
-	memset(&opts, 0, sizeof(opts));
-	opts.privkey = w->cfg.ssh_key;
-	opts.known_hosts = w->cfg.known_hosts;
-	opts.concurrency = t->task.forks ? t->task.forks : w->cfg.forks;
-	opts.timeout_s = t->task.timeout_s;
-	rv = om_ssh_run(&opts, targets, t->task.nhosts, (const char *)cmd.data, &stopping, &cb);
-	if (rv != 0) {
-		snprintf(err, sizeof(err), "worker '%s' cannot start SSH: %s", w->cfg.name,
-		         om_strerror(rv));
-		task_fail_all(t, err);
-	}
-out:
-	om_free(targets);
-	om_buf_release(&cmd);
 	pthread_mutex_lock(&w->lock);
 	w->running--;
 	for (i = 0; i < MAX_CAPACITY; i++)
-		if (w->running_ids[i] == t->task.task_id) {
+		if (w->running_ids[i] == id) {
 			w->running_ids[i] = 0;
 			break;
 		}
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
-	om_info("task %llu finished", (unsigned long long)t->task.task_id);
+}
+
+static void
+task_run_free(struct task_run *t)
+{
 	om_msg_release(&(struct om_msg){.type = OM_MSG_TASK, .u.task = t->task});
+	om_free(t->targets);
 	om_free(t->seq);
 	om_free(t);
-	return NULL;
+}
+
+/* Loop thread: the engine holds nothing of the task any more. */
+static void
+task_finished(void *arg)
+{
+	struct task_run *t = arg;
+
+	om_info("task %llu finished", (unsigned long long)t->task.task_id);
+	task_forget(t->w, t->task.task_id);
+	task_run_free(t);
+}
+
+/* Every host fails with one reason, without the engine (the task cannot start). */
+static void
+task_fail_all(struct task_run *t, const char *reason)
+{
+	struct om_engine_outcome o = {.state = OM_HS_FAILED, .exit_code = -1, .reason = reason};
+	uint32_t i;
+
+	for (i = 0; i < t->task.nhosts; i++)
+		task_result(t, i, &o);
 }
 
 static void
 task_start(struct worker *w, struct om_msg *m)
 {
 	struct task_run *t = om_calloc(1, sizeof(*t));
-	pthread_attr_t attr;
-	pthread_t tid;
+	const struct om_module *mod;
+	struct om_engine_task et;
+	struct om_engine_cb cb = {task_output, task_done, task_finished, NULL};
+	char err[512];
+	uint32_t i;
+	int rv;
 
-	if (t == NULL || (t->seq = om_calloc(m->u.task.nhosts + 1, sizeof(*t->seq))) == NULL) {
+	if (t == NULL || (t->seq = om_calloc(m->u.task.nhosts + 1, sizeof(*t->seq))) == NULL ||
+	    (t->targets = om_calloc(m->u.task.nhosts + 1, sizeof(*t->targets))) == NULL) {
+		if (t != NULL)
+			om_free(t->seq);
 		om_free(t);
 		om_msg_release(m);
 		om_err("out of memory: task dropped");
@@ -428,26 +392,78 @@ task_start(struct worker *w, struct om_msg *m)
 	memset(m, 0, sizeof(*m));
 	pthread_mutex_lock(&w->lock);
 	w->running++;
-	for (size_t i = 0; i < MAX_CAPACITY; i++)
+	for (i = 0; i < MAX_CAPACITY; i++)
 		if (w->running_ids[i] == 0) {
 			w->running_ids[i] = t->task.task_id;
 			break;
 		}
 	pthread_mutex_unlock(&w->lock);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&tid, &attr, task_main, t) != 0) {
-		struct task_run tmp = *t;
-		om_err("cannot start a thread for task %llu", (unsigned long long)t->task.task_id);
-		task_fail_all(&tmp, "worker cannot start a thread");
-		om_msg_release(&(struct om_msg){.type = OM_MSG_TASK, .u.task = t->task});
-		om_free(t->seq);
-		om_free(t);
-		pthread_mutex_lock(&w->lock);
-		w->running--;
-		pthread_mutex_unlock(&w->lock);
+	om_info("task %llu of job %llu: module '%s' on %u hosts%s%s",
+	        (unsigned long long)t->task.task_id, (unsigned long long)t->task.job_id,
+	        t->task.module, t->task.nhosts, t->task.become ? ", become" : "",
+	        t->task.check ? ", check mode" : "");
+
+	if ((mod = om_plugins_find(w->plugins, t->task.module)) == NULL) {
+		snprintf(err, sizeof(err), "module '%s' is not installed on worker '%s'",
+		         t->task.module, w->cfg.name);
+		goto fail;
 	}
-	pthread_attr_destroy(&attr);
+	/* Parameters are data: checked again here, whatever the master let through. */
+	if (om_params_validate(mod->desc->params, mod->desc->nparams, t->task.params,
+	                       t->task.nparams, err, sizeof(err)) != 0)
+		goto fail;
+	for (i = 0; i < t->task.nhosts; i++) {
+		const struct om_host *h = &t->task.hosts[i];
+		t->targets[i].name = h->name;
+		t->targets[i].addr = h->addr ? h->addr : h->name;
+		t->targets[i].user = h->user ? h->user : w->cfg.ssh_user;
+		t->targets[i].port = (uint16_t)(h->port ? h->port : 22);
+	}
+	memset(&et, 0, sizeof(et));
+	et.id = t->task.task_id;
+	et.hosts = t->targets;
+	et.n = t->task.nhosts;
+	et.module = mod;
+	et.params = t->task.params;
+	et.nparams = t->task.nparams;
+	et.forks = t->task.forks ? t->task.forks : w->cfg.forks;
+	et.timeout_s = t->task.timeout_s;
+	et.become = t->task.become;
+	et.become_user = t->task.become_user;
+	et.check = t->task.check;
+	cb.arg = t;
+	if ((rv = om_engine_submit(w->engine, &et, &cb)) == 0)
+		return;
+	snprintf(err, sizeof(err), "worker '%s' cannot run the task: %s", w->cfg.name,
+	         om_strerror(rv));
+fail:
+	om_warn("task %llu: %s", (unsigned long long)t->task.task_id, err);
+	task_fail_all(t, err);
+	task_forget(w, t->task.task_id);
+	task_run_free(t);
+}
+
+/* The module catalog, once per process: the master keeps it in PostgreSQL. */
+static int
+announce_modules(struct worker *w)
+{
+	struct om_msg req = {.type = OM_MSG_MODULES}, rep;
+	int rv;
+
+	if ((rv = om_plugins_catalog(w->plugins, &req.u.modules.modules,
+	                             &req.u.modules.nmodules)) != 0)
+		return rv;
+	rv = om_rpc_call(w->rpc, &req, &rep, CALL_TIMEOUT_MS);
+	om_modules_free(req.u.modules.modules, req.u.modules.nmodules);
+	if (rv != 0)
+		return rv;
+	if (rep.type == OM_MSG_ERROR) {
+		om_warn("master refused the module catalog: %s",
+		        rep.u.error.text ? rep.u.error.text : "?");
+		rv = OM_EPROTO;
+	}
+	om_msg_release(&rep);
+	return rv;
 }
 
 /* ---- heartbeat ---- */
@@ -463,6 +479,14 @@ heartbeat_main(void *arg)
 	while (!stopping) {
 		struct om_msg req = {.type = OM_MSG_HEARTBEAT}, rep;
 		int64_t next = om_now_ms() + w->heartbeat_ms;
+		int rv;
+
+		if (!w->announced) {
+			if ((rv = announce_modules(w)) == 0)
+				w->announced = true;
+			else
+				om_warn("cannot send the module catalog: %s", om_strerror(rv));
+		}
 
 		/*
 		 * The tasks this worker holds: running, or with results not yet
@@ -475,8 +499,8 @@ heartbeat_main(void *arg)
 		for (size_t i = 0; i < MAX_CAPACITY; i++)
 			if (w->running_ids[i] != 0)
 				ids[nids++] = w->running_ids[i];
-		for (struct outitem *it = w->head; it != NULL && nids < MAX_CAPACITY + OM_MAX_ITEMS / 2;
-		     it = it->next) {
+		for (struct outitem *it = w->head;
+		     it != NULL && nids < MAX_CAPACITY + OM_MAX_ITEMS / 2; it = it->next) {
 			uint64_t tid = it->is_result ? it->result.task_id : it->chunk.task_id;
 			if (nids == 0 || ids[nids - 1] != tid) /* items of a task sit together */
 				ids[nids++] = tid;
@@ -507,7 +531,10 @@ watcher_main(void *arg)
 
 	while (!stopping)
 		usleep(50 * 1000);
-	deadline = om_now_ms() + 5000;
+	/* The whole stop, engine included, fits in STOP_FLUSH_MS. */
+	deadline = om_now_ms() + STOP_FLUSH_MS;
+	/* Running hosts are killed on their hosts and reported cancelled. */
+	om_engine_shutdown(w->engine);
 	do {
 		usleep(50 * 1000);
 		pthread_mutex_lock(&w->lock);
@@ -524,13 +551,15 @@ watcher_main(void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: om-worker --idc NAME --master URL --master-key HEX --key FILE\n"
-	           "                 --ssh-key FILE --known-hosts FILE [--enroll-token-file FILE]\n"
-	           "                 [--name NAME] [--ssh-user USER] [--plugins DIR] [--forks N]\n"
-	           "                 [--capacity TASKS] [--log-level error|warn|info|debug]\n");
+	fprintf(f,
+	        "usage: om-worker --idc NAME --master URL --master-key HEX --key FILE\n"
+	        "                 --ssh-key FILE --known-hosts FILE [--enroll-token-file FILE]\n"
+	        "                 [--name NAME] [--ssh-user USER] [--plugins DIR] [--modules DIR]\n"
+	        "                 [--forks N] [--capacity TASKS] [--max-sessions N]\n"
+	        "                 [--session-idle SECONDS] [--no-session-pool]\n"
+	        "                 [--host-key-policy strict|accept-new] [--connect-retries N]\n"
+	        "                 [--log-level error|warn|info|debug]\n");
 }
-
-
 
 static int
 parse_args(int argc, char **argv, struct config *c)
@@ -548,6 +577,12 @@ parse_args(int argc, char **argv, struct config *c)
 	        {"plugins", required_argument, NULL, 'p'},
 	        {"forks", required_argument, NULL, 'f'},
 	        {"capacity", required_argument, NULL, 'c'},
+	        {"modules", required_argument, NULL, 'M'},
+	        {"max-sessions", required_argument, NULL, 'x'},
+	        {"session-idle", required_argument, NULL, 'I'},
+	        {"no-session-pool", no_argument, NULL, 'N'},
+	        {"host-key-policy", required_argument, NULL, 'P'},
+	        {"connect-retries", required_argument, NULL, 'r'},
 	        {"log-level", required_argument, NULL, 'l'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -560,6 +595,9 @@ parse_args(int argc, char **argv, struct config *c)
 	c->capacity = 16;
 	c->ssh_user = "root";
 	c->plugin_dir = "build/plugins";
+	c->max_sessions = 1000;
+	c->idle_s = 60;
+	c->connect_retries = 2;
 	c->log_level = OM_LOG_INFO;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -600,6 +638,40 @@ parse_args(int argc, char **argv, struct config *c)
 		case 'c':
 			if (om_parse_u32(optarg, 1, MAX_CAPACITY, &c->capacity) != 0)
 				return fprintf(stderr, "om-worker: --capacity wants 1..1000\n"), -1;
+			break;
+		case 'M':
+			c->modules_dir = optarg;
+			break;
+		case 'x':
+			if (om_parse_u32(optarg, 1, 100000, &c->max_sessions) != 0)
+				return fprintf(stderr,
+				               "om-worker: --max-sessions wants 1..100000\n"),
+				       -1;
+			break;
+		case 'I':
+			if (om_parse_u32(optarg, 1, 86400, &c->idle_s) != 0)
+				return fprintf(stderr,
+				               "om-worker: --session-idle wants 1..86400\n"),
+				       -1;
+			break;
+		case 'N':
+			c->no_pool = true;
+			break;
+		case 'P':
+			if (strcmp(optarg, "strict") == 0)
+				c->hostkey_policy = OM_HK_STRICT;
+			else if (strcmp(optarg, "accept-new") == 0)
+				c->hostkey_policy = OM_HK_ACCEPT_NEW;
+			else
+				return fprintf(stderr, "om-worker: --host-key-policy is strict or "
+				                       "accept-new\n"),
+				       -1;
+			break;
+		case 'r':
+			if (om_parse_u32(optarg, 0, 10, &c->connect_retries) != 0)
+				return fprintf(stderr,
+				               "om-worker: --connect-retries wants 0..10\n"),
+				       -1;
 			break;
 		case 'l':
 			if (om_log_level_parse(optarg, &c->log_level) != 0)
@@ -686,8 +758,7 @@ main(int argc, char **argv)
 		om_info("generated a new worker key in '%s'", w.cfg.key_path);
 	/* Only the first connection of a new key needs the one-time token. */
 	if (w.cfg.secret_path != NULL && (rv = read_secret(w.cfg.secret_path, &secret)) != 0) {
-		om_err("cannot read enrollment token '%s': %s", w.cfg.secret_path,
-		       om_strerror(rv));
+		om_err("cannot read enrollment token '%s': %s", w.cfg.secret_path, om_strerror(rv));
 		return 1;
 	}
 	om_key_fingerprint(key.pub, fp);
@@ -696,9 +767,26 @@ main(int argc, char **argv)
 		om_err("libssh2_init failed");
 		return 1;
 	}
-	om_plugins_load(w.cfg.plugin_dir, &w.plugins);
+	om_plugins_load(w.cfg.plugin_dir, w.cfg.modules_dir, om_engine_host_api(), &w.plugins);
 	if (om_plugins_count(w.plugins) == 0)
 		om_warn("no modules loaded from '%s'", w.cfg.plugin_dir);
+	{
+		struct om_engine_opts eo;
+
+		memset(&eo, 0, sizeof(eo));
+		eo.privkey = w.cfg.ssh_key;
+		eo.known_hosts = w.cfg.known_hosts;
+		eo.hostkey_policy = w.cfg.hostkey_policy;
+		eo.max_sessions = w.cfg.max_sessions;
+		eo.idle_s = w.cfg.idle_s;
+		eo.connect_retries = w.cfg.connect_retries;
+		eo.no_pool = w.cfg.no_pool;
+		if ((rv = om_engine_open(&eo, &w.engine)) != 0) {
+			om_err("cannot start the SSH engine (key '%s', known_hosts '%s'): %s",
+			       w.cfg.ssh_key, w.cfg.known_hosts, om_strerror(rv));
+			return 1;
+		}
+	}
 
 	hello.u.hello.name = (char *)w.cfg.name;
 	hello.u.hello.idc = (char *)w.cfg.idc;
@@ -745,7 +833,8 @@ main(int argc, char **argv)
 			/* Waiting for an administrator: say so once in a while, not every try. */
 			static int64_t last_hint;
 			if (om_now_ms() - last_hint > 60000) {
-				om_warn("key pending acceptance: an administrator can run 'omctl keys "
+				om_warn("key pending acceptance: an administrator can run 'omctl "
+				        "keys "
 				        "accept ID --fingerprint %s' (see 'omctl keys list')",
 				        fp);
 				last_hint = om_now_ms();
@@ -761,6 +850,12 @@ main(int argc, char **argv)
 		nap(backoff);
 		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
 	}
+	/* Before the first poll: a job right after we connect must find our modules. */
+	if (!stopping && (rv = announce_modules(&w)) == 0)
+		w.announced = true;
+	else if (!stopping)
+		om_warn("cannot send the module catalog (%s); retrying with the heartbeats",
+		        om_strerror(rv));
 	if (!stopping) {
 		if (pthread_create(&sender, NULL, sender_main, &w) != 0 ||
 		    pthread_create(&heart, NULL, heartbeat_main, &w) != 0) {
@@ -773,16 +868,10 @@ main(int argc, char **argv)
 	while (!stopping) {
 		struct om_msg req = {.type = OM_MSG_POLL}, rep;
 
+		/* Busy workers poll too: a cancel must reach a worker at capacity. */
 		pthread_mutex_lock(&w.lock);
-		while (w.running >= w.cfg.capacity && !stopping) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
-			pthread_cond_timedwait(&w.cond, &w.lock, &ts);
-		}
+		req.u.poll.busy = w.running >= w.cfg.capacity;
 		pthread_mutex_unlock(&w.lock);
-		if (stopping)
-			break;
 		req.u.poll.wait_ms = POLL_WAIT_MS;
 		rv = om_rpc_call(w.rpc, &req, &rep, POLL_WAIT_MS + CALL_TIMEOUT_MS);
 		if (rv == OM_EAUTH) {
@@ -803,6 +892,12 @@ main(int argc, char **argv)
 		backoff = 200;
 		if (rep.type == OM_MSG_TASK) {
 			task_start(&w, &rep);
+		} else if (rep.type == OM_MSG_CANCEL) {
+			for (uint32_t i = 0; i < rep.u.cancel.ntasks; i++) {
+				om_info("cancelling task %llu",
+				        (unsigned long long)rep.u.cancel.tasks[i]);
+				om_engine_cancel(w.engine, rep.u.cancel.tasks[i]);
+			}
 		} else if (rep.type == OM_MSG_ERROR) {
 			om_warn("master: %s", rep.u.error.text ? rep.u.error.text : "error");
 			nap(1000);
@@ -819,14 +914,12 @@ main(int argc, char **argv)
 	running = w.running;
 	pthread_mutex_unlock(&w.lock);
 	if (running > 0) {
-		/*
-		 * A task thread is still inside SSH (a blocking resolver, say) and
-		 * uses w, which lives in this frame: leave without unwinding.
-		 */
+		/* Only when the engine never started; its callbacks would use w. */
 		om_warn("exiting with %u tasks still running", running);
 		_exit(0);
 	}
 	om_rpc_client_close(w.rpc);
+	om_engine_close(w.engine);
 	om_plugins_free(w.plugins);
 	while (w.head) {
 		struct outitem *it = w.head;

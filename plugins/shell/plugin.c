@@ -1,40 +1,76 @@
 /*
- * The shell module: runs its "cmd" parameter through the remote user's shell,
- * as Ansible's shell module does.  The command is the user's own shell text:
- * nothing is quoted or interpreted here.
+ * The shell module: runs "cmd" through the remote sh, as Ansible's shell
+ * module does.  cmd is the user's own shell text and is not quoted; only
+ * chdir, which is data, goes through quote().  The exit status decides.
  */
-#include <stdio.h>
-#include <string.h>
-
-#include <omserver/plugin.h>
+#include "../common/omp.h"
 
 static const struct om_plugin_param shell_params[] = {
-        {"cmd", "string", 1, NULL, "shell command line to run on each host"},
+        {"cmd", "string", 1, NULL, "shell command line to run on each host", NULL,
+         OM_PARAM_FREE_FORM},
+        {"chdir", "path", 0, NULL, "directory to run the command in", NULL, 0},
 };
 
-static int
-shell_remote_command(const struct om_plugin_args *args, char *out, size_t cap, char *err,
-                     size_t errlen)
+/* Finishes a host from a streamed command's exit; shared shape with command and script. */
+static void
+shell_done(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
 {
-	size_t i, len;
+	const struct om_host_api *api = arg;
+	struct omp_json j = {0};
+	int first = 1;
 
-	for (i = 0; i < args->n; i++) {
-		if (strcmp(args->keys[i], "cmd") != 0)
-			continue;
-		len = strlen(args->vals[i]);
-		if (len == 0) {
-			snprintf(err, errlen, "parameter 'cmd' is empty");
-			return -1;
-		}
-		if (len >= cap) {
-			snprintf(err, errlen, "parameter 'cmd' is too long (%zu bytes)", len);
-			return -5;
-		}
-		memcpy(out, args->vals[i], len + 1);
-		return 0;
+	if (rc < 0) {
+		omp_fail(api, h, -1, "command did not run: %s", omp_strerror(rc));
+		return;
 	}
-	snprintf(err, errlen, "missing required parameter 'cmd'");
-	return -1;
+	if (res->exit_status < 0) {
+		omp_fail(api, h, -1, "killed by signal %s", res->signal ? res->signal : "?");
+		return;
+	}
+	omp_json_lit(&j, "{");
+	omp_json_kint(&j, &first, "rc", res->exit_status);
+	omp_json_lit(&j, "}");
+	omp_json_result(api, h, &j, res->exit_status == 0);
+	if (res->exit_status != 0)
+		omp_fail(api, h, res->exit_status, "exit status %d", res->exit_status);
+	else
+		api->finish(h, OM_PLUGIN_OK, 0, NULL);
+}
+
+static int
+shell_start(void *state, struct om_host_ctx *h)
+{
+	const struct om_host_api *api = state;
+	const char *cmd = omp_param(api, h, "cmd"), *dir = omp_param(api, h, "chdir");
+	const char *full = cmd;
+	int rc;
+
+	if (cmd == NULL) {
+		omp_fail(api, h, -1, "parameter 'cmd' is required");
+		return OM_PLUGIN_EINVAL;
+	}
+	if (api->check_mode(h)) {
+		/* The text can do anything: there is nothing to predict. */
+		rc = api->set_result(h, "{\"skipped\":true,\"msg\":\"not run in check mode\"}", 0);
+		api->finish(h, OM_PLUGIN_OK, -1, NULL);
+		return rc < 0 ? rc : 0;
+	}
+	if (dir != NULL) {
+		const char *q = omp_quote(api, h, dir);
+
+		/* A newline, not &&: cmd may be a list whose first part would bind to cd. */
+		full = q ? omp_fmt(api, h, "cd %s || exit 1\n%s", q, cmd) : NULL;
+	}
+	if (full == NULL) {
+		omp_fail(api, h, -1, "out of memory");
+		return OM_PLUGIN_ENOMEM;
+	}
+	if ((rc = api->exec(h, full, NULL, NULL, 0, OM_EXEC_STREAM, 0, shell_done,
+	                    (void *)(uintptr_t)api)) < 0) {
+		omp_fail(api, h, -1, "command did not start: %s", omp_strerror(rc));
+		return rc;
+	}
+	return 0;
 }
 
 static const struct om_plugin shell_plugin = {
@@ -43,11 +79,12 @@ static const struct om_plugin shell_plugin = {
         .abi_minor = OM_PLUGIN_ABI_MINOR,
         .struct_size = sizeof(struct om_plugin),
         .name = "shell",
-        .version = "0.1.0",
+        .version = "1.0.0",
         .description = "run a command line through the remote shell",
         .params = shell_params,
         .nparams = sizeof(shell_params) / sizeof(shell_params[0]),
-        .remote_command = shell_remote_command,
+        .init = omp_init,
+        .host_start = shell_start,
 };
 
 OM_PLUGIN_DECLARE(shell_plugin)

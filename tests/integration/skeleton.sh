@@ -39,7 +39,7 @@ case_all() {
 	for h in "${HOSTS[@]}"; do
 		check "no '$h | out-marker' line" out_line a "$h | out-marker"
 		check "no '$h ! err-marker' line" out_line a "$h ! err-marker"
-		check "no '$h: ok (exit 0, ...)' line" out_re a "^$h: ok \\(exit 0, [0-9.]+ s\\)$"
+		check "no '$h: ok (exit 0, ..., changed)' line" out_re a "^$h: ok \\(exit 0, [0-9.]+ s, changed\\)$"
 	done
 	check "no line 'summary: 8 ok, 0 failed, 0 unreachable, 0 timeout'" \
 		out_line a "summary: 8 ok, 0 failed, 0 unreachable, 0 timeout"

@@ -287,8 +287,9 @@ case_sweep() {
 	# a viewer: reads answer; FOLLOW of a missing job is allowed (not found); the rest is refused
 	while read -r code line; do
 		case $code in
-		26 | 30 | 58) [[ $line == answered* ]] || ERRS+=("viewer: code $code not answered ($line)") ;;
+		26 | 30 | 58 | 65) [[ $line == answered* ]] || ERRS+=("viewer: code $code not answered ($line)") ;;
 		24) [[ $line == "error -11"* ]] || ERRS+=("viewer: FOLLOW of a missing job: $line") ;;
+		66) [[ $line == "error -11"* ]] || ERRS+=("viewer: MODULE_SHOW of a missing module: $line") ;;
 		*) [[ $line == answered* ]] && ERRS+=("viewer: code $code answered ($line)") ;;
 		esac
 	done <"$T/h-viewer.out"
@@ -296,7 +297,7 @@ case_sweep() {
 	"$PROBE" "tcp://127.0.0.1:$WPORT" "$PUB" sweep-worker "$T/probe.key" probe-w bj >"$T/h-worker.out" 2>&1
 	while read -r code line; do
 		case $code in
-		3 | 4 | 7) [[ $line == answered* ]] || ERRS+=("worker: code $code not answered ($line)") ;;
+		3 | 4 | 7 | 10) [[ $line == answered* ]] || ERRS+=("worker: code $code not answered ($line)") ;;
 		*) [[ $line == answered* ]] && ERRS+=("worker: code $code answered ($line)") ;;
 		esac
 	done <"$T/h-worker.out"

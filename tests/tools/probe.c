@@ -150,6 +150,9 @@ build(struct om_buf *b, unsigned code)
 	case OM_MSG_TOKEN_REVOKE:
 		m.u.by_id.id = 999999;
 		break;
+	case OM_MSG_MODULE_SHOW:
+		m.u.by_name.name = "probe-no-such-module";
+		break;
 	case OM_MSG_SECRET:
 		m.u.secret.id = 1;
 		m.u.secret.secret = "x";

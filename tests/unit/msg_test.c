@@ -92,6 +92,29 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		break;
 	case OM_MSG_POLL:
 		assert_int_equal(a->u.poll.wait_ms, b->u.poll.wait_ms);
+		assert_int_equal(a->u.poll.busy, b->u.poll.busy);
+		break;
+	case OM_MSG_CANCEL:
+		assert_int_equal(a->u.cancel.ntasks, b->u.cancel.ntasks);
+		for (uint32_t i = 0; i < a->u.cancel.ntasks; i++)
+			assert_true(a->u.cancel.tasks[i] == b->u.cancel.tasks[i]);
+		break;
+	case OM_MSG_MODULES:
+		assert_int_equal(a->u.modules.nmodules, b->u.modules.nmodules);
+		for (uint32_t i = 0; i < a->u.modules.nmodules; i++) {
+			const struct om_module_info *x = &a->u.modules.modules[i];
+			const struct om_module_info *y = &b->u.modules.modules[i];
+
+			assert_str_or_null(x->name, y->name);
+			assert_str_or_null(x->version, y->version);
+			assert_str_or_null(x->kind, y->kind);
+			assert_str_or_null(x->description, y->description);
+			assert_str_or_null(x->schema, y->schema);
+		}
+		break;
+	case OM_MSG_MODULE_SHOW:
+	case OM_MSG_HOST_SHOW:
+		assert_str_or_null(a->u.by_name.name, b->u.by_name.name);
 		break;
 	case OM_MSG_TASK:
 		assert_true(a->u.task.job_id == b->u.task.job_id);
@@ -102,6 +125,9 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		assert_hosts(a->u.task.hosts, a->u.task.nhosts, b->u.task.hosts, b->u.task.nhosts);
 		assert_int_equal(a->u.task.timeout_s, b->u.task.timeout_s);
 		assert_int_equal(a->u.task.forks, b->u.task.forks);
+		assert_int_equal(a->u.task.become, b->u.task.become);
+		assert_str_or_null(a->u.task.become_user, b->u.task.become_user);
+		assert_int_equal(a->u.task.check, b->u.task.check);
 		break;
 	case OM_MSG_REPORT:
 		assert_int_equal(a->u.report.nchunks, b->u.report.nchunks);
@@ -126,6 +152,8 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 			assert_int_equal(x->exit_code, y->exit_code);
 			assert_str_or_null(x->reason, y->reason);
 			assert_true(x->duration_ms == y->duration_ms);
+			assert_int_equal(x->changed, y->changed);
+			assert_str_or_null(x->data, y->data);
 		}
 		break;
 	case OM_MSG_ACK:
@@ -145,6 +173,13 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		           b->u.submit.nparams);
 		assert_int_equal(a->u.submit.timeout_s, b->u.submit.timeout_s);
 		assert_int_equal(a->u.submit.forks, b->u.submit.forks);
+		assert_int_equal(a->u.submit.batch, b->u.submit.batch);
+		assert_int_equal(a->u.submit.batch_pct, b->u.submit.batch_pct);
+		assert_int_equal(a->u.submit.max_fail, b->u.submit.max_fail);
+		assert_int_equal(a->u.submit.has_max_fail, b->u.submit.has_max_fail);
+		assert_int_equal(a->u.submit.become, b->u.submit.become);
+		assert_str_or_null(a->u.submit.become_user, b->u.submit.become_user);
+		assert_int_equal(a->u.submit.check, b->u.submit.check);
 		break;
 	case OM_MSG_SUBMITTED:
 		assert_true(a->u.submitted.job_id == b->u.submitted.job_id);
@@ -173,6 +208,8 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 			assert_int_equal(x->exit_code, y->exit_code);
 			assert_str_or_null(x->reason, y->reason);
 			assert_true(x->duration_ms == y->duration_ms);
+			assert_int_equal(x->changed, y->changed);
+			assert_str_or_null(x->result, y->result);
 		}
 		break;
 	case OM_MSG_HOSTS_LIST:
@@ -235,6 +272,7 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		assert_true(a->u.token.ttl_s == b->u.token.ttl_s);
 		break;
 	case OM_MSG_TOKEN_REVOKE:
+	case OM_MSG_JOB_CANCEL:
 		assert_true(a->u.by_id.id == b->u.by_id.id);
 		break;
 	case OM_MSG_AUDIT_LIST:
@@ -287,14 +325,23 @@ static struct om_chunk sample_chunks[] = {
         {42, 2, OM_STREAM_STDERR, UINT64_MAX, NULL, 0},
 };
 static struct om_result sample_results[] = {
-        {42, 0, OM_HS_OK, 0, NULL, 1234},
-        {42, 1, OM_HS_FAILED, -1, "exit status 255: connection reset", UINT64_MAX},
-        {42, 2, OM_HS_TIMEOUT, INT32_MIN, "", 0},
+        {42, 0, OM_HS_OK, 0, NULL, 1234, true, "{\"changed\":true,\"path\":\"/etc/motd\"}"},
+        {42, 1, OM_HS_FAILED, -1, "exit status 255: connection reset", UINT64_MAX, false, NULL},
+        {42, 2, OM_HS_TIMEOUT, INT32_MIN, "", 0, false, ""},
 };
 static struct om_event sample_events[] = {
-        {1, OM_EV_OUTPUT, "web1.dc1", OM_STREAM_STDOUT, out1, sizeof(out1), 0, 0, NULL, 0},
-        {2, OM_EV_STATE, "db_2", 0, NULL, 0, OM_HS_LOST, INT32_MAX, "worker gone", 99},
-        {3, OM_EV_JOB_DONE, NULL, 0, NULL, 0, 0, 0, NULL, 5000},
+        {1, OM_EV_OUTPUT, "web1.dc1", OM_STREAM_FILE, out1, sizeof(out1), 0, 0, NULL, 0, false,
+         NULL},
+        {2, OM_EV_STATE, "db_2", 0, NULL, 0, OM_HS_LOST, INT32_MAX, "worker gone", 99, true,
+         "{\"rc\":0}"},
+        {3, OM_EV_JOB_DONE, NULL, 0, NULL, 0, 0, 0, NULL, 5000, false, NULL},
+};
+static uint64_t sample_task_ids[] = {1, 1ull << 40, UINT64_MAX};
+static struct om_module_info sample_module_infos[] = {
+        {"shell", "1.0.0", "c", "run a shell command",
+         "[{\"name\":\"cmd\",\"type\":\"string\",\"required\":true,\"default\":null,"
+         "\"description\":\"\",\"free_form\":true,\"secret\":false}]"},
+        {"ping", "2", "script", NULL, "[]"},
 };
 static struct om_worker_info sample_workers[] = {
         {"w1", "dc1", "SHA256:abcdef0123", true, 1700000000123, 7},
@@ -333,6 +380,24 @@ sample(enum om_msg_type t, struct om_msg *m)
 		break;
 	case OM_MSG_POLL:
 		m->u.poll.wait_ms = 30000;
+		m->u.poll.busy = true;
+		break;
+	case OM_MSG_CANCEL:
+		m->u.cancel.tasks = sample_task_ids;
+		m->u.cancel.ntasks = 3;
+		break;
+	case OM_MSG_MODULES:
+		m->u.modules.modules = sample_module_infos;
+		m->u.modules.nmodules = 2;
+		break;
+	case OM_MSG_MODULE_SHOW:
+		m->u.by_name.name = "copy.v2";
+		break;
+	case OM_MSG_HOST_SHOW:
+		m->u.by_name.name = "web1.dc1";
+		break;
+	case OM_MSG_JOB_CANCEL:
+		m->u.by_id.id = UINT64_MAX;
 		break;
 	case OM_MSG_TASK:
 		m->u.task.job_id = 7;
@@ -344,6 +409,9 @@ sample(enum om_msg_type t, struct om_msg *m)
 		m->u.task.nhosts = 3;
 		m->u.task.timeout_s = 600;
 		m->u.task.forks = 10;
+		m->u.task.become = true;
+		m->u.task.become_user = "postgres";
+		m->u.task.check = true;
 		break;
 	case OM_MSG_REPORT:
 		m->u.report.chunks = sample_chunks;
@@ -368,6 +436,13 @@ sample(enum om_msg_type t, struct om_msg *m)
 		m->u.submit.nparams = 2;
 		m->u.submit.timeout_s = 30;
 		m->u.submit.forks = 5;
+		m->u.submit.batch = 25;
+		m->u.submit.batch_pct = true;
+		m->u.submit.max_fail = 100;
+		m->u.submit.has_max_fail = true;
+		m->u.submit.become = true;
+		m->u.submit.become_user = "app_user";
+		m->u.submit.check = true;
 		break;
 	case OM_MSG_SUBMITTED:
 		m->u.submitted.job_id = 123456789;
@@ -473,7 +548,9 @@ static const enum om_msg_type all_types[] = {
         OM_MSG_ERROR,        OM_MSG_KEYS_LIST,   OM_MSG_KEY_SET,      OM_MSG_ENROLL_CREATE,
         OM_MSG_USERS_LIST,   OM_MSG_USER_ADD,    OM_MSG_USER_PASSWD,  OM_MSG_USER_DISABLE,
         OM_MSG_TOKEN_CREATE, OM_MSG_TOKENS_LIST, OM_MSG_TOKEN_REVOKE, OM_MSG_AUDIT_LIST,
-        OM_MSG_AUDIT_VERIFY, OM_MSG_SECRET,      OM_MSG_TABLE,
+        OM_MSG_AUDIT_VERIFY, OM_MSG_SECRET,      OM_MSG_TABLE,        OM_MSG_CANCEL,
+        OM_MSG_MODULES,      OM_MSG_JOB_CANCEL,  OM_MSG_MODULES_LIST, OM_MSG_MODULE_SHOW,
+        OM_MSG_HOST_SHOW,
 };
 
 static void
@@ -1283,7 +1360,9 @@ test_ranges(void **state)
 	expect_decode(&b, OM_EPROTO);
 	report_chunk(&b, 1, 2);
 	expect_decode(&b, 0);
-	report_chunk(&b, 1, 3);
+	report_chunk(&b, 1, 3); /* OM_STREAM_FILE */
+	expect_decode(&b, 0);
+	report_chunk(&b, 1, 4);
 	expect_decode(&b, OM_EPROTO);
 
 	/* result state and exit code */
@@ -2187,6 +2266,112 @@ test_host_copy_and_frees(void **state)
 	}
 }
 
+/* Issue 4 types: minimal forms round-trip, and the encoder refuses what the decoder would. */
+static void
+test_issue4_messages(void **state)
+{
+	static struct om_module_info mods[OM_MAX_MODULES + 1];
+	static struct om_module_info bad_mod = {"-shell", "1", "c", NULL, "[]"};
+	char *big;
+	struct om_msg m, out;
+	struct om_buf b;
+
+	(void)state;
+	/* an empty catalog, a module without description, nothing else set */
+	memset(&m, 0, sizeof(m));
+	m.type = OM_MSG_MODULES;
+	roundtrip(&m, &out);
+	assert_int_equal(out.u.modules.nmodules, 0);
+	om_msg_release(&out);
+	sample(OM_MSG_MODULES, &m);
+	roundtrip(&m, &out);
+	assert_null(out.u.modules.modules[1].description);
+	om_msg_release(&out);
+	/* SUBMIT and TASK with the new fields at their zero values */
+	sample(OM_MSG_SUBMIT, &m);
+	m.u.submit.become_user = NULL;
+	m.u.submit.max_fail = 0;
+	m.u.submit.has_max_fail = false;
+	roundtrip(&m, &out);
+	assert_null(out.u.submit.become_user);
+	om_msg_release(&out);
+
+	om_buf_init(&b, OM_MAX_FRAME);
+	/* max_fail is a percentage */
+	sample(OM_MSG_SUBMIT, &m);
+	m.u.submit.max_fail = 101;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	/* become_user is a name */
+	sample(OM_MSG_TASK, &m);
+	m.u.task.become_user = "root; reboot";
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	/* MODULE_SHOW and HOST_SHOW need a valid name */
+	sample(OM_MSG_MODULE_SHOW, &m);
+	m.u.by_name.name = NULL;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	m.u.by_name.name = "../x";
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	/* a module's name, and the catalog's bounds */
+	memset(&m, 0, sizeof(m));
+	m.type = OM_MSG_MODULES;
+	m.u.modules.modules = &bad_mod;
+	m.u.modules.nmodules = 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++)
+		mods[i] = sample_module_infos[1];
+	m.u.modules.modules = mods;
+	m.u.modules.nmodules = OM_MAX_MODULES + 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	m.u.modules.nmodules = OM_MAX_MODULES;
+	om_buf_reset(&b);
+	assert_int_equal(om_msg_encode(&m, &b), 0);
+	om_buf_reset(&b);
+	big = malloc(OM_MAX_SCHEMA + 2);
+	assert_non_null(big);
+	memset(big, ' ', OM_MAX_SCHEMA + 1);
+	big[OM_MAX_SCHEMA + 1] = '\0';
+	mods[0].schema = big;
+	m.u.modules.nmodules = 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	free(big);
+	/* a result's data is bounded by OM_MAX_RESULT */
+	big = malloc(OM_MAX_RESULT + 2);
+	assert_non_null(big);
+	memset(big, 'x', OM_MAX_RESULT + 1);
+	big[OM_MAX_RESULT + 1] = '\0';
+	sample(OM_MSG_REPORT, &m);
+	m.u.report.results = &(struct om_result){1, 0, OM_HS_OK, 0, NULL, 0, true, big};
+	m.u.report.nresults = 1;
+	om_buf_reset(&b);
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	big[OM_MAX_RESULT] = '\0';
+	om_buf_reset(&b);
+	assert_int_equal(om_msg_encode(&m, &b), 0);
+	free(big);
+	om_buf_release(&b);
+
+	/* CANCEL needs its task list; MODULE_SHOW its name */
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 1);
+	put_kv_uint(&b, "t", OM_MSG_CANCEL);
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 1);
+	put_kv_uint(&b, "t", OM_MSG_MODULE_SHOW);
+	expect_decode(&b, OM_EPROTO);
+	/* a module entry without its schema */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_MODULES);
+	om_mpw_cstr(&b, "modules");
+	om_mpw_array(&b, 1);
+	om_mpw_map(&b, 3);
+	put_kv_str(&b, "name", "shell");
+	put_kv_str(&b, "version", "1");
+	put_kv_str(&b, "kind", "c");
+	expect_decode(&b, OM_EPROTO);
+}
+
 int
 main(void)
 {
@@ -2213,6 +2398,7 @@ main(void)
 	        cmocka_unit_test(test_states),
 	        cmocka_unit_test(test_key_states),
 	        cmocka_unit_test(test_host_copy_and_frees),
+	        cmocka_unit_test(test_issue4_messages),
 	};
 
 	return cmocka_run_group_tests_name("msg", tests, NULL, NULL);

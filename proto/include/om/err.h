@@ -30,7 +30,8 @@
 	XX(ESESSION, -19, "unknown or expired session")                                            \
 	XX(EPERM, -20, "operation not permitted")                                                  \
 	XX(ERANGE, -21, "value out of range")                                                      \
-	XX(EBUSY, -22, "resource busy, try again later")
+	XX(EBUSY, -22, "resource busy, try again later")                                           \
+	XX(ECANCELED, -23, "cancelled")
 
 enum om_err {
 	OM_OK = 0,

@@ -24,7 +24,7 @@
 /* Limits enforced by the decoder (and respected by encoders). */
 #define OM_MAX_NAME          255       /* host, worker, IDC, group, module names */
 #define OM_MAX_TEXT          4096      /* reasons, messages, selectors */
-#define OM_MAX_PARAM         65536     /* one module parameter value */
+#define OM_MAX_PARAM         (4 << 20) /* one module parameter value (copy content) */
 #define OM_MAX_PARAMS        64        /* parameters per task */
 #define OM_MAX_HOSTS         100000    /* hosts per task, list or add */
 #define OM_MAX_GROUPS        64        /* groups per host */
@@ -33,6 +33,9 @@
 #define OM_MAX_WORKERS       4096      /* workers per list */
 #define OM_MAX_FRAME         (8 << 20) /* any frame after authentication */
 #define OM_MAX_FRAME_PREAUTH 8192      /* handshake frames */
+#define OM_MAX_RESULT        (256 << 10) /* structured result (JSON text) of one host */
+#define OM_MAX_SCHEMA        65536     /* parameter schema of one module (JSON text) */
+#define OM_MAX_MODULES       256       /* modules per catalog */
 
 enum om_msg_type {
 	OM_MSG_NONE = 0,
@@ -45,6 +48,8 @@ enum om_msg_type {
 	OM_MSG_NOTASK = 6,    /* M->W: nothing within wait_ms */
 	OM_MSG_REPORT = 7,    /* W->M: output chunks and host results */
 	OM_MSG_ACK = 8,       /* M->W: everything in the report is durable */
+	OM_MSG_CANCEL = 9,    /* M->W (as a POLL reply): stop these tasks */
+	OM_MSG_MODULES = 10,  /* W->M: the worker's module catalog; M->C: catalog or one module */
 	/* omctl <-> master */
 	OM_MSG_AUTH = 20,         /* C->M, inside the handshake: the API token */
 	OM_MSG_AUTH_OK = 21,      /* M->C, inside the handshake */
@@ -74,7 +79,12 @@ enum om_msg_type {
 	OM_MSG_AUDIT_VERIFY = 61,
 	OM_MSG_SECRET = 62, /* M->C: a secret shown once (token, enrollment token) */
 	OM_MSG_TABLE = 63,  /* M->C: rows of text cells for listings */
-	OM_MSG_TYPE_MAX_ = 63
+	/* modules and jobs (issue 4), omctl <-> master */
+	OM_MSG_JOB_CANCEL = 64,   /* C->M: by_id */
+	OM_MSG_MODULES_LIST = 65, /* C->M: reply MODULES (every module) */
+	OM_MSG_MODULE_SHOW = 66,  /* C->M: name; reply MODULES with that one module */
+	OM_MSG_HOST_SHOW = 67,    /* C->M: name; reply TABLE (field, value) with facts */
+	OM_MSG_TYPE_MAX_ = 67
 };
 
 /* Worker key states (DESIGN.md: key acceptance workflow). */
@@ -111,7 +121,8 @@ const char *om_host_state_name(int state); /* "ok", ...; "unknown" out of range 
 int om_host_state_parse(const char *name); /* -1 when unknown */
 bool om_host_state_final(int state);
 
-enum om_stream { OM_STREAM_STDOUT = 1, OM_STREAM_STDERR = 2 };
+/* OM_STREAM_FILE carries the bytes of a file fetched from the host (fetch module). */
+enum om_stream { OM_STREAM_STDOUT = 1, OM_STREAM_STDERR = 2, OM_STREAM_FILE = 3 };
 
 struct om_host {
 	char *name;
@@ -138,6 +149,9 @@ struct om_task {
 	uint32_t nhosts;
 	uint32_t timeout_s; /* per host, 0: none */
 	uint32_t forks;     /* hosts at once, 0: worker default */
+	bool become;        /* run as become_user through sudo -n */
+	char *become_user;  /* NULL: root */
+	bool check;         /* check mode: report what would change, change nothing */
 };
 
 struct om_chunk {
@@ -156,6 +170,9 @@ struct om_result {
 	int32_t exit_code;
 	char *reason; /* NULL or text for a person */
 	uint64_t duration_ms;
+	bool changed; /* the module changed something on the host */
+	char *data;   /* NULL or the module's structured result, a JSON object as text */
+	char *note;   /* NULL or an event for the audit log (a host key accepted) */
 };
 
 enum om_event_kind { OM_EV_OUTPUT = 1, OM_EV_STATE = 2, OM_EV_JOB_DONE = 3 };
@@ -171,6 +188,19 @@ struct om_event {
 	int32_t exit_code;
 	char *reason;
 	uint64_t duration_ms;
+	bool changed;
+	char *result; /* structured result (JSON text) with a STATE event */
+};
+
+/* One module of a catalog: schema is a JSON array of parameter objects
+ * {"name", "type", "required", "default", "description", "choices",
+ * "free_form", "secret"} (om/params.h parses and writes it). */
+struct om_module_info {
+	char *name;
+	char *version;
+	char *kind; /* "c" or "script" */
+	char *description;
+	char *schema;
 };
 
 struct om_worker_info {
@@ -200,7 +230,19 @@ struct om_msg {
 		} heartbeat;
 		struct { /* POLL */
 			uint32_t wait_ms;
+			bool busy; /* no free task slot: answer only with CANCEL (or NOTASK) */
 		} poll;
+		struct { /* CANCEL */
+			uint64_t *tasks;
+			uint32_t ntasks;
+		} cancel;
+		struct { /* MODULES */
+			struct om_module_info *modules;
+			uint32_t nmodules;
+		} modules;
+		struct { /* MODULE_SHOW, HOST_SHOW */
+			char *name;
+		} by_name;
 		struct om_task task; /* TASK */
 		struct {             /* REPORT */
 			struct om_chunk *chunks;
@@ -222,6 +264,13 @@ struct om_msg {
 			struct om_kv *params;
 			uint32_t nparams;
 			uint32_t timeout_s, forks;
+			uint32_t batch;     /* hosts per wave, 0: all at once */
+			bool batch_pct;     /* batch is a percentage of the hosts */
+			uint32_t max_fail;  /* percent of failed hosts that stops later waves */
+			bool has_max_fail;  /* max_fail applies */
+			bool become;
+			char *become_user;
+			bool check;
 		} submit;
 		struct { /* SUBMITTED */
 			uint64_t job_id;
@@ -230,6 +279,7 @@ struct om_msg {
 		struct { /* FOLLOW */
 			uint64_t job_id, cursor;
 			uint32_t wait_ms;
+			bool files; /* include stream 3 events (fetched file bytes) */
 		} follow;
 		struct { /* EVENTS */
 			uint64_t job_id, cursor;
@@ -319,6 +369,7 @@ void om_host_release(struct om_host *h);
 void om_hosts_free(struct om_host *hosts, size_t n);
 void om_events_free(struct om_event *ev, size_t n);
 void om_workers_free(struct om_worker_info *w, size_t n);
+void om_modules_free(struct om_module_info *m, size_t n);
 void om_kvs_free(struct om_kv *kv, size_t n);
 /* Deep copy; dst is overwritten.  Caller releases dst. */
 int om_host_copy(struct om_host *dst, const struct om_host *src);

@@ -23,10 +23,11 @@ static struct om_host hosts[] = {
 static struct om_kv params[] = {{"cmd", "uptime"}, {"chdir", "/tmp"}};
 static uint8_t out[] = {'o', 'k', '\n', 0x00, 0xff};
 static struct om_chunk chunks[] = {{9, 0, OM_STREAM_STDOUT, 0, out, sizeof(out)}};
-static struct om_result results[] = {{9, 1, OM_HS_FAILED, 255, "exit status 255", 1500}};
+static struct om_result results[] = {
+        {9, 1, OM_HS_FAILED, 255, "exit status 255", 1500, true, "{\"changed\":true}"}};
 static struct om_event events[] = {
         {1, OM_EV_OUTPUT, "web1.dc1", OM_STREAM_STDERR, out, sizeof(out), 0, 0, NULL, 0},
-        {2, OM_EV_STATE, "web1.dc1", 0, NULL, 0, OM_HS_OK, 0, NULL, 1200},
+        {2, OM_EV_STATE, "web1.dc1", 0, NULL, 0, OM_HS_OK, 0, NULL, 1200, true, "{\"rc\":0}"},
         {3, OM_EV_JOB_DONE, NULL, 0, NULL, 0, 0, 0, NULL, 3000},
 };
 static struct om_worker_info workers[] = {{"w1", "dc1", "SHA256:0011", true, 1700000000000, 2}};
@@ -35,6 +36,14 @@ static char *modules[] = {"shell", "ping"};
 static char *scopes[] = {"read", "run"};
 static char *cols[] = {"ID", "NAME", "STATE"};
 static char *cells[] = {"1", "w1", "accepted", "2", NULL, "pending"};
+static uint64_t task_ids[] = {9, 10};
+static struct om_module_info module_infos[] = {
+        {"shell", "1.0", "c", "run a command",
+         "[{\"name\":\"cmd\",\"type\":\"string\",\"required\":true,\"default\":null,"
+         "\"description\":\"\",\"free_form\":true,\"secret\":false}]"},
+        {"state", "1", "script", NULL,
+         "[{\"name\":\"s\",\"type\":\"choice\",\"choices\":[\"a\",\"b\"]}]"},
+};
 
 static int
 save(const char *dir, const char *name, const void *p, size_t n)
@@ -130,11 +139,12 @@ main(int argc, char **argv)
 	    m.u.hello.secret = "enroll-123", m.u.hello.version = 1, m.u.hello.capacity = 16);
 	MSG("welcome", OM_MSG_WELCOME, m.u.welcome.worker_id = 4, m.u.welcome.heartbeat_ms = 5000);
 	MSG("heartbeat", OM_MSG_HEARTBEAT, m.u.heartbeat.running = 1, m.u.heartbeat.capacity = 16);
-	MSG("poll", OM_MSG_POLL, m.u.poll.wait_ms = 30000);
+	MSG("poll", OM_MSG_POLL, m.u.poll.wait_ms = 30000, m.u.poll.busy = true);
 	MSG("task", OM_MSG_TASK, m.u.task.job_id = 7, m.u.task.task_id = 9,
 	    m.u.task.module = "shell", m.u.task.params = params, m.u.task.nparams = 2,
 	    m.u.task.hosts = hosts, m.u.task.nhosts = 2, m.u.task.timeout_s = 60,
-	    m.u.task.forks = 5);
+	    m.u.task.forks = 5, m.u.task.become = true, m.u.task.become_user = "app",
+	    m.u.task.check = true);
 	MSG("notask", OM_MSG_NOTASK, (void)0);
 	MSG("report", OM_MSG_REPORT, m.u.report.chunks = chunks, m.u.report.nchunks = 1,
 	    m.u.report.results = results, m.u.report.nresults = 1);
@@ -143,7 +153,9 @@ main(int argc, char **argv)
 	MSG("auth_ok", OM_MSG_AUTH_OK, (void)0);
 	MSG("submit", OM_MSG_SUBMIT, m.u.submit.selector = "idc=dc1", m.u.submit.module = "shell",
 	    m.u.submit.params = params, m.u.submit.nparams = 1, m.u.submit.timeout_s = 60,
-	    m.u.submit.forks = 5);
+	    m.u.submit.forks = 5, m.u.submit.batch = 10, m.u.submit.batch_pct = true,
+	    m.u.submit.max_fail = 20, m.u.submit.has_max_fail = true, m.u.submit.become = true,
+	    m.u.submit.become_user = "app", m.u.submit.check = true);
 	MSG("submitted", OM_MSG_SUBMITTED, m.u.submitted.job_id = 7, m.u.submitted.nhosts = 2);
 	MSG("follow", OM_MSG_FOLLOW, m.u.follow.job_id = 7, m.u.follow.cursor = 1,
 	    m.u.follow.wait_ms = 1000);
@@ -181,6 +193,14 @@ main(int argc, char **argv)
 	    m.u.secret.expires_ms = 1700086400000);
 	MSG("table", OM_MSG_TABLE, m.u.table.columns = cols, m.u.table.ncolumns = 3,
 	    m.u.table.cells = cells, m.u.table.ncells = 6);
+	/* modules and jobs (issue 4) */
+	MSG("cancel", OM_MSG_CANCEL, m.u.cancel.tasks = task_ids, m.u.cancel.ntasks = 2);
+	MSG("modules", OM_MSG_MODULES, m.u.modules.modules = module_infos,
+	    m.u.modules.nmodules = 2);
+	MSG("job_cancel", OM_MSG_JOB_CANCEL, m.u.by_id.id = 7);
+	MSG("modules_list", OM_MSG_MODULES_LIST, (void)0);
+	MSG("module_show", OM_MSG_MODULE_SHOW, m.u.by_name.name = "shell");
+	MSG("host_show", OM_MSG_HOST_SHOW, m.u.by_name.name = "web1.dc1");
 #undef MSG
 
 	/* raw vectors for the reader: every format once, and the classic bombs */

@@ -1,0 +1,24 @@
+/* Test plugin for tests/unit/plugins_test.c: no host_start */
+#include <omserver/plugin.h>
+
+static int __attribute__((unused)) t_start(void *state, struct om_host_ctx *h)
+{
+	(void)state;
+	(void)h;
+	return 0;
+}
+
+static const struct om_plugin desc = {
+        .magic = OM_PLUGIN_MAGIC,
+        .abi_major = OM_PLUGIN_ABI_MAJOR,
+        .abi_minor = OM_PLUGIN_ABI_MINOR,
+        .struct_size = sizeof(struct om_plugin),
+        .name = "nostart",
+        .version = "1.0",
+        .description = "test plugin",
+        .init = 0,
+        .host_start = 0,
+
+};
+
+OM_PLUGIN_DECLARE(desc)

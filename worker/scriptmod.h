@@ -1,0 +1,50 @@
+/*
+ * Script modules: an executable in any language plus a manifest
+ * <name>.json in the modules directory:
+ *
+ *   {"name": "echo-args", "version": "1.0", "description": "...",
+ *    "executable": "echo-args",
+ *    "params": [{"name": "msg", "type": "string", "required": false, ...}]}
+ *
+ * params uses the JSON schema form of om_params_schema_json.  The worker
+ * turns each manifest into a struct om_plugin whose host_start uploads the
+ * executable once per content (~/.omserver/modules/<sha256>-<name>), runs
+ * it with the parameters as one JSON object on stdin and takes its stdout,
+ * one JSON object {"changed": bool, "failed": bool, "msg": str, ...}, as
+ * the host's result.
+ *
+ * Manifests are files an operator dropped in a directory, not trusted
+ * code: sizes are bounded, names validated, and the executable must be a
+ * plain file name in the same directory.
+ */
+#ifndef OM_WORKER_SCRIPTMOD_H
+#define OM_WORKER_SCRIPTMOD_H
+
+#include <stddef.h>
+
+#include <omserver/plugin.h>
+
+#define OM_SCRIPTMOD_MAX_MANIFEST (64 * 1024)
+#define OM_SCRIPTMOD_MAX_EXE      (8 * 1024 * 1024)
+#define OM_SCRIPTMOD_MAX_OUTPUT   (1024 * 1024)
+
+struct om_scriptmod;
+
+/*
+ * Reads dir/file (a manifest named <name>.json) and the executable beside
+ * it, whose bytes are kept and hashed now.  api is used by host_start and
+ * must outlive *out.  0, or a negative OM_E* code with a sentence in err.
+ * Caller frees *out with om_scriptmod_free.
+ */
+int om_scriptmod_load(const char *dir, const char *file, const struct om_host_api *api,
+                      struct om_scriptmod **out, char *err, size_t errlen);
+/*
+ * The synthesized descriptor (no init: host_start takes the scriptmod
+ * itself as its state).  Caller does not free; valid until om_scriptmod_free.
+ */
+const struct om_plugin *om_scriptmod_plugin(const struct om_scriptmod *m);
+/* The sha256 of the executable, 64 hex digits.  Valid until om_scriptmod_free. */
+const char *om_scriptmod_sha256(const struct om_scriptmod *m);
+void om_scriptmod_free(struct om_scriptmod *m);
+
+#endif
