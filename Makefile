@@ -161,10 +161,13 @@ $(B)/fuzz/%.o: %.c $(B)/flags.fuzz
 	@$(if $(Q),echo "  CC/FUZZ $<")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
-FUZZ_LIBS := $(B)/fuzz/libommaster.a $(B)/fuzz/libomcli.a $(B)/fuzz/libomproto.a
+FUZZ_LIBS := $(B)/fuzz/libommaster.a $(B)/fuzz/libomworker.a $(B)/fuzz/libomcli.a \
+	$(B)/fuzz/libomproto.a
 $(B)/fuzz/libomproto.a: $(call obj,fuzz,$(PROTO_SRC))
 	$(Q)rm -f $@ && ar rcs $@ $^
 $(B)/fuzz/libommaster.a: $(call obj,fuzz,$(MASTER_LIB_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/fuzz/libomworker.a: $(call obj,fuzz,$(WORKER_LIB_SRC))
 	$(Q)rm -f $@ && ar rcs $@ $^
 $(B)/fuzz/libomcli.a: $(call obj,fuzz,$(CLI_LIB_SRC))
 	$(Q)rm -f $@ && ar rcs $@ $^

@@ -82,7 +82,7 @@ struct conn {
 	int fd;
 	LIBSSH2_SESSION *s;
 	LIBSSH2_SFTP *sftp;
-	char key[OM_MAX_NAME * 2 + 16]; /* user@addr:port, the pool key */
+	char key[OM_MAX_NAME * 3 + 16]; /* name|user@addr:port, the pool key */
 	char where[300];                /* addr:port for messages */
 	const struct om_ssh_target *t;  /* of the host that opened it; NULL once pooled */
 	struct addrinfo *ai_list, *ai;
@@ -249,10 +249,16 @@ hash_key(const char *s)
 	return h % POOL_BUCKETS;
 }
 
+/*
+ * Per inventory host, not per address: two inventory names for one address
+ * are two hosts to the operator (their facts, their audit rows), and a
+ * session is never shared between them.
+ */
 static void
 make_key(const struct om_ssh_target *t, char *out, size_t len)
 {
-	snprintf(out, len, "%s@%s:%u", t->user, t->addr, t->port ? t->port : 22);
+	snprintf(out, len, "%s|%s@%s:%u", t->name ? t->name : "", t->user, t->addr,
+	         t->port ? t->port : 22);
 }
 
 static void
@@ -1089,7 +1095,12 @@ exec_read(struct engine *e, struct hrun *h, struct op *op)
 	int i;
 
 	h->c->more = false;
-	if (atomic_load(&e->paused) && op->kind == OP_EXEC && (op->flags & OM_EXEC_STREAM))
+	/*
+	 * Paused output waits, but not the pid marker (cancel needs it) and not
+	 * a host being stopped (its channel must drain to close).
+	 */
+	if (atomic_load(&e->paused) && op->kind == OP_EXEC && (op->flags & OM_EXEC_STREAM) &&
+	    op->pid_done && h->abort == 0)
 		return 0;
 	for (i = 0; i < READ_BUDGET; i++) {
 		n1 = libssh2_channel_read(op->ch, (char *)e->buf, sizeof e->buf);
@@ -1630,7 +1641,7 @@ conn_arm_busy(struct conn *c)
 	if (c->st == C_CONNECT) {
 		want = EPOLLOUT;
 	} else if (atomic_load(&c->e->paused) && c->owner != NULL && c->owner->op != NULL &&
-	           c->owner->op->phase == P_IO && c->owner->kill == NULL) {
+	           c->owner->op->phase == P_IO && c->owner->op->pid_done && c->owner->abort == 0) {
 		want = EPOLLRDHUP; /* output paused: no wakeups for data we will not read */
 	} else {
 		dir = libssh2_session_block_directions(c->s);

@@ -3,7 +3,8 @@
  * SSH session of every task, non-blocking (libssh2_session_set_blocking(0)).
  * No thread or process per host.
  *
- * Sessions are pooled per (address, port, user): after a host's module
+ * Sessions are pooled per (host name, address, port, user; the key is the
+ * worker's one): after a host's module
  * finishes, its authenticated session stays open (keepalive, idle expiry) and
  * the next task to that host reuses it without a new login.  Each host of a
  * task is a state machine: wait for a slot -> connect (with retry and

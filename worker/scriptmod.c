@@ -51,6 +51,8 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (err == NULL || errlen == 0)
+		return;
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
@@ -103,16 +105,60 @@ fail(const struct om_host_api *api, struct om_host_ctx *h, int code, const char 
 	api->finish(h, OM_PLUGIN_FAILED, code, reason);
 }
 
+int
+om_scriptmod_parse_result(const uint8_t *out, size_t len, struct om_scriptmod_result *res,
+                          char *err, size_t errlen)
+{
+	json_error_t jerr;
+	const char *msg;
+	json_t *o;
+	char *text;
+
+	memset(res, 0, sizeof(*res));
+	if (out == NULL)
+		len = 0;
+	o = json_loadb(out ? (const char *)out : "", len, JSON_REJECT_DUPLICATES, &jerr);
+	if (o == NULL || !json_is_object(o)) {
+		seterr(err, errlen, "%s", o ? "not an object" : jerr.text);
+		json_decref(o);
+		return OM_EPROTO;
+	}
+	res->changed = json_is_true(json_object_get(o, "changed"));
+	res->failed = json_is_true(json_object_get(o, "failed"));
+	msg = json_string_value(json_object_get(o, "msg"));
+	/* jansson allocates with its own allocator; the caller frees with om_free */
+	if ((text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL ||
+	    (res->json = om_strdup(text)) == NULL ||
+	    (msg != NULL && (res->msg = om_strdup(msg)) == NULL)) {
+		free(text);
+		json_decref(o);
+		om_scriptmod_result_free(res);
+		seterr(err, errlen, "out of memory");
+		return OM_ENOMEM;
+	}
+	free(text);
+	json_decref(o);
+	return 0;
+}
+
+void
+om_scriptmod_result_free(struct om_scriptmod_result *res)
+{
+	if (res == NULL)
+		return;
+	om_free(res->json);
+	om_free(res->msg);
+	memset(res, 0, sizeof(*res));
+}
+
 static void
 ran(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
 {
 	struct run *r = arg;
 	const struct om_host_api *api = r->m->api;
-	const char *name = r->m->name, *msg;
-	json_error_t jerr;
-	json_t *o, *failed;
-	char *text;
-	int changed;
+	const char *name = r->m->name;
+	struct om_scriptmod_result sr;
+	char why[256];
 
 	if (rc < 0) {
 		fail(api, h, -1, "module '%s' did not run: %s", name, om_strerror(rc));
@@ -125,30 +171,22 @@ ran(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
 		     OM_SCRIPTMOD_MAX_OUTPUT);
 		return;
 	}
-	o = json_loadb(res->out ? (const char *)res->out : "", res->out_len, JSON_REJECT_DUPLICATES,
-	               &jerr);
-	if (o == NULL || !json_is_object(o)) {
-		fail(api, h, res->exit_status, "module '%s' returned invalid JSON: %s", name,
-		     o ? "not an object" : jerr.text);
-		json_decref(o);
+	rc = om_scriptmod_parse_result(res->out, res->out_len, &sr, why, sizeof(why));
+	if (rc == OM_EPROTO) {
+		fail(api, h, res->exit_status, "module '%s' returned invalid JSON: %s", name, why);
 		return;
 	}
-	changed = json_is_true(json_object_get(o, "changed"));
-	failed = json_object_get(o, "failed");
-	msg = json_string_value(json_object_get(o, "msg"));
-	if ((text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL ||
-	    (rc = api->set_result(h, text, changed)) < 0) {
+	if (rc != 0 || api->set_result(h, sr.json, sr.changed) < 0) {
 		fail(api, h, -1, "module '%s': result not recorded", name);
-	} else if (json_is_true(failed)) {
-		fail(api, h, res->exit_status, "%s", msg ? msg : "module failed");
+	} else if (sr.failed) {
+		fail(api, h, res->exit_status, "%s", sr.msg ? sr.msg : "module failed");
 	} else if (res->exit_status != 0) {
 		fail(api, h, res->exit_status, "module '%s' exited with status %d%s%s", name,
-		     res->exit_status, msg ? ": " : "", msg ? msg : "");
+		     res->exit_status, sr.msg ? ": " : "", sr.msg ? sr.msg : "");
 	} else {
 		api->finish(h, OM_PLUGIN_OK, 0, NULL);
 	}
-	free(text);
-	json_decref(o);
+	om_scriptmod_result_free(&sr);
 }
 
 static void

@@ -20,7 +20,9 @@
 #ifndef OM_WORKER_SCRIPTMOD_H
 #define OM_WORKER_SCRIPTMOD_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <omserver/plugin.h>
 
@@ -46,5 +48,24 @@ const struct om_plugin *om_scriptmod_plugin(const struct om_scriptmod *m);
 /* The sha256 of the executable, 64 hex digits.  Valid until om_scriptmod_free. */
 const char *om_scriptmod_sha256(const struct om_scriptmod *m);
 void om_scriptmod_free(struct om_scriptmod *m);
+
+/* A module's result, from what it printed on stdout. */
+struct om_scriptmod_result {
+	char *json;   /* the object as compact JSON text (om_free) */
+	char *msg;    /* its "msg" when a string, else NULL (om_free) */
+	bool changed; /* its "changed" is true */
+	bool failed;  /* its "failed" is true */
+};
+
+/*
+ * Parses a module's stdout (untrusted: any bytes, len at most
+ * OM_SCRIPTMOD_MAX_OUTPUT in practice; out may be NULL when len is 0) as
+ * one JSON object, without duplicate keys.  0 with *res filled, OM_EPROTO
+ * with the reason in err when it is no JSON object, or OM_ENOMEM; on error
+ * *res is empty.  Free with om_scriptmod_result_free either way.
+ */
+int om_scriptmod_parse_result(const uint8_t *out, size_t len, struct om_scriptmod_result *res,
+                              char *err, size_t errlen);
+void om_scriptmod_result_free(struct om_scriptmod_result *res);
 
 #endif
