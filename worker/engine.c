@@ -109,7 +109,9 @@ struct op {
 	uint8_t *data; /* stdin or upload bytes (owned) */
 	size_t len, pos;
 	bool eof_sent;
-	bool statted; /* download: size checked */
+	bool statted;         /* download: size checked */
+	enum ophase dl_phase; /* the phase deadline was set for */
+	int64_t deadline;     /* of this phase (open, start, close); 0: none */
 	unsigned flags;
 	size_t cap;
 	struct om_buf out, err;
@@ -1156,6 +1158,14 @@ op_step(struct engine *e, struct hrun *h, struct op *op)
 	int rc;
 
 	for (;;) {
+		if (op->phase != op->dl_phase) {
+			/* Output has no deadline of its own (the task timeout bounds it). */
+			op->dl_phase = op->phase;
+			op->deadline =
+			        op->phase == P_IO
+			                ? 0
+			                : om_now_ms() + (int64_t)e->o.connect_timeout_s * 1000;
+		}
 		switch (op->phase) {
 		case P_OPEN:
 			if (op->kind == OP_EXEC || op->kind == OP_KILL) {
@@ -1562,6 +1572,43 @@ host_start(struct engine *e, struct hrun *h)
 	return true;
 }
 
+/*
+ * The session broke (or stopped answering) under an operation: the op ends
+ * with an error, the session is dropped, and the host is unreachable unless
+ * the plugin finished it otherwise.
+ */
+static void
+host_op_lost(struct engine *e, struct hrun *h, const char *why)
+{
+	struct op *op = h->op;
+	char reason[REASON_MAX];
+
+	snprintf(reason, sizeof reason, "%s", why);
+	sanitize(reason);
+	h->op = NULL;
+	if (h->c != NULL)
+		conn_kill(e, h->c, false);
+	op->ch = NULL;
+	op->fh = NULL;
+	h->in_callback = true;
+	if (op->kind == OP_EXEC)
+		op->ecb((struct om_host_ctx *)h, op->arg,
+		        h->abort ? (h->abort == OM_HS_TIMEOUT ? OM_ETIMEDOUT : OM_ECANCELED)
+		                 : OM_EIO,
+		        NULL);
+	else
+		op->xcb((struct om_host_ctx *)h, op->arg, OM_EIO, NULL, 0);
+	h->in_callback = false;
+	op_free(op);
+	/* Whatever the plugin concluded from the error, the host was lost: say why. */
+	h->finished = true;
+	om_free(h->freason);
+	h->freason = om_strdup(reason);
+	h->fstate = OM_HS_UNREACHABLE;
+	h->fexit = -1;
+	host_settle(e, h);
+}
+
 /* Steps the ops of a host whose session had an event. */
 static void
 host_step(struct engine *e, struct hrun *h)
@@ -1596,36 +1643,11 @@ host_step(struct engine *e, struct hrun *h)
 				return;
 			}
 			{
-				struct op *op = h->op;
 				char reason[REASON_MAX];
 
 				snprintf(reason, sizeof reason, "connection to %s lost: %s", where,
 				         h->c ? session_error(h->c->s) : "closed");
-				sanitize(reason);
-				h->op = NULL;
-				conn_kill(e, h->c, false);
-				op->ch = NULL;
-				op->fh = NULL;
-				h->in_callback = true;
-				if (op->kind == OP_EXEC)
-					op->ecb((struct om_host_ctx *)h, op->arg,
-					        h->abort
-					                ? (h->abort == OM_HS_TIMEOUT ? OM_ETIMEDOUT
-					                                             : OM_ECANCELED)
-					                : OM_EIO,
-					        NULL);
-				else
-					op->xcb((struct om_host_ctx *)h, op->arg, OM_EIO, NULL, 0);
-				h->in_callback = false;
-				op_free(op);
-				if (!h->finished || h->abort) {
-					h->finished = true;
-					om_free(h->freason);
-					h->freason = om_strdup(reason);
-					h->fstate = OM_HS_UNREACHABLE;
-					h->fexit = -1;
-				}
-				host_settle(e, h);
+				host_op_lost(e, h, reason);
 			}
 		}
 	}
@@ -1672,6 +1694,24 @@ conn_event(struct engine *e, struct conn *c, uint32_t events)
 		return;
 	}
 	host_step(e, c->owner);
+}
+
+/* For messages: what an operation waits for in its current phase. */
+static const char *
+phase_name(const struct op *op)
+{
+	bool ex = op->kind == OP_EXEC || op->kind == OP_KILL;
+
+	switch (op->phase) {
+	case P_OPEN:
+		return ex ? "opening a channel" : "starting SFTP";
+	case P_START:
+		return ex ? "starting the command" : "opening the remote file";
+	case P_IO:
+		return ex ? "reading output" : "transferring the file";
+	default:
+		return ex ? "closing the channel" : "closing the remote file";
+	}
 }
 
 /* ------------------------------------------------------------------ tasks */
@@ -1804,9 +1844,18 @@ timers(struct engine *e)
 				}
 				break;
 			case H_MODULE:
-				if (h->abort == 0 && h->deadline != 0 && now >= h->deadline)
+				if (h->abort == 0 && h->deadline != 0 && now >= h->deadline) {
 					host_abort(e, h, OM_HS_TIMEOUT);
-				else if (h->abort != 0 && now >= h->abort_deadline) {
+				} else if (h->abort == 0 && h->op != NULL && h->op->deadline != 0 &&
+				           now >= h->op->deadline) {
+					char why[REASON_MAX];
+
+					snprintf(why, sizeof why,
+					         "no answer from %s within %u s while %s",
+					         h->c ? h->c->where : "the host",
+					         e->o.connect_timeout_s, phase_name(h->op));
+					host_op_lost(e, h, why);
+				} else if (h->abort != 0 && now >= h->abort_deadline) {
 					host_abort_ops(e, h);
 					host_settle(e, h);
 				}
@@ -2413,6 +2462,7 @@ api_exec(struct om_host_ctx *ctx, const char *cmd, const char *const *argv, cons
 		memcpy(op->data, stdin_data, stdin_len);
 		op->len = stdin_len;
 	}
+	op->deadline = om_now_ms() + (int64_t)h->t->e->o.connect_timeout_s * 1000;
 	h->op = op;
 	if (h->c != NULL)
 		h->c->more = true; /* start it on this loop iteration */
@@ -2456,6 +2506,7 @@ xfer_start(struct hrun *h, enum opkind kind, const char *path, const void *data,
 		memcpy(op->data, data, len);
 		op->len = len;
 	}
+	op->deadline = om_now_ms() + (int64_t)h->t->e->o.connect_timeout_s * 1000;
 	h->op = op;
 	if (h->c != NULL)
 		h->c->more = true;

@@ -2093,6 +2093,7 @@ struct relay {
 	struct {
 		int c, u; /* engine side, sshd side */
 		bool broken;
+		bool silent; /* 's': nothing is forwarded any more, nothing is closed */
 	} p[32];
 	int np, accepted, resets;
 };
@@ -2142,9 +2143,11 @@ relay_main(void *arg)
 		pf[n++] = (struct pollfd){.fd = r->ctl[0], .events = POLLIN};
 		pf[n++] = (struct pollfd){.fd = r->lfd, .events = POLLIN};
 		for (i = 0; i < r->np; i++) {
-			pf[n++] = (struct pollfd){.fd = r->p[i].c, .events = POLLIN};
-			pf[n++] = (struct pollfd){.fd = r->p[i].broken ? -1 : r->p[i].u,
+			pf[n++] = (struct pollfd){.fd = r->p[i].silent ? -1 : r->p[i].c,
 			                          .events = POLLIN};
+			pf[n++] = (struct pollfd){
+			        .fd = r->p[i].broken || r->p[i].silent ? -1 : r->p[i].u,
+			        .events = POLLIN};
 		}
 		if (poll(pf, (nfds_t)n, -1) < 0)
 			continue;
@@ -2156,8 +2159,12 @@ relay_main(void *arg)
 					relay_drop(r, 0, false);
 				return NULL;
 			}
-			for (i = 0; i < r->np; i++) { /* 'b': break every connection */
-				close(r->p[i].u);
+			for (i = 0; i < r->np; i++) {
+				if (cmd == 's') { /* a black hole: the peer just stops answering */
+					r->p[i].silent = true;
+					continue;
+				}
+				close(r->p[i].u); /* 'b': break every connection */
 				r->p[i].u = -1;
 				r->p[i].broken = true;
 			}
@@ -2175,6 +2182,7 @@ relay_main(void *arg)
 					r->p[r->np].c = c;
 					r->p[r->np].u = u;
 					r->p[r->np].broken = false;
+					r->p[r->np].silent = false;
 					r->np++;
 					r->accepted++;
 				} else {
@@ -2289,6 +2297,54 @@ test_stale_session_reconnects(void **state)
 	ctx_free(c);
 	assert_int_equal(r.resets, N);
 	assert_int_equal(r.accepted, 2 * N);
+}
+
+/*
+ * Every step has a deadline: a pooled session whose peer stops answering
+ * (no reset, no FIN) fails the next host when its channel does not open
+ * within the step timeout, instead of hanging the host forever.
+ */
+static void
+test_step_deadline(void **state)
+{
+	struct om_ssh_target t = local();
+	struct om_engine_opts o = {.connect_timeout_s = 1};
+	char pub[128], khp[128], line[512], *key;
+	struct relay r;
+	struct ctx *c;
+	struct eng g;
+	int64_t t0, dt;
+
+	(void)state;
+	NEED_SSHD();
+	relay_start(&r);
+	path_in_dir(pub, sizeof pub, "host_ed25519.pub");
+	key = read_text(pub);
+	*strrchr(key, ' ') = '\0';
+	snprintf(line, sizeof line, "[127.0.0.1]:%u %s\n", r.port, key);
+	free(key);
+	path_in_dir(khp, sizeof khp, "known_hosts_relay2");
+	write_file(khp, line, strlen(line));
+	t.port = r.port;
+	eng_open(&g, "known_hosts_relay2", &o);
+	c = ctx_new(1);
+	run_cmd(g.e, c, &t, 1, "true", 0, 20);
+	assert_int_equal(c->res[0].state, OM_HS_OK);
+	ctx_free(c);
+	relay_send(&r, 's');
+	usleep(100000);
+	c = ctx_new(1);
+	t0 = om_now_ms();
+	run_cmd(g.e, c, &t, 1, "echo never", 0, 0);
+	dt = om_now_ms() - t0;
+	print_message("silent pooled session: %s after %lld ms\n", c->res[0].reason, (long long)dt);
+	assert_int_equal(c->res[0].state, OM_HS_UNREACHABLE);
+	assert_non_null(strstr(c->res[0].reason, "no answer"));
+	assert_non_null(strstr(c->res[0].reason, "opening a channel"));
+	assert_true(dt >= 900 && dt < 5000);
+	ctx_free(c);
+	eng_close(&g);
+	relay_stop(&r);
 }
 
 /* 10. Transient connect failures are retried with backoff, and the reason says how often. */
@@ -2676,6 +2732,7 @@ main(void)
 	        cmocka_unit_test(test_known_hosts_change_drops_pool),
 	        cmocka_unit_test(test_stale_pooled_session),
 	        cmocka_unit_test(test_stale_session_reconnects),
+	        cmocka_unit_test(test_step_deadline),
 	        cmocka_unit_test(test_connect_retry),
 	        cmocka_unit_test(test_plugin_contract),
 	        cmocka_unit_test(test_params),
