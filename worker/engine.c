@@ -115,6 +115,7 @@ struct op {
 	unsigned flags;
 	size_t cap;
 	struct om_buf out, err;
+	struct om_buf held; /* stderr read with the pid marker while output was paused */
 	bool truncated;
 	/* the pid marker on stderr */
 	char line[96];
@@ -675,6 +676,7 @@ op_free(struct op *op)
 	om_free(op->path);
 	om_buf_release(&op->out);
 	om_buf_release(&op->err);
+	om_buf_release(&op->held);
 	om_free(op);
 }
 
@@ -1029,6 +1031,18 @@ static void op_complete(struct engine *e, struct hrun *h, struct op *op, int rc)
 static void exec_stderr(struct engine *e, struct hrun *h, struct op *op, const uint8_t *d,
                         size_t n);
 
+/*
+ * While output is paused a streamed exec reads nothing, except stderr up to
+ * the pid marker (cancel needs it) and everything once the host is being
+ * stopped (its channel must drain to close).
+ */
+static bool
+op_paused(struct engine *e, const struct hrun *h, const struct op *op)
+{
+	return atomic_load(&e->paused) && op->kind == OP_EXEC && (op->flags & OM_EXEC_STREAM) &&
+	       h->abort == 0;
+}
+
 static void
 exec_emit(struct engine *e, struct hrun *h, struct op *op, int stream, const uint8_t *d, size_t n)
 {
@@ -1036,6 +1050,11 @@ exec_emit(struct engine *e, struct hrun *h, struct op *op, int stream, const uin
 
 	if (n == 0)
 		return;
+	if (stream == OM_STREAM_STDERR && op_paused(e, h, op)) {
+		/* At most one read's worth: only the read that found the marker lands here. */
+		om_buf_append(&op->held, d, n);
+		return;
+	}
 	if (op->flags & OM_EXEC_STREAM)
 		h->t->cb.output(h->t->cb.arg, h->idx, stream, d, n);
 	if (op->flags & OM_EXEC_CAPTURE) {
@@ -1101,9 +1120,25 @@ exec_read(struct engine *e, struct hrun *h, struct op *op)
 	 * Paused output waits, but not the pid marker (cancel needs it) and not
 	 * a host being stopped (its channel must drain to close).
 	 */
-	if (atomic_load(&e->paused) && op->kind == OP_EXEC && (op->flags & OM_EXEC_STREAM) &&
-	    op->pid_done && h->abort == 0)
+	if (op_paused(e, h, op)) {
+		if (op->pid_done)
+			return 0;
+		/* Only stderr, for the marker; what follows it waits in op->held. */
+		n2 = libssh2_channel_read_stderr(op->ch, (char *)e->buf, sizeof e->buf);
+		if (n2 > 0)
+			exec_stderr(e, h, op, e->buf, (size_t)n2);
+		if (h->st == H_DONE)
+			return -1;
+		if (n2 < 0 && n2 != LIBSSH2_ERROR_EAGAIN)
+			return (int)n2;
 		return 0;
+	}
+	if (op->held.len > 0) {
+		size_t n = op->held.len;
+
+		op->held.len = 0;
+		exec_emit(e, h, op, OM_STREAM_STDERR, op->held.data, n);
+	}
 	for (i = 0; i < READ_BUDGET; i++) {
 		n1 = libssh2_channel_read(op->ch, (char *)e->buf, sizeof e->buf);
 		if (n1 > 0 && op->kind == OP_EXEC)
@@ -1382,6 +1417,12 @@ op_complete(struct engine *e, struct hrun *h, struct op *op, int rc)
 	h->used = true;
 	h->in_callback = true;
 	if (op->kind == OP_EXEC) {
+		if (op->held.len > 0) {
+			size_t n = op->held.len;
+
+			op->held.len = 0;
+			exec_emit(e, h, op, OM_STREAM_STDERR, op->held.data, n);
+		}
 		if (op->linelen > 0) /* a last partial stderr line */
 			exec_emit(e, h, op, OM_STREAM_STDERR, (const uint8_t *)op->line,
 			          op->linelen);
@@ -2361,7 +2402,8 @@ build_command(struct engine *e, struct hrun *h, const char *cmd, const char *con
 	} else {
 		om_buf_append(&inner, cmd, strlen(cmd));
 	}
-	om_buf_printf(&outer, "printf '\\036om-pid %%s\\n' \"$$\" >&2; ");
+	/* exec: the command takes over the shell's pid, so no extra fork per command. */
+	om_buf_printf(&outer, "printf '\\036om-pid %%s\\n' \"$$\" >&2; exec ");
 	if (t->timeout_s > 0 && h->deadline > 0) {
 		int64_t left = (h->deadline - om_now_ms()) / 1000 + 2;
 
@@ -2447,6 +2489,7 @@ api_exec(struct om_host_ctx *ctx, const char *cmd, const char *const *argv, cons
 	op->cap = cap ? cap : CAPTURE_DEFAULT;
 	om_buf_init(&op->out, op->cap + 1);
 	om_buf_init(&op->err, op->cap + 1);
+	om_buf_init(&op->held, READ_BUF + sizeof op->line);
 	op->ecb = cb;
 	op->arg = arg;
 	op->cmd = build_command(h->t->e, h, cmd, argv, flags);
