@@ -262,6 +262,36 @@ omp_basename(const char *s)
 	return slash ? slash + 1 : s;
 }
 
+/*
+ * The path mktemp printed (out, n bytes) for the template prefix followed
+ * by X's, into *path (alloc() memory).  Only what mktemp can have made from
+ * the template is trusted: the path is then written over SFTP and removed
+ * by later commands.  0, OM_PLUGIN_EINVAL for anything else printed, or
+ * OM_PLUGIN_ENOMEM.
+ */
+static inline int
+omp_mktemp_path(const struct om_host_api *api, struct om_host_ctx *h, const uint8_t *out, size_t n,
+                const char *prefix, char **path)
+{
+	size_t plen = strlen(prefix), i;
+
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		n--;
+	if (n <= plen || n > 128 || memcmp(out, prefix, plen) != 0)
+		return OM_PLUGIN_EINVAL;
+	for (i = plen; i < n; i++) {
+		unsigned char c = out[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+			return OM_PLUGIN_EINVAL;
+	}
+	if ((*path = api->alloc(h, n + 1)) == NULL)
+		return OM_PLUGIN_ENOMEM;
+	memcpy(*path, out, n);
+	(*path)[n] = '\0';
+	return 0;
+}
+
 /* A decimal size_t, the whole string; -1 otherwise. */
 static inline int
 omp_parse_size(const char *s, size_t *out)

@@ -1,8 +1,14 @@
 /*
- * The copy module: puts content (text) or src (a local file) at dest over
- * SFTP, idempotently.  The remote checksum decides whether anything is
- * written; the upload goes to a temp name next to dest, is verified there
- * and renamed into place, so a reader never sees half a file.
+ * The copy module: puts content (text) or src (a local file) at dest,
+ * idempotently.  The remote checksum decides whether anything is written.
+ *
+ * SFTP always writes as the login user, whatever become says, so (as
+ * Ansible does) the bytes go to a private temp file that user owns, made
+ * by mktemp without become; one command, which does get become, then
+ * verifies the checksum, copies the file next to dest (so the final mv is
+ * an atomic rename on dest's filesystem and a reader never sees half a
+ * file), sets mode/owner/group and renames it into place.  That is what
+ * lets --become write where only root may.
  */
 #include "../common/omp.h"
 #include "../common/sha256.h"
@@ -17,14 +23,19 @@ static const struct om_plugin_param copy_params[] = {
         {"group", "string", 0, NULL, "group to set (needs become)", NULL, 0},
 };
 
+static const char copy_prefix[] = "/tmp/.omserver-copy-";
+
 struct copy_host {
 	const struct om_host_api *api;
 	const uint8_t *data;
 	size_t len;
 	char sha[65];
 	const char *dest, *owner, *group;
-	const char *qdest, *qtmp, *qowner, *qgroup;
-	char *tmp;
+	const char *qdest, *qowner, *qgroup;
+	char *tmp;         /* the upload's temp file (mktemp), alloc() */
+	const char *qtmp;  /* tmp quoted */
+	char *fail_reason; /* kept while the temp file is removed, alloc() */
+	int fail_code;
 	unsigned mode;
 	int has_mode;
 	int content_changed, attr_changed;
@@ -50,23 +61,100 @@ copy_result(struct copy_host *c, struct om_host_ctx *h)
 }
 
 static void
-copy_finished(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
+copy_cleaned(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
+{
+	struct copy_host *c = arg;
+
+	(void)rc;
+	(void)res;
+	c->api->finish(h, OM_PLUGIN_FAILED, c->fail_code, c->fail_reason);
+}
+
+/*
+ * Fails the host after removing the temp file as the login user: it owns
+ * the file, while the become user of the install (another than root) may
+ * not be allowed to remove it from the sticky /tmp.
+ */
+static void copy_fail_cleanup(struct copy_host *c, struct om_host_ctx *h, int exit_code,
+                              const char *fmt, ...) OM_PLUGIN_PRINTF(4, 5);
+static void
+copy_fail_cleanup(struct copy_host *c, struct om_host_ctx *h, int exit_code, const char *fmt, ...)
+{
+	const struct om_host_api *api = c->api;
+	char reason[512], *cmd;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	c->fail_code = exit_code;
+	if ((c->fail_reason = omp_fmt(api, h, "%s", reason)) == NULL ||
+	    (cmd = omp_fmt(api, h, "rm -f %s", c->qtmp)) == NULL ||
+	    api->exec(h, cmd, NULL, NULL, 0, OM_EXEC_CAPTURE | OM_EXEC_NO_BECOME, 4096,
+	              copy_cleaned, c) < 0)
+		api->finish(h, OM_PLUGIN_FAILED, exit_code, reason);
+}
+
+/* The last non-empty line of captured stderr, for a failure reason ("" if none). */
+static const char *
+copy_stderr_line(struct copy_host *c, struct om_host_ctx *h, const struct om_exec_result *res)
+{
+	size_t end, start;
+	char *line;
+
+	if (res == NULL || res->err == NULL)
+		return "";
+	end = res->err_len;
+	while (end > 0 && (res->err[end - 1] == '\n' || res->err[end - 1] == '\r'))
+		end--;
+	start = end;
+	while (start > 0 && res->err[start - 1] != '\n')
+		start--;
+	if (end == start || end - start > 300)
+		return "";
+	if ((line = omp_fmt(c->api, h, ": %.*s", (int)(end - start), res->err + start)) == NULL)
+		return "";
+	return line;
+}
+
+static void
+copy_installed(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
 {
 	struct copy_host *c = arg;
 
 	if (rc < 0) {
-		omp_fail(c->api, h, -1, "install did not run: %s", omp_strerror(rc));
+		copy_fail_cleanup(c, h, -1, "install did not run: %s", omp_strerror(rc));
 		return;
 	}
 	if (res->exit_status != 0) {
-		omp_fail(c->api, h, res->exit_status, "installing '%s' failed (exit status %d)",
-		         c->dest, res->exit_status);
+		copy_fail_cleanup(c, h, res->exit_status,
+		                  "installing '%s' failed (exit status %d)%s", c->dest,
+		                  res->exit_status, copy_stderr_line(c, h, res));
 		return;
 	}
 	copy_result(c, h);
 }
 
-/* chmod/chown/chgrp on path (quoted), appended to cmd. */
+static void
+copy_chmodded(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
+{
+	struct copy_host *c = arg;
+
+	if (rc < 0) {
+		omp_fail(c->api, h, -1, "chmod did not run: %s", omp_strerror(rc));
+		return;
+	}
+	if (res->exit_status != 0) {
+		omp_fail(c->api, h, res->exit_status,
+		         "setting the mode/owner of '%s' failed (exit "
+		         "status %d)%s",
+		         c->dest, res->exit_status, copy_stderr_line(c, h, res));
+		return;
+	}
+	copy_result(c, h);
+}
+
+/* chmod/chown/chgrp on path (a shell word), appended to cmd. */
 static char *
 copy_attrs(struct copy_host *c, struct om_host_ctx *h, char *cmd, const char *qpath)
 {
@@ -86,36 +174,72 @@ copy_uploaded(struct om_host_ctx *h, void *arg, int rc, const uint8_t *data, siz
 {
 	struct copy_host *c = arg;
 	const struct om_host_api *api = c->api;
-	char *cmd, *trap, *qtrap;
+	char rnd[17], *stage, *qstage, *cmd;
 
 	(void)data;
 	(void)len;
 	if (rc < 0) {
-		omp_fail(api, h, -1, "upload to '%s' failed: %s", c->tmp, omp_strerror(rc));
+		copy_fail_cleanup(c, h, -1, "upload to '%s' failed: %s", c->tmp, omp_strerror(rc));
 		return;
 	}
 	/*
-	 * Verified remotely so a short or corrupted transfer never replaces
-	 * dest; the trap removes the temp file on every way out but the mv.
+	 * The names live in shell variables so the trap's text is a constant:
+	 * it removes the temp file and the staged copy on every way out, and
+	 * n is emptied once the mv has consumed the staged copy.  The checksum
+	 * is verified where the bytes landed, so a short or corrupted transfer
+	 * never replaces dest; cp creates the staged copy 0600 like its
+	 * source, so nobody reads it before chmod.
 	 */
-	/* The trap's text is itself one word: the quoted name inside it is quoted again. */
-	trap = omp_fmt(api, h, "rm -f %s", c->qtmp);
-	qtrap = trap ? omp_quote(api, h, trap) : NULL;
-	cmd = qtrap ? omp_fmt(api, h,
-	                      "set -e\ntrap %s EXIT\nh=$(sha256sum < %s)\n"
-	                      "if [ \"${h%%%% *}\" != %s ]; then echo 'checksum mismatch after "
-	                      "upload' >&2; exit 3; fi\n",
-	                      qtrap, c->qtmp, c->sha)
-	            : NULL;
-	cmd = copy_attrs(c, h, cmd, c->qtmp);
+	omp_rand_hex(rnd, 16);
+	stage = omp_fmt(api, h, "%s.omtmp.%s", c->dest, rnd);
+	qstage = stage ? omp_quote(api, h, stage) : NULL;
+	cmd = qstage ? omp_fmt(api, h,
+	                       "set -e\nt=%s\nn=%s\ntrap 'rm -f \"$t\" \"$n\"' EXIT\n"
+	                       "h=$(sha256sum < \"$t\")\n"
+	                       "if [ \"${h%%%% *}\" != %s ]; then echo 'checksum mismatch after "
+	                       "upload' >&2; exit 3; fi\n"
+	                       "cp -- \"$t\" \"$n\"\n",
+	                       c->qtmp, qstage, c->sha)
+	             : NULL;
+	cmd = copy_attrs(c, h, cmd, "\"$n\"");
 	if (cmd != NULL)
-		cmd = omp_fmt(api, h, "%smv -f %s %s\n", cmd, c->qtmp, c->qdest);
+		cmd = omp_fmt(api, h, "%smv -f -- \"$n\" %s\nn=\n", cmd, c->qdest);
 	if (cmd == NULL) {
+		copy_fail_cleanup(c, h, -1, "out of memory");
+		return;
+	}
+	if ((rc = api->exec(h, cmd, NULL, NULL, 0, OM_EXEC_STREAM | OM_EXEC_CAPTURE, 4096,
+	                    copy_installed, c)) < 0)
+		copy_fail_cleanup(c, h, -1, "install did not start: %s", omp_strerror(rc));
+}
+
+static void
+copy_tempfile(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
+{
+	struct copy_host *c = arg;
+	const struct om_host_api *api = c->api;
+
+	if (rc < 0) {
+		omp_fail(api, h, -1, "mktemp did not run: %s", omp_strerror(rc));
+		return;
+	}
+	if (res->exit_status != 0 || res->out == NULL) {
+		omp_fail(api, h, -1, "mktemp failed with exit status %d", res->exit_status);
+		return;
+	}
+	if ((rc = omp_mktemp_path(api, h, res->out, res->out_len, copy_prefix, &c->tmp)) < 0) {
+		omp_fail(api, h, -1, "%s",
+		         rc == OM_PLUGIN_ENOMEM ? "out of memory"
+		                                : "mktemp printed an unexpected name");
+		return;
+	}
+	if ((c->qtmp = omp_quote(api, h, c->tmp)) == NULL) {
 		omp_fail(api, h, -1, "out of memory");
 		return;
 	}
-	if ((rc = api->exec(h, cmd, NULL, NULL, 0, OM_EXEC_STREAM, 0, copy_finished, c)) < 0)
-		omp_fail(api, h, -1, "install did not start: %s", omp_strerror(rc));
+	/* 0600: the data stays private to the login user until it is installed. */
+	if ((rc = api->upload(h, c->tmp, c->data, c->len, 0600, copy_uploaded, c)) < 0)
+		copy_uploaded(h, c, rc, NULL, 0);
 }
 
 /* Parses "HASH  -\nMODE OWNER GROUP\n" or "absent\n". 0, or -1 when it is neither. */
@@ -153,7 +277,7 @@ copy_stat(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result 
 {
 	struct copy_host *c = arg;
 	const struct om_host_api *api = c->api;
-	char rnd[17], *cmd;
+	char *cmd;
 
 	if (rc < 0) {
 		omp_fail(api, h, -1, "checksum of '%s' did not run: %s", c->dest, omp_strerror(rc));
@@ -174,20 +298,19 @@ copy_stat(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result 
 			omp_fail(api, h, -1, "out of memory");
 			return;
 		}
-		if ((rc = api->exec(h, cmd, NULL, NULL, 0, OM_EXEC_STREAM, 0, copy_finished, c)) <
-		    0)
+		if ((rc = api->exec(h, cmd, NULL, NULL, 0, OM_EXEC_STREAM | OM_EXEC_CAPTURE, 4096,
+		                    copy_chmodded, c)) < 0)
 			omp_fail(api, h, -1, "chmod did not start: %s", omp_strerror(rc));
 		return;
 	}
-	omp_rand_hex(rnd, 16);
-	if ((c->tmp = omp_fmt(api, h, "%s.omtmp.%s", c->dest, rnd)) == NULL ||
-	    (c->qtmp = omp_quote(api, h, c->tmp)) == NULL) {
+	/* As the login user: it must own the file SFTP then writes. */
+	if ((cmd = omp_fmt(api, h, "mktemp %sXXXXXXXXXX", copy_prefix)) == NULL) {
 		omp_fail(api, h, -1, "out of memory");
 		return;
 	}
-	/* 0600 until verified: the final mode is set before the rename. */
-	if ((rc = api->upload(h, c->tmp, c->data, c->len, 0600, copy_uploaded, c)) < 0)
-		omp_fail(api, h, -1, "upload to '%s' did not start: %s", c->tmp, omp_strerror(rc));
+	if ((rc = api->exec(h, cmd, NULL, NULL, 0, OM_EXEC_CAPTURE | OM_EXEC_NO_BECOME, 4096,
+	                    copy_tempfile, c)) < 0)
+		omp_fail(api, h, -1, "mktemp did not start: %s", omp_strerror(rc));
 }
 
 static int

@@ -108,7 +108,6 @@ script_tempfile(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_r
 {
 	struct script_host *s = arg;
 	const struct om_host_api *api = s->api;
-	size_t n, i;
 
 	if (rc < 0) {
 		omp_fail(api, h, -1, "mktemp did not run: %s", omp_strerror(rc));
@@ -118,29 +117,12 @@ script_tempfile(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_r
 		omp_fail(api, h, -1, "mktemp failed with exit status %d", res->exit_status);
 		return;
 	}
-	n = res->out_len;
-	while (n > 0 && (res->out[n - 1] == '\n' || res->out[n - 1] == '\r'))
-		n--;
-	/* Only what mktemp can have made from the template is trusted as a path. */
-	if (n <= sizeof(script_prefix) - 1 || n > 128 ||
-	    memcmp(res->out, script_prefix, sizeof(script_prefix) - 1) != 0) {
-		omp_fail(api, h, -1, "mktemp printed an unexpected name");
+	if ((rc = omp_mktemp_path(api, h, res->out, res->out_len, script_prefix, &s->path)) < 0) {
+		omp_fail(api, h, -1, "%s",
+		         rc == OM_PLUGIN_ENOMEM ? "out of memory"
+		                                : "mktemp printed an unexpected name");
 		return;
 	}
-	for (i = sizeof(script_prefix) - 1; i < n; i++) {
-		unsigned char c = res->out[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
-			omp_fail(api, h, -1, "mktemp printed an unexpected name");
-			return;
-		}
-	}
-	if ((s->path = api->alloc(h, n + 1)) == NULL) {
-		omp_fail(api, h, -1, "out of memory");
-		return;
-	}
-	memcpy(s->path, res->out, n);
-	s->path[n] = '\0';
 	if ((rc = api->upload(h, s->path, s->data, s->len, 0700, script_uploaded, s)) < 0)
 		script_uploaded(h, s, rc, NULL, 0);
 }

@@ -221,6 +221,42 @@ case_copy() {
 	rm -f "$dest"
 	finish "h. copy: SFTP upload verified by sha256, mode, unchanged file not changed, check mode writes nothing" h1 h2 h3
 }
+copy_temps() { find /tmp -maxdepth 1 -name '.omserver-copy-*' | wc -l; }
+# SFTP writes as the login user: --become must still install into a root-only directory.
+case_copy_become() {
+	local dir=/tmp/om-it-rootonly-$TAG dest f=/tmp/om-it-copy-owner-$TAG ntmp
+	dest=$dir/conf
+	begin
+	ntmp=$(copy_temps)
+	rm -rf "$dir" "$f"
+	mkdir -m 700 "$dir" && chown root:root "$dir"
+	oc h4 run -t web-2 -m copy --become -a "content='secret stuff' dest=$dest owner=root mode=0600"
+	rc_note h4
+	check "become copy into a root-only directory: exit $RC" [ "$RC" -eq 0 ]
+	check "become copy: content differs" [ "$(cat "$dest" 2>/dev/null)" = "secret stuff" ]
+	check "become copy: owner/mode $(stat -c '%U %a' "$dest" 2>/dev/null), want root 600" \
+		[ "$(stat -c '%U %a' "$dest" 2>/dev/null)" = "root 600" ]
+	check "become copy: a staged copy was left in $dir" not compgen -G "$dir/*.omtmp.*"
+	check "become copy: an upload temp file was left in /tmp" [ "$(copy_temps)" -eq "$ntmp" ]
+	oc h5 run -t web-2 -m copy -a "content=other dest=$dir/other"
+	rc_note h5
+	check "copy without become into a root-only directory: exit $RC, want 1" [ "$RC" -eq 1 ]
+	check "without become: no 'failed' line giving the cause (Permission denied)" \
+		out_re h5 "^web-2: failed .*installing '$dir/other' failed .*Permission denied"
+	check "without become: a file was written" [ ! -e "$dir/other" ]
+	check "without become: an upload temp file was left in /tmp" [ "$(copy_temps)" -eq "$ntmp" ]
+	oc h6 run -t web-2 -m copy --become -a "content=x dest=$f owner=nobody group=nogroup"
+	rc_note h6
+	check "owner=nobody group=nogroup: exit $RC" [ "$RC" -eq 0 ]
+	check "owner/group $(stat -c %U:%G "$f" 2>/dev/null), want nobody:nogroup" \
+		[ "$(stat -c %U:%G "$f" 2>/dev/null)" = nobody:nogroup ]
+	oc h7 --json run -t web-2 -m copy --become -a "content=x dest=$f owner=nobody group=nogroup"
+	rc_note h7
+	check "same owner/group again: exit $RC" [ "$RC" -eq 0 ]
+	check "same owner/group again reported changed" grep -q '"changed": *false' "$T/h7.out"
+	rm -rf "$dir" "$f"
+	finish "h2. copy --become: upload as the login user, install as root (root-only directory, owner, mode, group); without become it fails with the cause" h4 h5 h6 h7
+}
 case_fetch() {
 	local src=/tmp/om-it-fetch-$TAG.txt job
 	begin
@@ -350,6 +386,7 @@ case_waves
 case_become
 case_command
 case_copy
+case_copy_become
 case_fetch
 case_script
 case_scriptmod

@@ -75,6 +75,8 @@ struct om_host_ctx {
 	struct reply replies[8];
 	size_t nreplies, next_reply;
 	const char *download_data; /* scripted mode */
+	int upload_rc;             /* < 0: uploads fail with it, nothing written */
+	int upload_corrupt;        /* local mode: the upload writes one byte changed */
 
 	struct op ops[MAX_OPS];
 	size_t nops, done_ops;
@@ -419,7 +421,13 @@ do_op(struct om_host_ctx *h, struct op *o)
 			scripted_exec(h, o);
 		break;
 	case 'u':
+		if (h->upload_rc < 0) {
+			o->xcb(h, o->arg, h->upload_rc, NULL, 0);
+			break;
+		}
 		if (h->local) {
+			if (h->upload_corrupt && o->len > 0)
+				o->data[0] ^= 1;
 			fd = open(o->path, O_WRONLY | O_CREAT | O_TRUNC, o->mode);
 			assert_true(fd >= 0);
 			assert_int_equal(write(fd, o->data, o->len), (ssize_t)o->len);
@@ -768,6 +776,23 @@ test_script(void **state)
 	ctx_free(&h);
 }
 
+/* Files in dir whose name has ".omtmp." (staged copies left behind). */
+static int
+count_omtmp(const char *dir)
+{
+	char cmd[PATH_MAX * 2];
+	FILE *f;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "find %s -name '*.omtmp.*' | wc -l", quoted(dir));
+	if ((f = popen(cmd, "r")) != NULL) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = -1;
+		pclose(f);
+	}
+	return n;
+}
+
 static void
 test_copy(void **state)
 {
@@ -791,14 +816,28 @@ test_copy(void **state)
 	if (h.state != OM_PLUGIN_OK)
 		fail_msg("copy failed: %s; output: %s", h.reason, (char *)h.output.data);
 	assert_int_equal(h.changed, 1);
+	/*
+	 * stat, then mktemp as the login user (SFTP writes as that user), the
+	 * upload to that private temp file, then one install command that
+	 * gets become: verify, cp next to dest, chmod, mv, remove the temp.
+	 */
+	assert_int_equal(h.ncmds, 3);
+	assert_false(h.cmd_flags[0] & OM_EXEC_NO_BECOME);
+	assert_string_equal(h.cmds[1], "mktemp /tmp/.omserver-copy-XXXXXXXXXX");
+	assert_true(h.cmd_flags[1] & OM_EXEC_NO_BECOME);
+	assert_false(h.cmd_flags[2] & OM_EXEC_NO_BECOME);
 	assert_int_equal(h.nuploads, 1);
-	assert_non_null(strstr(h.upload_path[0], ".omtmp."));
+	assert_int_equal(strncmp(h.upload_path[0], "/tmp/.omserver-copy-", 20), 0);
+	assert_int_equal(h.ops[2].mode, 0600);
+	assert_non_null(strstr(h.cmds[2], quoted(h.upload_path[0])));
+	assert_non_null(strstr(h.cmds[2], "cp -- \"$t\" \"$n\"\nchmod 0640 \"$n\"\nmv -f -- "));
 	assert_int_equal(stat(dest, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
 	assert_non_null(data = slurp(dest, &len));
 	assert_memory_equal(data, "hello\n", 6);
 	om_free(data);
-	assert_false(exists("/", h.upload_path[0])); /* temp renamed away */
+	assert_false(exists("/", h.upload_path[0])); /* the trap removed the temp file */
+	assert_int_equal(count_omtmp(home), 0);      /* and the staged copy was renamed */
 	{
 		struct om_buf b;
 
@@ -889,13 +928,76 @@ test_copy(void **state)
 	set(&h, "content", "x");
 	set(&h, "dest", "/etc/x");
 	set(&h, "owner", EVIL);
+	set(&h, "group", "wheel");
 	reply(&h, 0, "absent\n");
+	reply(&h, 0, "/tmp/.omserver-copy-aB3dE6gH9j\n");
 	reply(&h, 0, NULL);
 	run(&h, mod("copy"));
 	assert_int_equal(h.state, OM_PLUGIN_OK);
-	assert_non_null(strstr(h.cmds[1], quoted(EVIL)));
-	assert_non_null(strstr(h.cmds[1], "chown -- "));
+	assert_string_equal(h.upload_path[0], "/tmp/.omserver-copy-aB3dE6gH9j");
+	snprintf(want, sizeof(want), "chown -- %s \"$n\"\nchgrp -- 'wheel' \"$n\"\n", quoted(EVIL));
+	assert_non_null(strstr(h.cmds[2], want));
+	assert_non_null(strstr(h.cmds[2], "mv -f -- \"$n\" '/etc/x'\n"));
 	ctx_free(&h);
+
+	/* scripted: a name mktemp cannot have made is not trusted */
+	set(&h, "content", "x");
+	set(&h, "dest", "/etc/x");
+	reply(&h, 0, "absent\n");
+	reply(&h, 0, "/etc/passwd\n");
+	run(&h, mod("copy"));
+	assert_int_equal(h.state, OM_PLUGIN_FAILED);
+	assert_string_equal(h.reason, "mktemp printed an unexpected name");
+	assert_int_equal(h.nuploads, 0);
+	ctx_free(&h);
+
+	/* a failed upload removes the temp file (as the login user) and says why */
+	h.local = 1;
+	h.home = home;
+	h.upload_rc = OM_PLUGIN_EIO;
+	set(&h, "content", "new\n");
+	set(&h, "dest", dest);
+	run(&h, mod("copy"));
+	assert_int_equal(h.state, OM_PLUGIN_FAILED);
+	assert_non_null(strstr(h.reason, "failed: input/output error"));
+	assert_int_equal(h.ncmds, 3);
+	assert_true(h.cmd_flags[2] & OM_EXEC_NO_BECOME);
+	assert_false(exists("/", h.upload_path[0]));
+	assert_non_null(data = slurp(dest, &len));
+	assert_memory_equal(data, "hello\n", 6);
+	om_free(data);
+	ctx_free(&h);
+
+	/* a corrupted upload fails the checksum: dest untouched, nothing left behind */
+	h.local = 1;
+	h.home = home;
+	h.upload_corrupt = 1;
+	set(&h, "content", "new\n");
+	set(&h, "dest", dest);
+	run(&h, mod("copy"));
+	assert_int_equal(h.state, OM_PLUGIN_FAILED);
+	assert_int_equal(h.exit_code, 3);
+	assert_non_null(strstr(h.reason, "checksum mismatch after upload"));
+	assert_false(exists("/", h.upload_path[0]));
+	assert_int_equal(count_omtmp(home), 0);
+	assert_non_null(data = slurp(dest, &len));
+	assert_memory_equal(data, "hello\n", 6);
+	om_free(data);
+	ctx_free(&h);
+
+	/* the install fails (no such directory): the reason is cp's, the temp file is gone */
+	h.local = 1;
+	h.home = home;
+	snprintf(want, sizeof(want), "%s/no-such-dir/x", home);
+	set(&h, "content", "new\n");
+	set(&h, "dest", want);
+	run(&h, mod("copy"));
+	assert_int_equal(h.state, OM_PLUGIN_FAILED);
+	assert_non_null(strstr(h.reason, "failed (exit status 1): cp: "));
+	assert_non_null(strstr(h.reason, "No such file or directory"));
+	assert_false(exists("/", h.upload_path[0]));
+	ctx_free(&h);
+	assert_no_escape();
 }
 
 static void
