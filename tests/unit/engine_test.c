@@ -2347,6 +2347,34 @@ test_step_deadline(void **state)
 	relay_stop(&r);
 }
 
+/*
+ * The host-key algorithm is pinned to what known_hosts holds: the sshd has
+ * an ECDSA and an Ed25519 key; with only one of them in known_hosts the
+ * engine must ask for that type (libssh2 alone would take ECDSA first).
+ */
+static void
+test_hostkey_algorithm_pinned(void **state)
+{
+	static const char *const files[] = {"known_hosts", "known_hosts_ecdsa"};
+	struct om_ssh_target t = local();
+	struct ctx *c;
+	struct eng g;
+	size_t i;
+
+	(void)state;
+	NEED_SSHD();
+	for (i = 0; i < 2; i++) {
+		eng_open(&g, files[i], NULL);
+		c = ctx_new(1);
+		run_cmd(g.e, c, &t, 1, "true", 0, 20);
+		if (c->res[0].state != OM_HS_OK)
+			print_message("%s: %s\n", files[i], c->res[0].reason);
+		assert_int_equal(c->res[0].state, OM_HS_OK);
+		ctx_free(c);
+		eng_close(&g);
+	}
+}
+
 /* 10. Transient connect failures are retried with backoff, and the reason says how often. */
 static void
 test_connect_retry(void **state)
@@ -2733,6 +2761,7 @@ main(void)
 	        cmocka_unit_test(test_stale_pooled_session),
 	        cmocka_unit_test(test_stale_session_reconnects),
 	        cmocka_unit_test(test_step_deadline),
+	        cmocka_unit_test(test_hostkey_algorithm_pinned),
 	        cmocka_unit_test(test_connect_retry),
 	        cmocka_unit_test(test_plugin_contract),
 	        cmocka_unit_test(test_params),
