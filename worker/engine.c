@@ -48,6 +48,7 @@
 #define REASON_MAX      512
 #define CAPTURE_DEFAULT (1u << 20)
 #define DOWNLOAD_MAX    (64u << 20)
+#define DOWNLOAD_BUDGET ((size_t)256 << 20) /* bytes all downloads in flight may hold */
 #define POOL_BUCKETS    4096
 #define PID_MARK        "\036om-pid "
 #define PID_SCAN_MAX    4096 /* stderr bytes searched for the marker */
@@ -91,7 +92,8 @@ struct conn {
 	int64_t step_deadline;
 	int64_t last_used, next_keepalive;
 	struct hrun *owner;
-	bool more; /* libssh2 may hold data no socket event will announce */
+	bool more;      /* libssh2 may hold data no socket event will announce */
+	bool peer_gone; /* hang-up or error seen: reads go on even while paused */
 	bool in_pool;
 	unsigned bucket;
 	struct conn *next, *prev;   /* every conn */
@@ -101,6 +103,7 @@ struct conn {
 };
 
 struct op {
+	struct engine *e;
 	enum opkind kind;
 	enum ophase phase;
 	LIBSSH2_CHANNEL *ch;
@@ -138,7 +141,7 @@ struct arena_blk {
 };
 
 struct filecache {
-	const char *name;
+	char *name; /* owned: the plugin's string may not outlive the call */
 	uint8_t *data;
 	size_t len;
 	int rc;
@@ -171,6 +174,7 @@ struct hrun {
 	int abort;        /* 0, OM_HS_CANCELLED or OM_HS_TIMEOUT */
 	bool in_callback; /* the plugin is running: finish must not free yet */
 	bool finished;    /* the plugin called finish */
+	bool lost;        /* its session broke under an op: no further ops */
 	int fstate, fexit;
 	char *freason;
 	bool changed;
@@ -195,7 +199,8 @@ struct engine {
 	pthread_mutex_t lock; /* guards cmds, closing */
 	struct cmd *cmds, *cmds_tail;
 	bool closing;
-	bool joined; /* the loop thread was (or is being) joined */
+	bool joined;       /* the loop thread was (or is being) joined */
+	bool loop_closing; /* the loop's copy of closing, for the loop's own use */
 	atomic_bool paused;
 	/* stats, written by the loop, read by anyone */
 	atomic_uint_fast64_t st_logins, st_reused;
@@ -211,6 +216,7 @@ struct engine {
 	struct conn *buckets[POOL_BUCKETS];
 	struct conn *lru_head, *lru_tail;
 	struct conn *graveyard;
+	size_t dl_held; /* bytes held by downloads in flight (DOWNLOAD_BUDGET) */
 	uint8_t buf[READ_BUF];
 };
 
@@ -671,6 +677,8 @@ op_free(struct op *op)
 {
 	if (op == NULL)
 		return;
+	if (op->kind == OP_DOWNLOAD && op->e != NULL)
+		op->e->dl_held -= op->out.len;
 	om_free(op->cmd);
 	om_free(op->data);
 	om_free(op->path);
@@ -712,7 +720,7 @@ host_end(struct engine *e, struct hrun *h, int state, int exit_code, const char 
 
 		h->c = NULL;
 		if (c->st == C_READY && state != OM_HS_TIMEOUT && state != OM_HS_CANCELLED &&
-		    !e->o.no_pool && !e->closing)
+		    !e->o.no_pool && !e->loop_closing)
 			pool_put(e, c);
 		else
 			conn_kill(e, c, c->st == C_READY);
@@ -759,6 +767,14 @@ host_settle(struct engine *e, struct hrun *h)
 		/* The plugin did not finish after its operation was stopped: finish for it. */
 		h->finished = true;
 		host_settle(e, h);
+	} else if (h->st == H_MODULE && h->op == NULL) {
+		/* Nothing left that could ever call the plugin back: it would hang. */
+		h->finished = true;
+		h->fstate = OM_HS_FAILED;
+		h->fexit = -1;
+		om_free(h->freason);
+		h->freason = om_strdup("module started no operation and did not finish");
+		host_settle(e, h);
 	}
 }
 
@@ -773,7 +789,8 @@ static bool
 conn_try_addrs(struct engine *e, struct conn *c)
 {
 	struct epoll_event ev;
-	int one = 1;
+	int one = 1, ka_idle = 30, ka_intvl = 10, ka_cnt = 3;
+	unsigned user_to = 60000; /* ms of unacknowledged data before the kernel gives up */
 
 	for (; c->ai != NULL; c->ai = c->ai->ai_next) {
 		int fd = socket(c->ai->ai_family, c->ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -785,6 +802,15 @@ conn_try_addrs(struct engine *e, struct conn *c)
 		}
 		/* SSH exchanges many small packets; Nagle would add a delay to each round trip. */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		/*
+		 * A host that vanishes (no FIN, no RST) while its command runs would
+		 * otherwise hold its host forever when the task has no timeout.
+		 */
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ka_idle, sizeof ka_idle);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ka_intvl, sizeof ka_intvl);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ka_cnt, sizeof ka_cnt);
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_to, sizeof user_to);
 		if (connect(fd, c->ai->ai_addr, c->ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
 			c->conn_err = errno;
 			close(fd);
@@ -1040,7 +1066,20 @@ static bool
 op_paused(struct engine *e, const struct hrun *h, const struct op *op)
 {
 	return atomic_load(&e->paused) && op->kind == OP_EXEC && (op->flags & OM_EXEC_STREAM) &&
-	       h->abort == 0;
+	       h->abort == 0 && (h->c == NULL || !h->c->peer_gone);
+}
+
+/*
+ * Downloads wait while output is paused (their bytes go to the outbox next)
+ * and while all downloads together hold DOWNLOAD_BUDGET; not once the peer
+ * hung up or the host is being stopped.
+ */
+static bool
+download_blocked(struct engine *e, const struct hrun *h)
+{
+	if (h->abort != 0 || (h->c != NULL && h->c->peer_gone))
+		return false;
+	return atomic_load(&e->paused) || e->dl_held >= DOWNLOAD_BUDGET;
 }
 
 static void
@@ -1297,6 +1336,10 @@ op_step(struct engine *e, struct hrun *h, struct op *op)
 				if (op->phase == P_IO)
 					op->phase = P_CLOSE;
 			} else { /* OP_DOWNLOAD */
+				if (download_blocked(e, h)) {
+					c->more = false;
+					return 0;
+				}
 				if (!op->statted) {
 					/* Refuse an oversized file before reading any of it. */
 					rc = libssh2_sftp_fstat_ex(op->fh, &attrs, 0);
@@ -1333,6 +1376,7 @@ op_step(struct engine *e, struct hrun *h, struct op *op)
 						break;
 					}
 					om_buf_append(&op->out, e->buf, (size_t)n);
+					e->dl_held += (size_t)n;
 					if (op->out.err != 0) {
 						op->pos = (size_t)-3;
 						op->phase = P_CLOSE;
@@ -1508,6 +1552,15 @@ host_abort(struct engine *e, struct hrun *h, int why)
 
 /* ---------------------------------------------------------- host lifecycle */
 
+/* Doubling per try, in 64 bits, capped at a minute. */
+static int64_t
+backoff_ms(const struct engine *e, unsigned tries)
+{
+	int64_t b = (int64_t)e->o.retry_backoff_ms << (tries < 16 ? tries : 16);
+
+	return b < 60000 ? b : 60000;
+}
+
 static void
 host_connect_failed(struct engine *e, struct hrun *h, int state, bool transient, const char *fmt,
                     ...)
@@ -1524,13 +1577,12 @@ host_connect_failed(struct engine *e, struct hrun *h, int state, bool transient,
 		h->c = NULL;
 	}
 	if (transient && h->tries < e->o.connect_retries && h->abort == 0 &&
-	    (h->deadline == 0 ||
-	     om_now_ms() + (int64_t)(e->o.retry_backoff_ms << h->tries) < h->deadline)) {
-		h->retry_at = om_now_ms() + (int64_t)(e->o.retry_backoff_ms << h->tries);
+	    (h->deadline == 0 || om_now_ms() + backoff_ms(e, h->tries) < h->deadline)) {
+		h->retry_at = om_now_ms() + backoff_ms(e, h->tries);
 		h->tries++;
 		h->st = H_RETRY_WAIT;
 		om_debug("%s: %s; retry %u in %u ms", h->t->task.hosts[h->idx].name, reason,
-		         h->tries, e->o.retry_backoff_ms << (h->tries - 1));
+		         h->tries, (unsigned)backoff_ms(e, h->tries - 1));
 		return;
 	}
 	if (h->tries > 0)
@@ -1549,6 +1601,7 @@ host_connected(struct engine *e, struct hrun *h)
 	if (h->op != NULL) {
 		/* A stale pooled session failed the first op: resume it on the new one. */
 		h->op->phase = P_OPEN;
+		h->op->deadline = om_now_ms() + (int64_t)e->o.connect_timeout_s * 1000;
 		return;
 	}
 	h->in_callback = true;
@@ -1571,6 +1624,18 @@ host_connected(struct engine *e, struct hrun *h)
 	host_settle(e, h);
 }
 
+/* Room for one more session: below the cap, or an idle one to close for it. */
+static bool
+session_slot(struct engine *e)
+{
+	if (e->nconns < e->o.max_sessions)
+		return true;
+	if (e->lru_head == NULL)
+		return false;
+	conn_kill(e, e->lru_head, true); /* the least recently used idle session */
+	return true;
+}
+
 /* Takes a pooled session or opens one.  false: no session slot free now. */
 static bool
 host_start(struct engine *e, struct hrun *h)
@@ -1589,11 +1654,8 @@ host_start(struct engine *e, struct hrun *h)
 	}
 	make_key(t, key, sizeof key);
 	c = pool_take(e, key);
-	if (c == NULL && e->nconns >= e->o.max_sessions) {
-		if (e->lru_head == NULL)
-			return false;
-		conn_kill(e, e->lru_head, true); /* the least recently used idle session */
-	}
+	if (c == NULL && !session_slot(e))
+		return false;
 	h->t0 = om_now_ms();
 	if (h->t->task.timeout_s > 0)
 		h->deadline = h->t0 + (int64_t)h->t->task.timeout_s * 1000;
@@ -1626,6 +1688,7 @@ host_op_lost(struct engine *e, struct hrun *h, const char *why)
 
 	snprintf(reason, sizeof reason, "%s", why);
 	sanitize(reason);
+	h->lost = true; /* the plugin's error callback may not start another op */
 	h->op = NULL;
 	if (h->c != NULL)
 		conn_kill(e, h->c, false);
@@ -1703,8 +1766,10 @@ conn_arm_busy(struct conn *c)
 
 	if (c->st == C_CONNECT) {
 		want = EPOLLOUT;
-	} else if (atomic_load(&c->e->paused) && c->owner != NULL && c->owner->op != NULL &&
-	           c->owner->op->phase == P_IO && c->owner->op->pid_done && c->owner->abort == 0) {
+	} else if (c->owner != NULL && c->owner->op != NULL && c->owner->op->phase == P_IO &&
+	           ((c->owner->op->kind == OP_EXEC && op_paused(c->e, c->owner, c->owner->op) &&
+	             c->owner->op->pid_done) ||
+	            (c->owner->op->kind == OP_DOWNLOAD && download_blocked(c->e, c->owner)))) {
 		want = EPOLLRDHUP; /* output paused: no wakeups for data we will not read */
 	} else {
 		dir = libssh2_session_block_directions(c->s);
@@ -1734,6 +1799,9 @@ conn_event(struct engine *e, struct conn *c, uint32_t events)
 		conn_connect_step(e, c, events);
 		return;
 	}
+	/* Level-triggered: an unread hang-up would wake the loop at once, forever. */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->peer_gone = true;
 	host_step(e, c->owner);
 }
 
@@ -1762,8 +1830,10 @@ task_free(struct trun *t)
 {
 	size_t i;
 
-	for (i = 0; i < t->nfiles; i++)
+	for (i = 0; i < t->nfiles; i++) {
 		om_free(t->files[i].data);
+		om_free(t->files[i].name);
+	}
 	om_free(t->files);
 	om_free(t->h);
 	om_free(t);
@@ -1854,7 +1924,7 @@ timers(struct engine *e)
 					host_end(e, h, OM_HS_TIMEOUT, -1,
 					         "timed out after %u s while connecting",
 					         t->task.timeout_s);
-				else if (now >= h->retry_at)
+				else if (now >= h->retry_at && session_slot(e))
 					conn_start(e, h);
 				break;
 			case H_CONNECTING:
@@ -1959,7 +2029,7 @@ loop_main(void *arg)
 	struct engine *e = arg;
 	struct epoll_event evs[MAX_EVENTS];
 	int64_t last_sweep = om_now_ms(), now;
-	bool closing = false, cancelled_all = false;
+	bool closing = false;
 	struct conn *c, *cn;
 	int nev, k, wait_ms;
 
@@ -1970,12 +2040,14 @@ loop_main(void *arg)
 		pthread_mutex_lock(&e->lock);
 		closing = e->closing;
 		pthread_mutex_unlock(&e->lock);
-		if (closing && !cancelled_all) {
+		e->loop_closing = closing;
+		if (closing) {
 			struct trun *t;
 
+			/* Every pass: a task submitted just before the close arrives late. */
+			commands(e);
 			for (t = e->tasks; t != NULL; t = t->tnext)
 				task_cancel(e, t);
-			cancelled_all = true;
 		}
 		if (!closing)
 			task_schedule(e);
@@ -2267,7 +2339,7 @@ om_engine_close(struct om_engine *oe)
 static bool
 api_usable(struct hrun *h)
 {
-	return h != NULL && h->st == H_MODULE && !h->finished && h->abort == 0;
+	return h != NULL && h->st == H_MODULE && !h->finished && h->abort == 0 && !h->lost;
 }
 
 static const char *
@@ -2318,7 +2390,11 @@ api_param_bytes(struct om_host_ctx *ctx, const char *name, const uint8_t **data,
 	t->files = grown;
 	fc = &t->files[t->nfiles++];
 	memset(fc, 0, sizeof *fc);
-	fc->name = name;
+	fc->name = om_strdup(name);
+	if (fc->name == NULL) {
+		t->nfiles--;
+		return OM_ENOMEM;
+	}
 	vl = strlen(v);
 	if ((fc->data = om_malloc(vl / 4 * 3 + 4)) == NULL) {
 		fc->rc = OM_ENOMEM;
@@ -2489,7 +2565,7 @@ api_exec(struct om_host_ctx *ctx, const char *cmd, const char *const *argv, cons
 	op->cap = cap ? cap : CAPTURE_DEFAULT;
 	om_buf_init(&op->out, op->cap + 1);
 	om_buf_init(&op->err, op->cap + 1);
-	om_buf_init(&op->held, READ_BUF + sizeof op->line);
+	om_buf_init(&op->held, PID_SCAN_MAX + READ_BUF + sizeof op->line);
 	op->ecb = cb;
 	op->arg = arg;
 	op->cmd = build_command(h->t->e, h, cmd, argv, flags);
@@ -2529,6 +2605,7 @@ xfer_start(struct hrun *h, enum opkind kind, const char *path, const void *data,
 		return OM_EBUSY;
 	if ((op = om_calloc(1, sizeof *op)) == NULL)
 		return OM_ENOMEM;
+	op->e = h->t->e;
 	op->kind = kind;
 	op->phase = P_OPEN;
 	op->mode = mode;

@@ -32,8 +32,9 @@
 #define HEARTBEAT_MS     5000
 #define OUTBOX_MAX_BYTES (64u << 20) /* beyond this the engine pauses output: backpressure */
 #define REPORT_MAX_BYTES (4u << 20)
-#define MAX_CAPACITY     1000 /* tasks at once, the --capacity bound */
-#define STOP_FLUSH_MS    4000 /* a stop: kill remote commands, deliver what is left */
+#define MAX_CAPACITY     1000         /* tasks at once, the --capacity bound */
+#define HELD_MAX         OM_MAX_ITEMS /* tasks running or with unacknowledged results */
+#define STOP_FLUSH_MS    4000         /* a stop: kill remote commands, deliver what is left */
 
 struct config {
 	const char *name, *idc, *master_url, *master_key_hex, *key_path;
@@ -63,10 +64,19 @@ struct worker {
 	struct outitem *head, *tail;
 	size_t outbox_bytes;
 	size_t outbox_items;
-	int heartbeat_ms;                   /* the master's, from WELCOME */
-	bool paused;                        /* the engine's output is paused (outbox full) */
-	bool announced;                     /* the master has our module catalog */
-	uint64_t running_ids[MAX_CAPACITY]; /* tasks being run, for heartbeats */
+	int heartbeat_ms; /* the master's, from WELCOME */
+	bool paused;      /* the engine's output is paused (outbox full) */
+	bool announced;   /* the master has our module catalog */
+	/*
+	 * The tasks this worker holds, for heartbeats: running, or finished
+	 * with results not yet acknowledged.  Full means busy (no new task).
+	 */
+	struct held {
+		uint64_t id;    /* 0: free slot */
+		uint32_t items; /* in the outbox */
+		bool running;
+	} held[HELD_MAX];
+	unsigned nheld;
 };
 
 static volatile sig_atomic_t stopping;
@@ -86,6 +96,26 @@ nap(int ms)
 
 	while (!stopping && om_now_ms() < until)
 		usleep(20 * 1000);
+}
+
+/* ---- tasks held (w->lock held) ---- */
+
+static struct held *
+held_find(struct worker *w, uint64_t id)
+{
+	for (size_t i = 0; i < HELD_MAX; i++)
+		if (w->held[i].id == id)
+			return &w->held[i];
+	return NULL;
+}
+
+static void
+held_drop_if_done(struct worker *w, struct held *h)
+{
+	if (h != NULL && h->items == 0 && !h->running) {
+		h->id = 0;
+		w->nheld--;
+	}
 }
 
 /* ---- outbox ---- */
@@ -109,6 +139,12 @@ outbox_push(struct worker *w, struct outitem *it)
 	w->tail = it;
 	w->outbox_bytes += it->bytes;
 	w->outbox_items++;
+	{
+		struct held *h =
+		        held_find(w, it->is_result ? it->result.task_id : it->chunk.task_id);
+		if (h != NULL)
+			h->items++;
+	}
 	pause = w->outbox_bytes > OUTBOX_MAX_BYTES && !w->paused;
 	if (pause)
 		w->paused = true;
@@ -185,6 +221,14 @@ outbox_flush_once(struct worker *w)
 		w->head = it->next;
 		w->outbox_bytes -= it->bytes;
 		w->outbox_items--;
+		{
+			struct held *h = held_find(w, it->is_result ? it->result.task_id
+			                                            : it->chunk.task_id);
+			if (h != NULL && h->items > 0) {
+				h->items--;
+				held_drop_if_done(w, h);
+			}
+		}
 		outitem_free(it);
 	}
 	if (w->head == NULL)
@@ -323,15 +367,14 @@ task_done(void *arg, size_t host, const struct om_engine_outcome *o)
 static void
 task_forget(struct worker *w, uint64_t id)
 {
-	size_t i;
+	struct held *h;
 
 	pthread_mutex_lock(&w->lock);
 	w->running--;
-	for (i = 0; i < MAX_CAPACITY; i++)
-		if (w->running_ids[i] == id) {
-			w->running_ids[i] = 0;
-			break;
-		}
+	if ((h = held_find(w, id)) != NULL) {
+		h->running = false;
+		held_drop_if_done(w, h);
+	}
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
@@ -392,9 +435,13 @@ task_start(struct worker *w, struct om_msg *m)
 	memset(m, 0, sizeof(*m));
 	pthread_mutex_lock(&w->lock);
 	w->running++;
-	for (i = 0; i < MAX_CAPACITY; i++)
-		if (w->running_ids[i] == 0) {
-			w->running_ids[i] = t->task.task_id;
+	/* A slot is free: the poll said busy otherwise (see main). */
+	for (i = 0; i < HELD_MAX; i++)
+		if (w->held[i].id == 0 || w->held[i].id == t->task.task_id) {
+			if (w->held[i].id == 0)
+				w->nheld++;
+			w->held[i].id = t->task.task_id;
+			w->held[i].running = true;
 			break;
 		}
 	pthread_mutex_unlock(&w->lock);
@@ -473,7 +520,7 @@ heartbeat_main(void *arg)
 {
 	struct worker *w = arg;
 
-	static uint64_t ids[MAX_CAPACITY + OM_MAX_ITEMS];
+	static uint64_t ids[HELD_MAX];
 	uint32_t nids;
 
 	while (!stopping) {
@@ -496,15 +543,9 @@ heartbeat_main(void *arg)
 		pthread_mutex_lock(&w->lock);
 		req.u.heartbeat.running = w->running;
 		nids = 0;
-		for (size_t i = 0; i < MAX_CAPACITY; i++)
-			if (w->running_ids[i] != 0)
-				ids[nids++] = w->running_ids[i];
-		for (struct outitem *it = w->head;
-		     it != NULL && nids < MAX_CAPACITY + OM_MAX_ITEMS / 2; it = it->next) {
-			uint64_t tid = it->is_result ? it->result.task_id : it->chunk.task_id;
-			if (nids == 0 || ids[nids - 1] != tid) /* items of a task sit together */
-				ids[nids++] = tid;
-		}
+		for (size_t i = 0; i < HELD_MAX; i++)
+			if (w->held[i].id != 0)
+				ids[nids++] = w->held[i].id;
 		pthread_mutex_unlock(&w->lock);
 		req.u.heartbeat.capacity = w->cfg.capacity;
 		req.u.heartbeat.tasks = ids;
@@ -870,7 +911,8 @@ main(int argc, char **argv)
 
 		/* Busy workers poll too: a cancel must reach a worker at capacity. */
 		pthread_mutex_lock(&w.lock);
-		req.u.poll.busy = w.running >= w.cfg.capacity;
+		/* Also busy while the held table is nearly full: every task stays listed. */
+		req.u.poll.busy = w.running >= w.cfg.capacity || w.nheld >= HELD_MAX - 1;
 		pthread_mutex_unlock(&w.lock);
 		req.u.poll.wait_ms = POLL_WAIT_MS;
 		rv = om_rpc_call(w.rpc, &req, &rep, POLL_WAIT_MS + CALL_TIMEOUT_MS);
