@@ -1509,7 +1509,8 @@ host_abort_ops(struct engine *e, struct hrun *h)
 
 		op->ch = NULL;
 		op->fh = NULL;
-		if (!h->finished && h->st != H_DONE) {
+		/* Exactly one callback per started op, also after the plugin finished. */
+		if (h->st != H_DONE) {
 			h->in_callback = true;
 			if (op->kind == OP_EXEC)
 				op->ecb((struct om_host_ctx *)h, op->arg, rc, NULL);

@@ -248,7 +248,7 @@ static void *
 sender_main(void *arg)
 {
 	struct worker *w = arg;
-	int64_t stop_deadline = 0;
+	int64_t stop_deadline = 0, hard_deadline = 0;
 	int backoff = 200;
 
 	for (;;) {
@@ -264,9 +264,17 @@ sender_main(void *arg)
 		bool tasks_left = w->running > 0;
 		pthread_mutex_unlock(&w->lock);
 		if (stopping) {
-			if (stop_deadline == 0)
-				stop_deadline = om_now_ms() + STOP_FLUSH_MS;
-			if ((empty && !tasks_left) || om_now_ms() > stop_deadline)
+			int64_t now = om_now_ms();
+
+			/* Cancelled results come last: the budget starts after them. */
+			if (hard_deadline == 0)
+				hard_deadline = now + 2 * STOP_FLUSH_MS;
+			if (tasks_left)
+				stop_deadline = 0;
+			else if (stop_deadline == 0)
+				stop_deadline = now + STOP_FLUSH_MS;
+			if ((empty && !tasks_left) || now > hard_deadline ||
+			    (stop_deadline != 0 && now > stop_deadline))
 				break;
 			if (empty) {
 				usleep(50 * 1000);
@@ -572,10 +580,10 @@ watcher_main(void *arg)
 
 	while (!stopping)
 		usleep(50 * 1000);
-	/* The whole stop, engine included, fits in STOP_FLUSH_MS. */
-	deadline = om_now_ms() + STOP_FLUSH_MS;
 	/* Running hosts are killed on their hosts and reported cancelled. */
 	om_engine_shutdown(w->engine);
+	/* Then their results get STOP_FLUSH_MS to reach the master. */
+	deadline = om_now_ms() + STOP_FLUSH_MS;
 	do {
 		usleep(50 * 1000);
 		pthread_mutex_lock(&w->lock);

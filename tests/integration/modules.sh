@@ -378,6 +378,26 @@ case_hostkeys() {
 	finish "n. host keys: accept-new records unknown keys (audited), strict fails them" n1 n2 n3
 }
 
+# --- o. worker stop -----------------------------------------------------------------------
+case_worker_stop() {
+	local pid runpid
+	begin
+	timeout 60 "$OMCTL" run -t web-4 -m shell -a "sleep 349$TAG; echo never" >"$T/o.out" 2>"$T/o.err" &
+	runpid=$!
+	echo "omctl run -t web-4 -m shell -a 'sleep 349$TAG; echo never' (sh-1 stopped)" >"$T/o.cmd"
+	check "the remote sleep never started" appears "sleep 349$TAG"
+	pid=$(om__pidfile_ours "$DIR/worker-sh-1.pid" "$DIR") && kill "$pid"
+	wait "$runpid"
+	RC=$?
+	rc_note o
+	check "exit $RC, want 1" [ "$RC" -eq 1 ]
+	check "no 'web-4: cancelled' line (the stopping worker reports it)" out_re o '^web-4: cancelled'
+	check "the remote 'sleep 349$TAG' still runs after the worker stopped" gone "sleep 349$TAG"
+	om_worker_start "$DIR" sh-1 sh
+	check "sh-1 did not come back" wait_for_connected sh-1
+	finish "o. a worker stopped by SIGTERM kills its remote commands and reports them cancelled" o
+}
+
 case_catalog
 case_pool
 case_cancel
@@ -393,6 +413,7 @@ case_scriptmod
 case_facts
 case_service_package
 case_hostkeys
+case_worker_stop
 
 echo "# $NPASS passed, $NFAIL failed"
 if ((NFAIL)); then exit 1; fi
