@@ -92,8 +92,9 @@ struct conn {
 	int64_t step_deadline;
 	int64_t last_used, next_keepalive;
 	struct hrun *owner;
-	bool more;      /* libssh2 may hold data no socket event will announce */
-	bool peer_gone; /* hang-up or error seen: reads go on even while paused */
+	bool more;             /* libssh2 may hold data no socket event will announce */
+	bool peer_gone;        /* hang-up or error seen: reads go on even while paused */
+	struct op *send_owner; /* its packet is half sent: it alone may send */
 	bool in_pool;
 	unsigned bucket;
 	struct conn *next, *prev;   /* every conn */
@@ -621,6 +622,7 @@ pool_put(struct engine *e, struct conn *c)
 	c->owner = NULL;
 	c->t = NULL;
 	c->more = false;
+	c->send_owner = NULL;
 	c->in_pool = true;
 	c->bucket = hash_key(c->key);
 	c->bnext = e->buckets[c->bucket];
@@ -1219,6 +1221,19 @@ sftp_code(LIBSSH2_SFTP *sftp)
 }
 
 /*
+ * A packet is half written to the socket.  libssh2 refuses any other packet
+ * on the session until that one is finished (LIBSSH2_ERROR_BAD_USE), and a
+ * read may send one (a window adjust): until the socket drains, only the
+ * call that was interrupted may be repeated.
+ */
+static bool
+send_pending(const struct conn *c)
+{
+	return c != NULL && c->s != NULL &&
+	       (libssh2_session_block_directions(c->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND);
+}
+
+/*
  * Advances one operation.  Returns 0 while it waits (or after it
  * completed), or a libssh2 error for a broken transport (the caller decides
  * whether that is a stale pooled session).
@@ -1292,8 +1307,11 @@ op_step(struct engine *e, struct hrun *h, struct op *op)
 					n = libssh2_channel_write(op->ch,
 					                          (const char *)op->data + op->pos,
 					                          op->len - op->pos);
-					if (n == LIBSSH2_ERROR_EAGAIN)
-						break;
+					if (n == LIBSSH2_ERROR_EAGAIN) {
+						if (send_pending(c))
+							return 0; /* see send_pending */
+						break;            /* the channel window: read on */
+					}
 					if (n < 0)
 						return (int)n;
 					op->pos += (size_t)n;
@@ -1304,6 +1322,8 @@ op_step(struct engine *e, struct hrun *h, struct op *op)
 						op->eof_sent = true;
 					else if (rc != LIBSSH2_ERROR_EAGAIN)
 						return rc;
+					else if (send_pending(c))
+						return 0;
 				}
 				rc = exec_read(e, h, op);
 				if (h->st == H_DONE)
@@ -1718,9 +1738,17 @@ host_op_lost(struct engine *e, struct hrun *h, const char *why)
 static void
 host_step(struct engine *e, struct hrun *h)
 {
+	struct op *only = NULL;
 	int rc;
 
-	if (h->kill != NULL && h->c != NULL) {
+	/* An op whose packet is half sent goes alone until it is out (see send_pending). */
+	if (h->c != NULL && h->c->send_owner != NULL) {
+		only = h->c->send_owner;
+		h->c->send_owner = NULL;
+		if ((only != h->op && only != h->kill) || !send_pending(h->c))
+			only = NULL;
+	}
+	if (h->kill != NULL && h->c != NULL && (only == NULL || only == h->kill)) {
 		rc = op_step(e, h, h->kill);
 		if (rc != 0 && h->kill != NULL) {
 			/* The kill channel failed: drop the session instead. */
@@ -1728,33 +1756,39 @@ host_step(struct engine *e, struct hrun *h)
 			host_settle(e, h);
 			return;
 		}
-	}
-	if (h->op != NULL && h->c != NULL && h->st == H_MODULE) {
-		rc = op_step(e, h, h->op);
-		if (rc != 0 && h->op != NULL && h->st != H_DONE) {
-			char where[300];
-
-			snprintf(where, sizeof where, "%s", h->c ? h->c->where : "?");
-			if (h->reused && !h->used && h->op->phase == P_OPEN && h->abort == 0) {
-				/* The pooled session died while idle: reconnect once,
-				 * transparently. */
-				om_debug("%s: pooled session is gone (%s), reconnecting", where,
-				         session_error(h->c->s));
-				conn_kill(e, h->c, false);
-				h->c = NULL;
-				h->reused = false;
-				h->used = true;
-				conn_start(e, h);
-				return;
-			}
-			{
-				char reason[REASON_MAX];
-
-				snprintf(reason, sizeof reason, "connection to %s lost: %s", where,
-				         h->c ? session_error(h->c->s) : "closed");
-				host_op_lost(e, h, reason);
-			}
+		if (h->kill != NULL && h->c != NULL && send_pending(h->c)) {
+			h->c->send_owner = h->kill;
+			return;
 		}
+	}
+	if (h->op == NULL || h->c == NULL || h->st != H_MODULE || (only != NULL && only != h->op))
+		return;
+	rc = op_step(e, h, h->op);
+	if (rc == 0) {
+		if (h->op != NULL && h->c != NULL && h->st != H_DONE && send_pending(h->c))
+			h->c->send_owner = h->op;
+		return;
+	}
+	if (h->op == NULL || h->st == H_DONE)
+		return;
+	{
+		char where[300], reason[REASON_MAX];
+
+		snprintf(where, sizeof where, "%s", h->c ? h->c->where : "?");
+		if (h->reused && !h->used && h->op->phase == P_OPEN && h->abort == 0) {
+			/* The pooled session died while idle: reconnect once, transparently. */
+			om_debug("%s: pooled session is gone (%s), reconnecting", where,
+			         session_error(h->c->s));
+			conn_kill(e, h->c, false);
+			h->c = NULL;
+			h->reused = false;
+			h->used = true;
+			conn_start(e, h);
+			return;
+		}
+		snprintf(reason, sizeof reason, "connection to %s lost: %s", where,
+		         h->c ? session_error(h->c->s) : "closed");
+		host_op_lost(e, h, reason);
 	}
 }
 

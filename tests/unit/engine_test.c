@@ -1791,6 +1791,35 @@ test_stdin(void **state)
 	g_stdin = NULL;
 	g_stdin_len = 0;
 
+	/*
+	 * 6 MiB through cat both ways at once: stdin writes stop half-sent on a
+	 * full socket while output must be read, the case where libssh2 refuses
+	 * a second packet on the session until the first is out.
+	 */
+	{
+		size_t big = 6u << 20, i;
+		uint8_t *buf = malloc(big);
+
+		assert_non_null(buf);
+		for (i = 0; i < big; i++)
+			buf[i] = (uint8_t)(i * 2654435761u >> 13);
+		g_stdin = buf;
+		g_stdin_len = big;
+		c = ctx_new(1);
+		task_init(&task, &t, 1, &run_mod, kv, 2);
+		task.timeout_s = 30;
+		wall = run_task(g.e, c, &task);
+		print_message("6 MiB through cat: %lld ms, %s\n", (long long)wall,
+		              c->res[0].reason);
+		assert_int_equal(c->res[0].state, OM_HS_OK);
+		assert_int_equal(c->res[0].out_len, big);
+		assert_memory_equal(c->res[0].out, buf, KEEP);
+		ctx_free(c);
+		free(buf);
+		g_stdin = NULL;
+		g_stdin_len = 0;
+	}
+
 	/* No stdin given: cat ends at once (stdin is closed), not at the timeout. */
 	c = ctx_new(1);
 	task_init(&task, &t, 1, &run_mod, kv, 1);
