@@ -63,7 +63,7 @@ _Static_assert(OM_PLUGIN_OK == OM_HS_OK && OM_PLUGIN_FAILED == OM_HS_FAILED &&
                        OM_PLUGIN_UNREACHABLE == OM_HS_UNREACHABLE,
                "plugin.h states follow msg.h");
 
-enum cstate { C_CONNECT, C_HANDSHAKE, C_AUTH, C_READY, C_DEAD };
+enum cstate { C_RESOLVE, C_CONNECT, C_HANDSHAKE, C_AUTH, C_READY, C_DEAD };
 enum hstate { H_QUEUED, H_CONNECTING, H_RETRY_WAIT, H_MODULE, H_DONE };
 enum opkind { OP_EXEC, OP_UPLOAD, OP_DOWNLOAD, OP_KILL };
 enum ophase {
@@ -92,9 +92,10 @@ struct conn {
 	int64_t step_deadline;
 	int64_t last_used, next_keepalive;
 	struct hrun *owner;
-	bool more;             /* libssh2 may hold data no socket event will announce */
-	bool peer_gone;        /* hang-up or error seen: reads go on even while paused */
-	struct op *send_owner; /* its packet is half sent: it alone may send */
+	bool more;               /* libssh2 may hold data no socket event will announce */
+	bool peer_gone;          /* hang-up or error seen: reads go on even while paused */
+	struct op *send_owner;   /* its packet is half sent: it alone may send */
+	struct resolve *resolve; /* C_RESOLVE: the lookup in flight */
 	bool in_pool;
 	unsigned bucket;
 	struct conn *next, *prev;   /* every conn */
@@ -184,11 +185,34 @@ struct hrun {
 	struct arena_blk *arena;
 };
 
-enum cmdkind { CMD_SUBMIT, CMD_CANCEL };
+enum cmdkind { CMD_SUBMIT, CMD_CANCEL, CMD_RESOLVED };
+
+/*
+ * One DNS lookup.  getaddrinfo blocks, so it runs on a resolver thread; the
+ * answer comes back to the loop as a command.  Only the loop touches c
+ * (NULL once the conn is gone: the answer is then dropped).
+ */
+struct resolve {
+	struct resolve *next;
+	struct conn *c;
+	char host[OM_MAX_NAME + 1], port[8];
+	struct addrinfo *res;
+	int rc, err;
+};
+
+/* Shared with the resolver threads, freed by the last one to leave. */
+struct resolver {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct resolve *head, *tail;
+	struct engine *e; /* NULL once the engine closed */
+	unsigned refs, threads, idle;
+};
 
 struct cmd {
 	enum cmdkind kind;
 	struct trun *t;
+	struct resolve *rs;
 	uint64_t id;
 	struct cmd *next;
 };
@@ -217,6 +241,7 @@ struct engine {
 	struct conn *buckets[POOL_BUCKETS];
 	struct conn *lru_head, *lru_tail;
 	struct conn *graveyard;
+	struct resolver *resolver;
 	size_t dl_held; /* bytes held by downloads in flight (DOWNLOAD_BUDGET) */
 	uint8_t buf[READ_BUF];
 };
@@ -566,6 +591,9 @@ conn_kill(struct engine *e, struct conn *c, bool graceful)
 {
 	if (c->st == C_DEAD)
 		return;
+	if (c->resolve != NULL)
+		c->resolve->c = NULL; /* its answer is dropped when it comes */
+	c->resolve = NULL;
 	pool_remove(e, c);
 	if (c->fd >= 0) {
 		epoll_ctl(e->ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -833,6 +861,165 @@ conn_try_addrs(struct engine *e, struct conn *c)
 	return false;
 }
 
+#define RESOLVER_THREADS 4
+
+static bool
+addr_numeric(const char *a)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, a, buf) == 1 || inet_pton(AF_INET6, a, buf) == 1;
+}
+
+static int post(struct engine *e, struct cmd *c);
+
+static void
+resolve_free(struct resolve *rs)
+{
+	if (rs == NULL)
+		return;
+	if (rs->res != NULL)
+		freeaddrinfo(rs->res);
+	om_free(rs);
+}
+
+static void
+resolver_unref(struct resolver *r)
+{
+	bool last;
+
+	pthread_mutex_lock(&r->mu);
+	last = --r->refs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (!last)
+		return;
+	while (r->head != NULL) {
+		struct resolve *rs = r->head;
+
+		r->head = rs->next;
+		resolve_free(rs);
+	}
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	om_free(r);
+}
+
+static void *
+resolver_main(void *arg)
+{
+	struct resolver *r = arg;
+	struct addrinfo hints;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		struct resolve *rs;
+		struct cmd *c;
+
+		while (r->head == NULL && r->e != NULL) {
+			r->idle++;
+			pthread_cond_wait(&r->cv, &r->mu);
+			r->idle--;
+		}
+		if (r->head == NULL)
+			break; /* the engine closed */
+		rs = r->head;
+		r->head = rs->next;
+		if (r->head == NULL)
+			r->tail = NULL;
+		pthread_mutex_unlock(&r->mu);
+		rs->rc = getaddrinfo(rs->host, rs->port, &hints, &rs->res);
+		rs->err = errno;
+		if (rs->rc != 0)
+			rs->res = NULL;
+		c = om_calloc(1, sizeof *c);
+		pthread_mutex_lock(&r->mu);
+		/* Lock order: r->mu, then the engine's lock (post); close takes r->mu alone. */
+		if (c != NULL && r->e != NULL) {
+			c->kind = CMD_RESOLVED;
+			c->rs = rs;
+			if (post(r->e, c) == 0)
+				continue;
+		}
+		om_free(c);
+		resolve_free(rs);
+	}
+	r->threads--;
+	pthread_mutex_unlock(&r->mu);
+	resolver_unref(r);
+	return NULL;
+}
+
+/* Queues a lookup; a thread starts when none is idle (at most RESOLVER_THREADS). */
+static int
+resolver_submit(struct engine *e, struct resolve *rs)
+{
+	struct resolver *r = e->resolver;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->mu);
+	rs->next = NULL;
+	if (r->tail)
+		r->tail->next = rs;
+	else
+		r->head = rs;
+	r->tail = rs;
+	if (r->idle == 0 && r->threads < RESOLVER_THREADS) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		r->refs++;
+		r->threads++;
+		if (pthread_create(&tid, &attr, resolver_main, r) != 0) {
+			r->refs--;
+			r->threads--;
+			if (r->threads == 0)
+				rc = OM_ESYS; /* nobody would ever answer */
+		}
+		pthread_attr_destroy(&attr);
+	}
+	if (rc != 0) {
+		r->head = r->tail = NULL; /* only rs can be queued with no thread */
+	}
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+/* The loop: a lookup answered. */
+static void
+resolved(struct engine *e, struct resolve *rs)
+{
+	struct conn *c = rs->c;
+	char ebuf[128];
+
+	if (c == NULL || c->st != C_RESOLVE || c->owner == NULL) {
+		resolve_free(rs);
+		return;
+	}
+	c->resolve = NULL;
+	if (rs->rc != 0) {
+		host_connect_failed(e, c->owner, OM_HS_UNREACHABLE, rs->rc == EAI_AGAIN,
+		                    "cannot resolve '%s': %s", rs->host,
+		                    rs->rc == EAI_SYSTEM ? errno_text(rs->err, ebuf, sizeof ebuf)
+		                                         : gai_strerror(rs->rc));
+		resolve_free(rs);
+		return;
+	}
+	c->ai_list = c->ai = rs->res;
+	rs->res = NULL;
+	resolve_free(rs);
+	if (!conn_try_addrs(e, c))
+		host_connect_failed(e, c->owner, OM_HS_UNREACHABLE, true, "connect to %s: %s",
+		                    c->where,
+		                    c->conn_err ? errno_text(c->conn_err, ebuf, sizeof ebuf)
+		                                : "no usable address");
+}
+
 static void
 conn_start(struct engine *e, struct hrun *h)
 {
@@ -862,12 +1049,35 @@ conn_start(struct engine *e, struct hrun *h)
 	h->st = H_CONNECTING;
 	c->step_deadline = om_now_ms() + (int64_t)e->o.connect_timeout_s * 1000;
 
+	snprintf(port, sizeof port, "%u", t->port ? t->port : 22);
+	if (!addr_numeric(t->addr)) {
+		/* A DNS lookup blocks: it goes to a resolver thread, the loop goes on. */
+		struct resolve *rs = om_calloc(1, sizeof *rs);
+
+		if (rs == NULL || strlen(t->addr) > OM_MAX_NAME) {
+			om_free(rs);
+			host_connect_failed(e, h, OM_HS_FAILED, false, "cannot resolve '%s': %s",
+			                    t->addr,
+			                    rs == NULL ? "out of memory" : "name too long");
+			return;
+		}
+		snprintf(rs->host, sizeof rs->host, "%s", t->addr);
+		snprintf(rs->port, sizeof rs->port, "%s", port);
+		rs->c = c;
+		c->resolve = rs;
+		c->st = C_RESOLVE;
+		if (resolver_submit(e, rs) != 0) {
+			c->resolve = NULL;
+			om_free(rs);
+			host_connect_failed(e, h, OM_HS_FAILED, false,
+			                    "cannot resolve '%s': no resolver thread", t->addr);
+		}
+		return;
+	}
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(port, sizeof port, "%u", t->port ? t->port : 22);
-	/* Blocks for a DNS name; numeric addresses, the common case, return at once. */
+	hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
 	rc = getaddrinfo(t->addr, port, &hints, &c->ai_list);
 	if (rc != 0) {
 		c->ai_list = NULL;
@@ -1799,6 +2009,11 @@ conn_arm_busy(struct conn *c)
 	uint32_t want = 0;
 	int dir;
 
+	if (c->fd < 0 || c->s == NULL) {
+		if (c->st == C_CONNECT)
+			conn_arm(c, EPOLLOUT);
+		return; /* resolving: no socket yet */
+	}
 	if (c->st == C_CONNECT) {
 		want = EPOLLOUT;
 	} else if (c->owner != NULL && c->owner->op != NULL && c->owner->op->phase == P_IO &&
@@ -1971,7 +2186,13 @@ timers(struct engine *e)
 				           now >= h->c->step_deadline) {
 					struct conn *hc = h->c;
 
-					if (hc->st == C_CONNECT)
+					if (hc->st == C_RESOLVE)
+						host_connect_failed(e, h, OM_HS_UNREACHABLE, true,
+						                    "cannot resolve '%s': no "
+						                    "answer within %u s",
+						                    t->task.hosts[i].addr,
+						                    e->o.connect_timeout_s);
+					else if (hc->st == C_CONNECT)
 						host_connect_failed(
 						        e, h, OM_HS_UNREACHABLE, true,
 						        "connect to %s: timed out after %u s",
@@ -2049,6 +2270,8 @@ commands(struct engine *e)
 				pp = &(*pp)->tnext;
 			*pp = q->t;
 			kh_refresh(e);
+		} else if (q->kind == CMD_RESOLVED) {
+			resolved(e, q->rs);
 		} else {
 			for (t = e->tasks; t != NULL; t = t->tnext)
 				if (t->task.id == q->id)
@@ -2192,6 +2415,12 @@ om_engine_open(const struct om_engine_opts *opts, struct om_engine **out)
 	e->ep = e->evfd = -1;
 	pthread_mutex_init(&e->lock, NULL);
 	rc = OM_ENOMEM;
+	if ((e->resolver = om_calloc(1, sizeof *e->resolver)) == NULL)
+		goto fail;
+	pthread_mutex_init(&e->resolver->mu, NULL);
+	pthread_cond_init(&e->resolver->cv, NULL);
+	e->resolver->e = e;
+	e->resolver->refs = 1; /* the engine's */
 	if ((e->kh_session = libssh2_session_init()) == NULL)
 		goto fail;
 	if ((rc = kh_load(e)) != 0)
@@ -2218,6 +2447,8 @@ fail:
 		libssh2_knownhost_free(e->kh);
 	if (e->kh_session != NULL)
 		libssh2_session_free(e->kh_session);
+	if (e->resolver != NULL)
+		resolver_unref(e->resolver); /* no thread yet: the only reference */
 	pthread_mutex_destroy(&e->lock);
 	om_free(e);
 	return rc;
@@ -2352,11 +2583,19 @@ om_engine_close(struct om_engine *oe)
 	if (e == NULL)
 		return;
 	om_engine_shutdown(oe);
+	/* Lookups still running answer into nothing; the last thread out frees the resolver. */
+	pthread_mutex_lock(&e->resolver->mu);
+	e->resolver->e = NULL;
+	pthread_cond_broadcast(&e->resolver->cv);
+	pthread_mutex_unlock(&e->resolver->mu);
+	resolver_unref(e->resolver);
 	/* Commands that raced with closing. */
 	while ((q = e->cmds) != NULL) {
 		e->cmds = q->next;
 		if (q->kind == CMD_SUBMIT)
 			task_free(q->t);
+		else if (q->kind == CMD_RESOLVED)
+			resolve_free(q->rs);
 		om_free(q);
 	}
 	close(e->evfd);

@@ -2404,6 +2404,48 @@ test_hostkey_algorithm_pinned(void **state)
 	}
 }
 
+/*
+ * DNS names are looked up off the loop (getaddrinfo blocks): "localhost"
+ * connects, a name that does not resolve fails that host only, and hosts
+ * with numeric addresses in the same task are not held up.
+ */
+static void
+test_dns_names(void **state)
+{
+	struct om_ssh_target t[3] = {local(), local(), local()};
+	struct om_engine_opts o = {.connect_timeout_s = 3};
+	char pub[128], khp[128], line[512], *key;
+	struct ctx *c;
+	struct eng g;
+
+	(void)state;
+	NEED_SSHD();
+	path_in_dir(pub, sizeof pub, "host_ed25519.pub");
+	key = read_text(pub);
+	*strrchr(key, ' ') = '\0';
+	snprintf(line, sizeof line, "[localhost]:%d %s\n[127.0.0.1]:%d %s\n", SSHD_PORT, key,
+	         SSHD_PORT, key);
+	free(key);
+	path_in_dir(khp, sizeof khp, "known_hosts_dns");
+	write_file(khp, line, strlen(line));
+	t[0].name = "by-name";
+	t[0].addr = "localhost";
+	t[1].name = "nowhere";
+	t[1].addr = "om-no-such-host.invalid";
+	eng_open(&g, "known_hosts_dns", &o);
+	c = ctx_new(3);
+	run_cmd(g.e, c, t, 3, "echo dns", 0, 20);
+	print_message("localhost: %d %s; .invalid: %d %s\n", c->res[0].state, c->res[0].reason,
+	              c->res[1].state, c->res[1].reason);
+	assert_int_equal(c->res[0].state, OM_HS_OK);
+	assert_int_equal(c->res[0].out_len, 4);
+	assert_int_equal(c->res[1].state, OM_HS_UNREACHABLE);
+	assert_non_null(strstr(c->res[1].reason, "cannot resolve"));
+	assert_int_equal(c->res[2].state, OM_HS_OK);
+	ctx_free(c);
+	eng_close(&g);
+}
+
 /* 10. Transient connect failures are retried with backoff, and the reason says how often. */
 static void
 test_connect_retry(void **state)
@@ -2791,6 +2833,7 @@ main(void)
 	        cmocka_unit_test(test_stale_session_reconnects),
 	        cmocka_unit_test(test_step_deadline),
 	        cmocka_unit_test(test_hostkey_algorithm_pinned),
+	        cmocka_unit_test(test_dns_names),
 	        cmocka_unit_test(test_connect_retry),
 	        cmocka_unit_test(test_plugin_contract),
 	        cmocka_unit_test(test_params),
