@@ -11,31 +11,6 @@ static const struct om_plugin_param command_params[] = {
         {"chdir", "path", 0, NULL, "directory to run the program in", NULL, 0},
 };
 
-static void
-command_done(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
-{
-	const struct om_host_api *api = arg;
-	struct omp_json j = {0};
-	int first = 1;
-
-	if (rc < 0) {
-		omp_fail(api, h, -1, "command did not run: %s", omp_strerror(rc));
-		return;
-	}
-	if (res->exit_status < 0) {
-		omp_fail(api, h, -1, "killed by signal %s", res->signal ? res->signal : "?");
-		return;
-	}
-	omp_json_lit(&j, "{");
-	omp_json_kint(&j, &first, "rc", res->exit_status);
-	omp_json_lit(&j, "}");
-	omp_json_result(api, h, &j, res->exit_status == 0);
-	if (res->exit_status != 0)
-		omp_fail(api, h, res->exit_status, "exit status %d", res->exit_status);
-	else
-		api->finish(h, OM_PLUGIN_OK, 0, NULL);
-}
-
 /* "cd DIR && exec W1 W2 ...", every piece through quote(). */
 static char *
 command_with_dir(const struct om_host_api *api, struct om_host_ctx *h, const char *dir, char **argv)
@@ -98,7 +73,7 @@ command_start(void *state, struct om_host_ctx *h)
 		return OM_PLUGIN_ENOMEM;
 	}
 	rc = api->exec(h, full, full ? NULL : (const char *const *)argv, NULL, 0, OM_EXEC_STREAM, 0,
-	               command_done, (void *)(uintptr_t)api);
+	               omp_exec_done, (void *)(uintptr_t)api);
 	if (rc < 0) {
 		omp_fail(api, h, -1, "command did not start: %s", omp_strerror(rc));
 		return rc;

@@ -231,6 +231,43 @@ omp_json_result(const struct om_host_api *api, struct om_host_ctx *h, struct omp
  * n hex digits for temp-file names.  They only keep two runs apart, they
  * guard no secret, so a seeded xorshift is enough and needs no blocking read.
  */
+/*
+ * Ends a host from a command's exit: ok for status 0, failed otherwise
+ * (or when it was killed or could not run), with {"rc": N} as the result.
+ * what names the command in the reasons ("command", "script").
+ */
+static inline void
+omp_finish_exit(const struct om_host_api *api, struct om_host_ctx *h, const char *what, int rc,
+                const struct om_exec_result *res)
+{
+	struct omp_json j = {0};
+	int first = 1;
+
+	if (rc < 0) {
+		omp_fail(api, h, -1, "%s did not run: %s", what, omp_strerror(rc));
+		return;
+	}
+	if (res->exit_status < 0) {
+		omp_fail(api, h, -1, "killed by signal %s", res->signal ? res->signal : "?");
+		return;
+	}
+	omp_json_lit(&j, "{");
+	omp_json_kint(&j, &first, "rc", res->exit_status);
+	omp_json_lit(&j, "}");
+	omp_json_result(api, h, &j, res->exit_status == 0);
+	if (res->exit_status != 0)
+		omp_fail(api, h, res->exit_status, "exit status %d", res->exit_status);
+	else
+		api->finish(h, OM_PLUGIN_OK, 0, NULL);
+}
+
+/* An om_exec_cb for a command whose exit decides the host; arg is the api. */
+static inline void
+omp_exec_done(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
+{
+	omp_finish_exit(arg, h, "command", rc, res);
+}
+
 static inline void
 omp_rand_hex(char *out, size_t n)
 {

@@ -29,26 +29,8 @@ static void
 script_ran(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
 {
 	struct script_host *s = arg;
-	const struct om_host_api *api = s->api;
-	struct omp_json j = {0};
-	int first = 1;
 
-	if (rc < 0) {
-		omp_fail(api, h, -1, "script did not run: %s", omp_strerror(rc));
-		return;
-	}
-	if (res->exit_status < 0) {
-		omp_fail(api, h, -1, "killed by signal %s", res->signal ? res->signal : "?");
-		return;
-	}
-	omp_json_lit(&j, "{");
-	omp_json_kint(&j, &first, "rc", res->exit_status);
-	omp_json_lit(&j, "}");
-	omp_json_result(api, h, &j, res->exit_status == 0);
-	if (res->exit_status != 0)
-		omp_fail(api, h, res->exit_status, "exit status %d", res->exit_status);
-	else
-		api->finish(h, OM_PLUGIN_OK, 0, NULL);
+	omp_finish_exit(s->api, h, "script", rc, res);
 }
 
 /* After a failed upload: the mktemp file must not stay behind. */

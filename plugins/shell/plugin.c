@@ -11,32 +11,6 @@ static const struct om_plugin_param shell_params[] = {
         {"chdir", "path", 0, NULL, "directory to run the command in", NULL, 0},
 };
 
-/* Finishes a host from a streamed command's exit; shared shape with command and script. */
-static void
-shell_done(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *res)
-{
-	const struct om_host_api *api = arg;
-	struct omp_json j = {0};
-	int first = 1;
-
-	if (rc < 0) {
-		omp_fail(api, h, -1, "command did not run: %s", omp_strerror(rc));
-		return;
-	}
-	if (res->exit_status < 0) {
-		omp_fail(api, h, -1, "killed by signal %s", res->signal ? res->signal : "?");
-		return;
-	}
-	omp_json_lit(&j, "{");
-	omp_json_kint(&j, &first, "rc", res->exit_status);
-	omp_json_lit(&j, "}");
-	omp_json_result(api, h, &j, res->exit_status == 0);
-	if (res->exit_status != 0)
-		omp_fail(api, h, res->exit_status, "exit status %d", res->exit_status);
-	else
-		api->finish(h, OM_PLUGIN_OK, 0, NULL);
-}
-
 static int
 shell_start(void *state, struct om_host_ctx *h)
 {
@@ -65,7 +39,7 @@ shell_start(void *state, struct om_host_ctx *h)
 		omp_fail(api, h, -1, "out of memory");
 		return OM_PLUGIN_ENOMEM;
 	}
-	if ((rc = api->exec(h, full, NULL, NULL, 0, OM_EXEC_STREAM, 0, shell_done,
+	if ((rc = api->exec(h, full, NULL, NULL, 0, OM_EXEC_STREAM, 0, omp_exec_done,
 	                    (void *)(uintptr_t)api)) < 0) {
 		omp_fail(api, h, -1, "command did not start: %s", omp_strerror(rc));
 		return rc;
