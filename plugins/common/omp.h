@@ -329,6 +329,30 @@ omp_mktemp_path(const struct om_host_api *api, struct om_host_ctx *h, const uint
 	return 0;
 }
 
+/*
+ * The end of a mktemp exec: its name in *path, or the host failed with the
+ * reason (it did not run, it failed, it printed something unexpected).
+ * 0, or a negative code after the host was failed.
+ */
+static inline int
+omp_mktemp_done(const struct om_host_api *api, struct om_host_ctx *h, int rc,
+                const struct om_exec_result *res, const char *prefix, char **path)
+{
+	if (rc < 0) {
+		omp_fail(api, h, -1, "mktemp did not run: %s", omp_strerror(rc));
+		return rc;
+	}
+	if (res->exit_status != 0 || res->out == NULL) {
+		omp_fail(api, h, -1, "mktemp failed with exit status %d", res->exit_status);
+		return OM_PLUGIN_EIO;
+	}
+	if ((rc = omp_mktemp_path(api, h, res->out, res->out_len, prefix, path)) < 0)
+		omp_fail(api, h, -1, "%s",
+		         rc == OM_PLUGIN_ENOMEM ? "out of memory"
+		                                : "mktemp printed an unexpected name");
+	return rc;
+}
+
 /* A decimal size_t, the whole string; -1 otherwise. */
 static inline int
 omp_parse_size(const char *s, size_t *out)

@@ -219,20 +219,8 @@ copy_tempfile(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_res
 	struct copy_host *c = arg;
 	const struct om_host_api *api = c->api;
 
-	if (rc < 0) {
-		omp_fail(api, h, -1, "mktemp did not run: %s", omp_strerror(rc));
+	if (omp_mktemp_done(api, h, rc, res, copy_prefix, &c->tmp) < 0)
 		return;
-	}
-	if (res->exit_status != 0 || res->out == NULL) {
-		omp_fail(api, h, -1, "mktemp failed with exit status %d", res->exit_status);
-		return;
-	}
-	if ((rc = omp_mktemp_path(api, h, res->out, res->out_len, copy_prefix, &c->tmp)) < 0) {
-		omp_fail(api, h, -1, "%s",
-		         rc == OM_PLUGIN_ENOMEM ? "out of memory"
-		                                : "mktemp printed an unexpected name");
-		return;
-	}
 	if ((c->qtmp = omp_quote(api, h, c->tmp)) == NULL) {
 		omp_fail(api, h, -1, "out of memory");
 		return;

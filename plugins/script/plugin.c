@@ -91,20 +91,8 @@ script_tempfile(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_r
 	struct script_host *s = arg;
 	const struct om_host_api *api = s->api;
 
-	if (rc < 0) {
-		omp_fail(api, h, -1, "mktemp did not run: %s", omp_strerror(rc));
+	if (omp_mktemp_done(api, h, rc, res, script_prefix, &s->path) < 0)
 		return;
-	}
-	if (res->exit_status != 0 || res->out == NULL) {
-		omp_fail(api, h, -1, "mktemp failed with exit status %d", res->exit_status);
-		return;
-	}
-	if ((rc = omp_mktemp_path(api, h, res->out, res->out_len, script_prefix, &s->path)) < 0) {
-		omp_fail(api, h, -1, "%s",
-		         rc == OM_PLUGIN_ENOMEM ? "out of memory"
-		                                : "mktemp printed an unexpected name");
-		return;
-	}
 	if ((rc = api->upload(h, s->path, s->data, s->len, 0700, script_uploaded, s)) < 0)
 		script_uploaded(h, s, rc, NULL, 0);
 }
