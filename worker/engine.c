@@ -1265,6 +1265,13 @@ conn_connect_step(struct engine *e, struct conn *c, uint32_t events)
 
 static void op_complete(struct engine *e, struct hrun *h, struct op *op, int rc);
 
+/* The code a stopped host's operation ends with. */
+static int
+abort_rc(const struct hrun *h)
+{
+	return h->abort == OM_HS_TIMEOUT ? OM_ETIMEDOUT : OM_ECANCELED;
+}
+
 /* Splits the "\036om-pid N" line off stderr; the rest goes on as output. */
 static void exec_stderr(struct engine *e, struct hrun *h, struct op *op, const uint8_t *d,
                         size_t n);
@@ -1687,7 +1694,7 @@ op_complete(struct engine *e, struct hrun *h, struct op *op, int rc)
 	}
 	h->op = NULL;
 	if (h->abort != 0)
-		rc = h->abort == OM_HS_TIMEOUT ? OM_ETIMEDOUT : OM_ECANCELED;
+		rc = abort_rc(h);
 	h->used = true;
 	h->in_callback = true;
 	if (op->kind == OP_EXEC) {
@@ -1718,6 +1725,24 @@ op_complete(struct engine *e, struct hrun *h, struct op *op, int rc)
 }
 
 /*
+ * Ends an op whose session is gone (its channel and handle went with it):
+ * the plugin's callback with rc and no result, then the op is freed.
+ */
+static void
+op_fail(struct hrun *h, struct op *op, int rc)
+{
+	op->ch = NULL;
+	op->fh = NULL;
+	h->in_callback = true;
+	if (op->kind == OP_EXEC)
+		op->ecb((struct om_host_ctx *)h, op->arg, rc, NULL);
+	else
+		op->xcb((struct om_host_ctx *)h, op->arg, rc, NULL, 0);
+	h->in_callback = false;
+	op_free(op);
+}
+
+/*
  * Stops whatever runs: ops in flight end with the abort code and the
  * session is dropped (it may hold a half-read channel).
  */
@@ -1735,20 +1760,11 @@ host_abort_ops(struct engine *e, struct hrun *h)
 		op_free(k);
 	}
 	if (op != NULL) {
-		int rc = h->abort == OM_HS_TIMEOUT ? OM_ETIMEDOUT : OM_ECANCELED;
-
-		op->ch = NULL;
-		op->fh = NULL;
 		/* Exactly one callback per started op, also after the plugin finished. */
-		if (h->st != H_DONE) {
-			h->in_callback = true;
-			if (op->kind == OP_EXEC)
-				op->ecb((struct om_host_ctx *)h, op->arg, rc, NULL);
-			else
-				op->xcb((struct om_host_ctx *)h, op->arg, rc, NULL, 0);
-			h->in_callback = false;
-		}
-		op_free(op);
+		if (h->st != H_DONE)
+			op_fail(h, op, abort_rc(h));
+		else
+			op_free(op);
 	}
 }
 
@@ -1923,18 +1939,7 @@ host_op_lost(struct engine *e, struct hrun *h, const char *why)
 	h->op = NULL;
 	if (h->c != NULL)
 		conn_kill(e, h->c, false);
-	op->ch = NULL;
-	op->fh = NULL;
-	h->in_callback = true;
-	if (op->kind == OP_EXEC)
-		op->ecb((struct om_host_ctx *)h, op->arg,
-		        h->abort ? (h->abort == OM_HS_TIMEOUT ? OM_ETIMEDOUT : OM_ECANCELED)
-		                 : OM_EIO,
-		        NULL);
-	else
-		op->xcb((struct om_host_ctx *)h, op->arg, OM_EIO, NULL, 0);
-	h->in_callback = false;
-	op_free(op);
+	op_fail(h, op, h->abort ? abort_rc(h) : OM_EIO);
 	/* Whatever the plugin concluded from the error, the host was lost: say why. */
 	h->finished = true;
 	om_free(h->freason);
@@ -2815,26 +2820,62 @@ build_kill(struct engine *e, struct hrun *h, long pid)
 	return res;
 }
 
+/*
+ * A new op for h, with its own copy of data (stdin or upload bytes): 0, or
+ * OM_ECANCELED (the host is being stopped), OM_EINVAL (not running or
+ * finished), OM_EBUSY (one operation at a time per host), OM_ENOMEM.
+ */
+static int
+op_new(struct hrun *h, enum opkind kind, const void *data, size_t len, struct op **out)
+{
+	struct op *op;
+
+	if (h->abort != 0)
+		return OM_ECANCELED;
+	if (!api_usable(h))
+		return OM_EINVAL;
+	if (h->op != NULL)
+		return OM_EBUSY;
+	if ((op = om_calloc(1, sizeof *op)) == NULL)
+		return OM_ENOMEM;
+	op->e = h->t->e;
+	op->kind = kind;
+	op->phase = P_OPEN;
+	if (len > 0) {
+		if ((op->data = om_malloc(len)) == NULL) {
+			om_free(op);
+			return OM_ENOMEM;
+		}
+		memcpy(op->data, data, len);
+		op->len = len;
+	}
+	*out = op;
+	return 0;
+}
+
+/* Makes op the host's operation; its first phase has the step deadline. */
+static void
+op_install(struct hrun *h, struct op *op)
+{
+	op->deadline = om_now_ms() + (int64_t)h->t->e->o.connect_timeout_s * 1000;
+	h->op = op;
+	if (h->c != NULL)
+		h->c->more = true; /* start it on this loop iteration */
+}
+
 static int
 api_exec(struct om_host_ctx *ctx, const char *cmd, const char *const *argv, const void *stdin_data,
          size_t stdin_len, unsigned flags, size_t cap, om_exec_cb cb, void *arg)
 {
 	struct hrun *h = HR(ctx);
 	struct op *op;
+	int rc;
 
 	if (h == NULL || cb == NULL || (cmd == NULL) == (argv == NULL) ||
 	    (stdin_data == NULL && stdin_len > 0) || stdin_len > OM_MAX_PARAM * 2)
 		return OM_EINVAL;
-	if (h->abort != 0)
-		return OM_ECANCELED;
-	if (!api_usable(h))
-		return OM_EINVAL;
-	if (h->op != NULL)
-		return OM_EBUSY; /* one operation at a time per host */
-	if ((op = om_calloc(1, sizeof *op)) == NULL)
-		return OM_ENOMEM;
-	op->kind = OP_EXEC;
-	op->phase = P_OPEN;
+	if ((rc = op_new(h, OP_EXEC, stdin_data, stdin_len, &op)) != 0)
+		return rc;
 	op->flags = flags;
 	op->cap = cap ? cap : CAPTURE_DEFAULT;
 	om_buf_init(&op->out, op->cap + 1);
@@ -2847,18 +2888,7 @@ api_exec(struct om_host_ctx *ctx, const char *cmd, const char *const *argv, cons
 		op_free(op);
 		return OM_ENOMEM;
 	}
-	if (stdin_len > 0) {
-		if ((op->data = om_malloc(stdin_len)) == NULL) {
-			op_free(op);
-			return OM_ENOMEM;
-		}
-		memcpy(op->data, stdin_data, stdin_len);
-		op->len = stdin_len;
-	}
-	op->deadline = om_now_ms() + (int64_t)h->t->e->o.connect_timeout_s * 1000;
-	h->op = op;
-	if (h->c != NULL)
-		h->c->more = true; /* start it on this loop iteration */
+	op_install(h, op);
 	return 0;
 }
 
@@ -2867,21 +2897,13 @@ xfer_start(struct hrun *h, enum opkind kind, const char *path, const void *data,
            unsigned mode, size_t max, om_xfer_cb cb, void *arg)
 {
 	struct op *op;
+	int rc;
 
 	if (h == NULL || cb == NULL || path == NULL || path[0] == '\0' ||
 	    (data == NULL && len > 0) || strlen(path) > 4096)
 		return OM_EINVAL;
-	if (h->abort != 0)
-		return OM_ECANCELED;
-	if (!api_usable(h))
-		return OM_EINVAL;
-	if (h->op != NULL)
-		return OM_EBUSY;
-	if ((op = om_calloc(1, sizeof *op)) == NULL)
-		return OM_ENOMEM;
-	op->e = h->t->e;
-	op->kind = kind;
-	op->phase = P_OPEN;
+	if ((rc = op_new(h, kind, data, len, &op)) != 0)
+		return rc;
 	op->mode = mode;
 	op->max = max;
 	op->xcb = cb;
@@ -2892,18 +2914,7 @@ xfer_start(struct hrun *h, enum opkind kind, const char *path, const void *data,
 		op_free(op);
 		return OM_ENOMEM;
 	}
-	if (len > 0) {
-		if ((op->data = om_malloc(len)) == NULL) {
-			op_free(op);
-			return OM_ENOMEM;
-		}
-		memcpy(op->data, data, len);
-		op->len = len;
-	}
-	op->deadline = om_now_ms() + (int64_t)h->t->e->o.connect_timeout_s * 1000;
-	h->op = op;
-	if (h->c != NULL)
-		h->c->more = true;
+	op_install(h, op);
 	return 0;
 }
 
