@@ -45,7 +45,15 @@ struct config {
 	enum om_log_level log_level;
 };
 
+/* A task the worker holds (see worker.held); stays put while it has items. */
+struct held {
+	uint64_t id;    /* 0: free slot */
+	uint32_t items; /* in the outbox */
+	bool running;
+};
+
 struct outitem {
+	struct held *held; /* its task's slot: counted there while it is queued */
 	bool is_result;
 	struct om_chunk chunk;   /* owned data */
 	struct om_result result; /* owned reason */
@@ -71,11 +79,7 @@ struct worker {
 	 * The tasks this worker holds, for heartbeats: running, or finished
 	 * with results not yet acknowledged.  Full means busy (no new task).
 	 */
-	struct held {
-		uint64_t id;    /* 0: free slot */
-		uint32_t items; /* in the outbox */
-		bool running;
-	} held[HELD_MAX];
+	struct held held[HELD_MAX];
 	unsigned nheld;
 };
 
@@ -100,13 +104,24 @@ nap(int ms)
 
 /* ---- tasks held (w->lock held) ---- */
 
+/* The slot for a new task: its own if it still has results queued, else a free one. */
 static struct held *
-held_find(struct worker *w, uint64_t id)
+held_take(struct worker *w, uint64_t id)
 {
-	for (size_t i = 0; i < HELD_MAX; i++)
+	struct held *free_slot = NULL;
+
+	for (size_t i = 0; i < HELD_MAX; i++) {
 		if (w->held[i].id == id)
 			return &w->held[i];
-	return NULL;
+		if (w->held[i].id == 0 && free_slot == NULL)
+			free_slot = &w->held[i];
+	}
+	if (free_slot != NULL) {
+		free_slot->id = id;
+		free_slot->items = 0;
+		w->nheld++;
+	}
+	return free_slot;
 }
 
 static void
@@ -139,12 +154,8 @@ outbox_push(struct worker *w, struct outitem *it)
 	w->tail = it;
 	w->outbox_bytes += it->bytes;
 	w->outbox_items++;
-	{
-		struct held *h =
-		        held_find(w, it->is_result ? it->result.task_id : it->chunk.task_id);
-		if (h != NULL)
-			h->items++;
-	}
+	if (it->held != NULL)
+		it->held->items++;
 	pause = w->outbox_bytes > OUTBOX_MAX_BYTES && !w->paused;
 	if (pause)
 		w->paused = true;
@@ -221,13 +232,9 @@ outbox_flush_once(struct worker *w)
 		w->head = it->next;
 		w->outbox_bytes -= it->bytes;
 		w->outbox_items--;
-		{
-			struct held *h = held_find(w, it->is_result ? it->result.task_id
-			                                            : it->chunk.task_id);
-			if (h != NULL && h->items > 0) {
-				h->items--;
-				held_drop_if_done(w, h);
-			}
+		if (it->held != NULL && it->held->items > 0) {
+			it->held->items--;
+			held_drop_if_done(w, it->held);
 		}
 		outitem_free(it);
 	}
@@ -303,7 +310,8 @@ struct task_run {
 	struct worker *w;
 	struct om_task task; /* owned: every pointer below points into it */
 	struct om_ssh_target *targets;
-	uint64_t *seq; /* next chunk seq per host */
+	uint64_t *seq;     /* next chunk seq per host */
+	struct held *held; /* its slot in worker.held (guarded by worker.lock) */
 };
 
 /* Loop thread: output of one host, cut into protocol-sized chunks. */
@@ -321,6 +329,7 @@ task_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
 			       (unsigned long long)t->task.task_id);
 			return;
 		}
+		it->held = t->held;
 		memcpy(it->chunk.data, data, take);
 		it->chunk.len = (uint32_t)take;
 		it->chunk.task_id = t->task.task_id;
@@ -350,6 +359,7 @@ task_result(struct task_run *t, size_t host, const struct om_engine_outcome *o)
 		       (unsigned long long)t->task.task_id);
 		return;
 	}
+	it->held = t->held;
 	it->is_result = true;
 	it->result.task_id = t->task.task_id;
 	it->result.host = (uint32_t)host;
@@ -373,13 +383,11 @@ task_done(void *arg, size_t host, const struct om_engine_outcome *o)
 }
 
 static void
-task_forget(struct worker *w, uint64_t id)
+task_forget(struct worker *w, struct held *h)
 {
-	struct held *h;
-
 	pthread_mutex_lock(&w->lock);
 	w->running--;
-	if ((h = held_find(w, id)) != NULL) {
+	if (h != NULL) {
 		h->running = false;
 		held_drop_if_done(w, h);
 	}
@@ -403,7 +411,7 @@ task_finished(void *arg)
 	struct task_run *t = arg;
 
 	om_info("task %llu finished", (unsigned long long)t->task.task_id);
-	task_forget(t->w, t->task.task_id);
+	task_forget(t->w, t->held);
 	task_run_free(t);
 }
 
@@ -444,14 +452,8 @@ task_start(struct worker *w, struct om_msg *m)
 	pthread_mutex_lock(&w->lock);
 	w->running++;
 	/* A slot is free: the poll said busy otherwise (see main). */
-	for (i = 0; i < HELD_MAX; i++)
-		if (w->held[i].id == 0 || w->held[i].id == t->task.task_id) {
-			if (w->held[i].id == 0)
-				w->nheld++;
-			w->held[i].id = t->task.task_id;
-			w->held[i].running = true;
-			break;
-		}
+	if ((t->held = held_take(w, t->task.task_id)) != NULL)
+		t->held->running = true;
 	pthread_mutex_unlock(&w->lock);
 	om_info("task %llu of job %llu: module '%s' on %u hosts%s%s",
 	        (unsigned long long)t->task.task_id, (unsigned long long)t->task.job_id,
@@ -494,7 +496,7 @@ task_start(struct worker *w, struct om_msg *m)
 fail:
 	om_warn("task %llu: %s", (unsigned long long)t->task.task_id, err);
 	task_fail_all(t, err);
-	task_forget(w, t->task.task_id);
+	task_forget(w, t->held);
 	task_run_free(t);
 }
 
