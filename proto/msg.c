@@ -488,23 +488,33 @@ static const char *const state_names[OM_HS_COUNT_] = {
         [OM_HS_SKIPPED] = "skipped", [OM_HS_LOST] = "lost",
 };
 
+/* Names of a small enum: the name of v, "unknown" out of range. */
+static const char *
+enum_name(const char *const *names, int count, int v)
+{
+	return v >= 0 && v < count ? names[v] : "unknown";
+}
+
+/* The value named name, -1 when none is. */
+static int
+enum_parse(const char *const *names, int count, const char *name)
+{
+	for (int i = 0; name != NULL && i < count; i++)
+		if (strcmp(name, names[i]) == 0)
+			return i;
+	return -1;
+}
+
 const char *
 om_host_state_name(int state)
 {
-	if (state < 0 || state >= OM_HS_COUNT_)
-		return "unknown";
-	return state_names[state];
+	return enum_name(state_names, OM_HS_COUNT_, state);
 }
 
 int
 om_host_state_parse(const char *name)
 {
-	if (name == NULL)
-		return -1;
-	for (int i = 0; i < OM_HS_COUNT_; i++)
-		if (strcmp(name, state_names[i]) == 0)
-			return i;
-	return -1;
+	return enum_parse(state_names, OM_HS_COUNT_, name);
 }
 
 bool
@@ -523,20 +533,13 @@ static const char *const key_state_names[OM_KEY_COUNT_] = {
 const char *
 om_key_state_name(int state)
 {
-	if (state < 0 || state >= OM_KEY_COUNT_)
-		return "unknown";
-	return key_state_names[state];
+	return enum_name(key_state_names, OM_KEY_COUNT_, state);
 }
 
 int
 om_key_state_parse(const char *name)
 {
-	if (name == NULL)
-		return -1;
-	for (int i = 0; i < OM_KEY_COUNT_; i++)
-		if (strcmp(name, key_state_names[i]) == 0)
-			return i;
-	return -1;
+	return enum_parse(key_state_names, OM_KEY_COUNT_, name);
 }
 
 /* --- release ------------------------------------------------------------------- */
