@@ -1492,6 +1492,33 @@ test_idle_expiry(void **state)
 	ctx_free(c);
 }
 
+/* no_pool (om-worker --no-session-pool): every host logs in, nothing stays open. */
+static void
+test_no_pool(void **state)
+{
+	struct om_ssh_target t = local();
+	struct om_engine_opts o = {.no_pool = true};
+	struct om_engine_stats s;
+	struct ctx *c;
+	struct eng g;
+	int k;
+
+	(void)state;
+	NEED_SSHD();
+	eng_open(&g, "known_hosts", &o);
+	for (k = 0; k < 2; k++) {
+		c = ctx_new(1);
+		run_cmd(g.e, c, &t, 1, "true", 0, 20);
+		assert_int_equal(c->res[0].state, OM_HS_OK);
+		ctx_free(c);
+	}
+	om_engine_stats(g.e, &s);
+	assert_int_equal(s.logins, 2);
+	assert_int_equal(s.reused, 0);
+	assert_int_equal(s.sessions, 0);
+	eng_close(&g);
+}
+
 /* 3. max_sessions bounds the open sessions; the hosts beyond it wait for one. */
 struct cap_sample {
 	struct om_engine *e;
@@ -2834,6 +2861,7 @@ main(void)
 	        cmocka_unit_test(test_step_deadline),
 	        cmocka_unit_test(test_hostkey_algorithm_pinned),
 	        cmocka_unit_test(test_dns_names),
+	        cmocka_unit_test(test_no_pool),
 	        cmocka_unit_test(test_connect_retry),
 	        cmocka_unit_test(test_plugin_contract),
 	        cmocka_unit_test(test_params),
