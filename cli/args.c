@@ -11,21 +11,6 @@
 #include "args.h"
 #include "om/base.h"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 void
 om_args_release(struct om_args *a)
 {
@@ -79,7 +64,7 @@ om_args_split(const char *text, char ***words, size_t *n, char *err, size_t errl
 				while (i < len && text[i] != '\'')
 					cur[o++] = text[i++];
 				if (i == len) {
-					seterr(err, errlen, "unmatched single quote");
+					om_seterr(err, errlen, "unmatched single quote");
 					rv = OM_EINVAL;
 					goto fail;
 				}
@@ -94,14 +79,14 @@ om_args_split(const char *text, char ***words, size_t *n, char *err, size_t errl
 					cur[o++] = text[i++];
 				}
 				if (i == len) {
-					seterr(err, errlen, "unmatched double quote");
+					om_seterr(err, errlen, "unmatched double quote");
 					rv = OM_EINVAL;
 					goto fail;
 				}
 				i++;
 			} else if (c == '\\') {
 				if (i == len) {
-					seterr(err, errlen, "backslash at the end");
+					om_seterr(err, errlen, "backslash at the end");
 					rv = OM_EINVAL;
 					goto fail;
 				}
@@ -157,16 +142,16 @@ om_args_set(struct om_args *a, const struct om_plugin_param *schema, size_t ns, 
 
 	if (find(schema, ns, key, strlen(key)) == NULL) {
 		names(schema, ns, list, sizeof(list));
-		seterr(err, errlen, "unknown parameter '%.64s' (parameters: %s)", key, list);
+		om_seterr(err, errlen, "unknown parameter '%.64s' (parameters: %s)", key, list);
 		return OM_EINVAL;
 	}
 	for (size_t i = 0; i < a->n; i++)
 		if (strcmp(a->kv[i].key, key) == 0) {
-			seterr(err, errlen, "parameter '%s' given twice", key);
+			om_seterr(err, errlen, "parameter '%s' given twice", key);
 			return OM_EINVAL;
 		}
 	if (a->n >= OM_MAX_PARAMS) {
-		seterr(err, errlen, "more than %d parameters", OM_MAX_PARAMS);
+		om_seterr(err, errlen, "more than %d parameters", OM_MAX_PARAMS);
 		return OM_EINVAL;
 	}
 	if ((kv = om_realloc(a->kv, (a->n + 1) * sizeof(*kv))) == NULL)
@@ -191,7 +176,7 @@ om_args_param(struct om_args *a, const struct om_plugin_param *schema, size_t ns
 	char key[OM_MAX_NAME + 1];
 
 	if (eq == NULL || eq == kv || (size_t)(eq - kv) > OM_MAX_NAME) {
-		seterr(err, errlen, "-e wants key=value, not '%.64s'", kv);
+		om_seterr(err, errlen, "-e wants key=value, not '%.64s'", kv);
 		return OM_EINVAL;
 	}
 	memcpy(key, kv, (size_t)(eq - kv));
@@ -234,10 +219,10 @@ om_args_text(struct om_args *a, const struct om_plugin_param *schema, size_t ns,
 			ff = &schema[i];
 	if (ff == NULL) {
 		names(schema, ns, list, sizeof(list));
-		seterr(err, errlen,
-		       "-a wants key=value pairs: this module has no free-form parameter "
-		       "(parameters: %s)",
-		       list);
+		om_seterr(err, errlen,
+		          "-a wants key=value pairs: this module has no free-form parameter "
+		          "(parameters: %s)",
+		          list);
 		return OM_EINVAL;
 	}
 	return om_args_set(a, schema, ns, ff->name, text, err, errlen);
@@ -259,16 +244,17 @@ om_args_load_files(struct om_args *a, const struct om_plugin_param *schema, size
 			continue;
 		rv = om_read_file(a->kv[i].val, OM_ARGS_FILE_MAX, &data, &len);
 		if (rv == OM_EMSGSIZE) {
-			seterr(err, errlen,
-			       "parameter '%s': file '%s' is larger than %zu bytes (the most one "
-			       "parameter carries)",
-			       p->name, a->kv[i].val, OM_ARGS_FILE_MAX);
+			om_seterr(
+			        err, errlen,
+			        "parameter '%s': file '%s' is larger than %zu bytes (the most one "
+			        "parameter carries)",
+			        p->name, a->kv[i].val, OM_ARGS_FILE_MAX);
 			return rv;
 		}
 		if (rv != 0) {
-			seterr(err, errlen, "parameter '%s': cannot read '%s': %s", p->name,
-			       a->kv[i].val,
-			       rv == OM_EINVAL ? "not a regular file" : om_strerror(rv));
+			om_seterr(err, errlen, "parameter '%s': cannot read '%s': %s", p->name,
+			          a->kv[i].val,
+			          rv == OM_EINVAL ? "not a regular file" : om_strerror(rv));
 			return rv;
 		}
 		if ((b64 = om_malloc((len + 2) / 3 * 4 + 1)) == NULL) {

@@ -38,21 +38,6 @@ struct om_selector {
 	bool has_pos; /* false: the positive side is "all" (only exclusions given) */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * Copies at most 64 bytes of s..s+n into out (size >= 64 * 4 + 4) as
  * printable ASCII, so an error message cannot carry control bytes or
@@ -129,11 +114,11 @@ parse_term(const char *t, size_t n, size_t pos, struct term *out, char *err, siz
 			pos++;
 		}
 		if (n == 0) {
-			set_err(err, errlen, "empty term after '!' at position %zu", pos);
+			om_seterr(err, errlen, "empty term after '!' at position %zu", pos);
 			return OM_EINVAL;
 		}
 		if (t[0] == '!') {
-			set_err(err, errlen, "double '!' at position %zu", pos);
+			om_seterr(err, errlen, "double '!' at position %zu", pos);
 			return OM_EINVAL;
 		}
 	}
@@ -153,30 +138,30 @@ parse_term(const char *t, size_t n, size_t pos, struct term *out, char *err, siz
 			what = "group";
 		} else {
 			printable(t, plen, shown, sizeof(shown));
-			set_err(err, errlen, "unknown selector prefix '%s:' at position %zu", shown,
-			        pos);
+			om_seterr(err, errlen, "unknown selector prefix '%s:' at position %zu",
+			          shown, pos);
 			return OM_EINVAL;
 		}
 		if (alen == 0) {
-			set_err(err, errlen, "empty %s name after '%.*s:' at position %zu", what,
-			        (int)plen, t, pos);
+			om_seterr(err, errlen, "empty %s name after '%.*s:' at position %zu", what,
+			          (int)plen, t, pos);
 			return OM_EINVAL;
 		}
 		if (alen > OM_MAX_NAME) {
-			set_err(err, errlen, "%s name longer than %d bytes at position %zu", what,
-			        OM_MAX_NAME, pos + plen + 1);
+			om_seterr(err, errlen, "%s name longer than %d bytes at position %zu", what,
+			          OM_MAX_NAME, pos + plen + 1);
 			return OM_EINVAL;
 		}
 		out->arg = om_strndup(arg, alen);
 		if (out->arg == NULL) {
-			set_err(err, errlen, "out of memory");
+			om_seterr(err, errlen, "out of memory");
 			return OM_ENOMEM;
 		}
 		/* Stored names all pass om_name_valid, so anything else could never match. */
 		if (!om_name_valid(out->arg)) {
 			printable(arg, alen, shown, sizeof(shown));
-			set_err(err, errlen, "invalid %s name '%s' at position %zu", what, shown,
-			        pos + plen + 1);
+			om_seterr(err, errlen, "invalid %s name '%s' at position %zu", what, shown,
+			          pos + plen + 1);
 			om_free(out->arg);
 			out->arg = NULL;
 			return OM_EINVAL;
@@ -191,15 +176,15 @@ parse_term(const char *t, size_t n, size_t pos, struct term *out, char *err, siz
 	for (size_t i = 0; i < n; i++) {
 		if (!is_pattern_char(t[i])) {
 			printable(t + i, 1, shown, sizeof(shown));
-			set_err(err, errlen, "invalid character '%s' at position %zu", shown,
-			        pos + i);
+			om_seterr(err, errlen, "invalid character '%s' at position %zu", shown,
+			          pos + i);
 			return OM_EINVAL;
 		}
 	}
 	out->kind = has_glob_meta(t, n) ? TERM_GLOB : TERM_NAME;
 	out->arg = om_strndup(t, n);
 	if (out->arg == NULL) {
-		set_err(err, errlen, "out of memory");
+		om_seterr(err, errlen, "out of memory");
 		return OM_ENOMEM;
 	}
 	return 0;
@@ -215,7 +200,7 @@ om_selector_parse(const char *s, struct om_selector **out, char *err, size_t err
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (out == NULL || s == NULL) {
-		set_err(err, errlen, "no selector");
+		om_seterr(err, errlen, "no selector");
 		return OM_EINVAL;
 	}
 	*out = NULL;
@@ -223,14 +208,14 @@ om_selector_parse(const char *s, struct om_selector **out, char *err, size_t err
 	/* Caps first: nothing is allocated for an oversized selector. */
 	len = strnlen(s, OM_MAX_TEXT + 1);
 	if (len > OM_MAX_TEXT) {
-		set_err(err, errlen, "selector longer than %d bytes", OM_MAX_TEXT);
+		om_seterr(err, errlen, "selector longer than %d bytes", OM_MAX_TEXT);
 		return OM_EINVAL;
 	}
 	for (size_t i = 0; i < len; i++)
 		if (s[i] == ',')
 			nterms++;
 	if (nterms > SEL_MAX_TERMS) {
-		set_err(err, errlen, "too many terms (%zu, at most %d)", nterms, SEL_MAX_TERMS);
+		om_seterr(err, errlen, "too many terms (%zu, at most %d)", nterms, SEL_MAX_TERMS);
 		return OM_EINVAL;
 	}
 	{
@@ -239,7 +224,7 @@ om_selector_parse(const char *s, struct om_selector **out, char *err, size_t err
 		while (i < len && is_space(s[i]))
 			i++;
 		if (i == len) {
-			set_err(err, errlen, "empty selector");
+			om_seterr(err, errlen, "empty selector");
 			return OM_EINVAL;
 		}
 	}
@@ -247,7 +232,7 @@ om_selector_parse(const char *s, struct om_selector **out, char *err, size_t err
 	sel = om_calloc(1, sizeof(*sel));
 	if (sel == NULL || (sel->terms = om_calloc(nterms, sizeof(*sel->terms))) == NULL) {
 		om_free(sel);
-		set_err(err, errlen, "out of memory");
+		om_seterr(err, errlen, "out of memory");
 		return OM_ENOMEM;
 	}
 
@@ -263,7 +248,7 @@ om_selector_parse(const char *s, struct om_selector **out, char *err, size_t err
 			b--;
 		if (a == b) {
 			/* 1-based position just after the comma (or the start) that opens it. */
-			set_err(err, errlen, "empty term at position %zu", first + 1);
+			om_seterr(err, errlen, "empty term at position %zu", first + 1);
 			rc = OM_EINVAL;
 			goto fail;
 		}

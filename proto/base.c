@@ -375,3 +375,15 @@ om_write_file(const char *path, const void *data, size_t len, unsigned mode)
 	}
 	return 0;
 }
+
+void
+om_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

@@ -36,21 +36,6 @@ type_known(const char *t)
 	return false;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * A value as it may be quoted back: errors end up in logs and terminals, so
  * it is shortened and control bytes are replaced; a secret is never shown.
@@ -166,7 +151,7 @@ check_value(const struct om_plugin_param *p, const char *v, char *err, size_t er
 	bool ok, range;
 
 	if (p->type == NULL) {
-		seterr(err, errlen, "parameter '%s': no type", p->name ? p->name : "?");
+		om_seterr(err, errlen, "parameter '%s': no type", p->name ? p->name : "?");
 		return OM_EINVAL;
 	}
 	if (strcmp(p->type, "string") == 0)
@@ -199,13 +184,13 @@ check_value(const struct om_plugin_param *p, const char *v, char *err, size_t er
 		if (!is_base64(v))
 			why = "is not base64 file content";
 	} else {
-		seterr(err, errlen, "parameter '%s': unknown type '%s'", p->name, p->type);
+		om_seterr(err, errlen, "parameter '%s': unknown type '%s'", p->name, p->type);
 		return OM_EINVAL;
 	}
 	if (why == NULL)
 		return 0;
 	shown(p, v, s, sizeof(s));
-	seterr(err, errlen, "parameter '%s': %s %s", p->name, s, why);
+	om_seterr(err, errlen, "parameter '%s': %s %s", p->name, s, why);
 	return OM_EINVAL;
 }
 
@@ -230,16 +215,16 @@ om_params_validate(const struct om_plugin_param *schema, size_t n, const struct 
 		return OM_EINVAL;
 	for (i = 0; i < nkv; i++) {
 		if (kv[i].key == NULL || kv[i].val == NULL) {
-			seterr(err, errlen, "parameter %zu has no name or no value", i + 1);
+			om_seterr(err, errlen, "parameter %zu has no name or no value", i + 1);
 			return OM_EINVAL;
 		}
 		if ((p = find(schema, n, kv[i].key)) == NULL) {
-			seterr(err, errlen, "unknown parameter '%.64s'", kv[i].key);
+			om_seterr(err, errlen, "unknown parameter '%.64s'", kv[i].key);
 			return OM_EINVAL;
 		}
 		for (j = 0; j < i; j++)
 			if (strcmp(kv[j].key, kv[i].key) == 0) {
-				seterr(err, errlen, "parameter '%s' given twice", p->name);
+				om_seterr(err, errlen, "parameter '%s' given twice", p->name);
 				return OM_EINVAL;
 			}
 		if ((rc = check_value(p, kv[i].val, err, errlen)) != 0)
@@ -253,7 +238,7 @@ om_params_validate(const struct om_plugin_param *schema, size_t n, const struct 
 			if (strcmp(kv[j].key, schema[i].name) == 0)
 				break;
 		if (j == nkv) {
-			seterr(err, errlen, "missing required parameter '%s'", schema[i].name);
+			om_seterr(err, errlen, "missing required parameter '%s'", schema[i].name);
 			return OM_EINVAL;
 		}
 	}
@@ -394,8 +379,8 @@ parse_choices(json_t *a, struct om_plugin_param *p, char *err, size_t errlen)
 	char **c;
 
 	if (!json_is_array(a) || (n = json_array_size(a)) == 0 || n > MAX_CHOICES) {
-		seterr(err, errlen, "parameter '%s': choices must be an array of 1..%d strings",
-		       p->name, MAX_CHOICES);
+		om_seterr(err, errlen, "parameter '%s': choices must be an array of 1..%d strings",
+		          p->name, MAX_CHOICES);
 		return OM_EPROTO;
 	}
 	if ((c = om_calloc(n + 1, sizeof(*c))) == NULL)
@@ -405,8 +390,8 @@ parse_choices(json_t *a, struct om_plugin_param *p, char *err, size_t errlen)
 		json_t *v = json_array_get(a, i);
 
 		if (!json_is_string(v) || json_string_length(v) > OM_MAX_TEXT) {
-			seterr(err, errlen, "parameter '%s': choice %zu is not a string", p->name,
-			       i + 1);
+			om_seterr(err, errlen, "parameter '%s': choice %zu is not a string",
+			          p->name, i + 1);
 			return OM_EPROTO;
 		}
 		if ((c[i] = om_strndup(json_string_value(v), json_string_length(v))) == NULL)
@@ -425,7 +410,7 @@ parse_param(json_t *o, size_t idx, struct om_plugin_param *p, char *err, size_t 
 	int rc;
 
 	if (!json_is_object(o)) {
-		seterr(err, errlen, "parameter %zu is not an object", idx);
+		om_seterr(err, errlen, "parameter %zu is not an object", idx);
 		return OM_EPROTO;
 	}
 	if ((rc = get_str(o, "name", false, OM_MAX_NAME, &name)) != 0)
@@ -437,25 +422,25 @@ parse_param(json_t *o, size_t idx, struct om_plugin_param *p, char *err, size_t 
 		return rc;
 	p->type = type;
 	if (type == NULL || !type_known(type)) {
-		seterr(err, errlen, "parameter '%s': missing or unknown type", name);
+		om_seterr(err, errlen, "parameter '%s': missing or unknown type", name);
 		return OM_EPROTO;
 	}
 	if ((rc = get_str(o, "default", true, OM_MAX_PARAM, &def)) != 0) {
 		if (rc == OM_EPROTO)
-			seterr(err, errlen, "parameter '%s': default is not a string", name);
+			om_seterr(err, errlen, "parameter '%s': default is not a string", name);
 		return rc;
 	}
 	p->default_value = def;
 	if ((rc = get_str(o, "description", true, OM_MAX_TEXT, &desc)) != 0) {
 		if (rc == OM_EPROTO)
-			seterr(err, errlen, "parameter '%s': description is not a string", name);
+			om_seterr(err, errlen, "parameter '%s': description is not a string", name);
 		return rc;
 	}
 	p->description = desc;
 	if (get_bool(o, "required", &required) != 0 || get_bool(o, "free_form", &free_form) != 0 ||
 	    get_bool(o, "secret", &secret) != 0) {
-		seterr(err, errlen, "parameter '%s': required, free_form and secret are bools",
-		       name);
+		om_seterr(err, errlen, "parameter '%s': required, free_form and secret are bools",
+		          name);
 		return OM_EPROTO;
 	}
 	p->required = required;
@@ -463,13 +448,13 @@ parse_param(json_t *o, size_t idx, struct om_plugin_param *p, char *err, size_t 
 	ch = json_object_get(o, "choices");
 	if (strcmp(type, "choice") == 0) {
 		if (ch == NULL) {
-			seterr(err, errlen, "parameter '%s': a choice without choices", name);
+			om_seterr(err, errlen, "parameter '%s': a choice without choices", name);
 			return OM_EPROTO;
 		}
 		if ((rc = parse_choices(ch, p, err, errlen)) != 0)
 			return rc;
 	} else if (ch != NULL && !json_is_null(ch)) {
-		seterr(err, errlen, "parameter '%s': choices on a %s parameter", name, type);
+		om_seterr(err, errlen, "parameter '%s': choices on a %s parameter", name, type);
 		return OM_EPROTO;
 	}
 	if (def != NULL && check_value(p, def, err, errlen) != 0) {
@@ -480,7 +465,7 @@ parse_param(json_t *o, size_t idx, struct om_plugin_param *p, char *err, size_t 
 bad_name:
 	if (rc == OM_ENOMEM)
 		return rc;
-	seterr(err, errlen, "parameter %zu: missing or invalid name", idx);
+	om_seterr(err, errlen, "parameter %zu: missing or invalid name", idx);
 	return OM_EPROTO;
 }
 
@@ -497,24 +482,26 @@ om_params_schema_parse(const char *json, struct om_plugin_param **out, size_t *n
 	*out = NULL;
 	*n = 0;
 	if (json == NULL) {
-		seterr(err, errlen, "no schema");
+		om_seterr(err, errlen, "no schema");
 		return OM_EPROTO;
 	}
 	if (strnlen(json, OM_MAX_SCHEMA + 1) > OM_MAX_SCHEMA) {
-		seterr(err, errlen, "schema longer than %d bytes", OM_MAX_SCHEMA);
+		om_seterr(err, errlen, "schema longer than %d bytes", OM_MAX_SCHEMA);
 		return OM_EPROTO;
 	}
 	if ((a = json_loads(json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)) == NULL) {
-		seterr(err, errlen, "schema is not JSON: %s at %d:%d", je.text, je.line, je.column);
+		om_seterr(err, errlen, "schema is not JSON: %s at %d:%d", je.text, je.line,
+		          je.column);
 		return OM_EPROTO;
 	}
 	if (!json_is_array(a)) {
-		seterr(err, errlen, "schema is not an array");
+		om_seterr(err, errlen, "schema is not an array");
 		rc = OM_EPROTO;
 		goto out;
 	}
 	if ((cnt = json_array_size(a)) > OM_MAX_PARAMS) {
-		seterr(err, errlen, "schema has %zu parameters, more than %d", cnt, OM_MAX_PARAMS);
+		om_seterr(err, errlen, "schema has %zu parameters, more than %d", cnt,
+		          OM_MAX_PARAMS);
 		rc = OM_EPROTO;
 		goto out;
 	}
@@ -527,19 +514,19 @@ om_params_schema_parse(const char *json, struct om_plugin_param **out, size_t *n
 	for (i = 0; i < cnt; i++) {
 		if ((rc = parse_param(json_array_get(a, i), i + 1, &s[i], err, errlen)) != 0) {
 			if (rc == OM_ENOMEM)
-				seterr(err, errlen, "out of memory");
+				om_seterr(err, errlen, "out of memory");
 			goto out;
 		}
 		for (j = 0; j < i; j++)
 			if (strcmp(s[j].name, s[i].name) == 0) {
-				seterr(err, errlen, "parameter '%s' declared twice", s[i].name);
+				om_seterr(err, errlen, "parameter '%s' declared twice", s[i].name);
 				rc = OM_EPROTO;
 				goto out;
 			}
 		if ((s[i].flags & OM_PARAM_FREE_FORM) && ++free_forms > 1) {
 			/* omctl -a could not know which one takes the text */
-			seterr(err, errlen, "parameter '%s': more than one free_form parameter",
-			       s[i].name);
+			om_seterr(err, errlen, "parameter '%s': more than one free_form parameter",
+			          s[i].name);
 			rc = OM_EPROTO;
 			goto out;
 		}

@@ -44,20 +44,6 @@ struct run {
 	size_t input_len;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* --- host side ------------------------------------------------------------------------ */
 
 static char *fmt_alloc(const struct om_host_api *api, struct om_host_ctx *h, const char *fmt, ...)
@@ -119,7 +105,7 @@ om_scriptmod_parse_result(const uint8_t *out, size_t len, struct om_scriptmod_re
 		len = 0;
 	o = json_loadb(out ? (const char *)out : "", len, JSON_REJECT_DUPLICATES, &jerr);
 	if (o == NULL || !json_is_object(o)) {
-		seterr(err, errlen, "%s", o ? "not an object" : jerr.text);
+		om_seterr(err, errlen, "%s", o ? "not an object" : jerr.text);
 		json_decref(o);
 		return OM_EPROTO;
 	}
@@ -133,7 +119,7 @@ om_scriptmod_parse_result(const uint8_t *out, size_t len, struct om_scriptmod_re
 		free(text);
 		json_decref(o);
 		om_scriptmod_result_free(res);
-		seterr(err, errlen, "out of memory");
+		om_seterr(err, errlen, "out of memory");
 		return OM_ENOMEM;
 	}
 	free(text);
@@ -439,13 +425,13 @@ dup_field(json_t *o, const char *key, bool required, size_t max, char **out, con
 	if (v == NULL && !required)
 		return 0;
 	if ((s = json_string_value(v)) == NULL || (required && *s == '\0')) {
-		seterr(err, errlen, "manifest '%s': \"%s\" must be a %sstring", file, key,
-		       required ? "non-empty " : "");
+		om_seterr(err, errlen, "manifest '%s': \"%s\" must be a %sstring", file, key,
+		          required ? "non-empty " : "");
 		return OM_EINVAL;
 	}
 	if (!printable(s, max)) {
-		seterr(err, errlen, "manifest '%s': \"%s\" is longer than %zu bytes or not text",
-		       file, key, max);
+		om_seterr(err, errlen, "manifest '%s': \"%s\" is longer than %zu bytes or not text",
+		          file, key, max);
 		return OM_EINVAL;
 	}
 	return (*out = om_strdup(s)) != NULL ? 0 : OM_ENOMEM;
@@ -465,22 +451,23 @@ om_scriptmod_load(const char *dir, const char *file, const struct om_host_api *a
 
 	*out = NULL;
 	if (flen <= 5 || strcmp(file + flen - 5, ".json") != 0 || strchr(file, '/') != NULL) {
-		seterr(err, errlen, "manifest '%s': not a <name>.json file name", file);
+		om_seterr(err, errlen, "manifest '%s': not a <name>.json file name", file);
 		return OM_EINVAL;
 	}
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path)) {
-		seterr(err, errlen, "manifest '%s': path too long", file);
+		om_seterr(err, errlen, "manifest '%s': path too long", file);
 		return OM_EINVAL;
 	}
 	if ((rc = om_read_file(path, OM_SCRIPTMOD_MAX_MANIFEST, &text, &len)) != 0) {
-		seterr(err, errlen, "manifest '%s': %s", file,
-		       rc == OM_EMSGSIZE ? "larger than 64 KiB" : om_strerror(rc));
+		om_seterr(err, errlen, "manifest '%s': %s", file,
+		          rc == OM_EMSGSIZE ? "larger than 64 KiB" : om_strerror(rc));
 		return rc;
 	}
 	o = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
 	om_free(text);
 	if (!json_is_object(o)) {
-		seterr(err, errlen, "manifest '%s': %s", file, o ? "not a JSON object" : jerr.text);
+		om_seterr(err, errlen, "manifest '%s': %s", file,
+		          o ? "not a JSON object" : jerr.text);
 		json_decref(o);
 		return OM_EINVAL;
 	}
@@ -500,20 +487,20 @@ om_scriptmod_load(const char *dir, const char *file, const struct om_host_api *a
 	/* The file name is the module's name: what an operator sees is what runs. */
 	if (!om_name_valid(m->name) || strlen(m->name) != flen - 5 ||
 	    memcmp(m->name, file, flen - 5) != 0) {
-		seterr(err, errlen,
-		       "manifest '%s': \"name\" must be a valid name equal to the file's", file);
+		om_seterr(err, errlen,
+		          "manifest '%s': \"name\" must be a valid name equal to the file's", file);
 		goto fail;
 	}
 	if (!exe_name_ok(exe)) {
-		seterr(err, errlen,
-		       "manifest '%s': \"executable\" must be a file name in the same directory "
-		       "(no '/', no '..')",
-		       file);
+		om_seterr(err, errlen,
+		          "manifest '%s': \"executable\" must be a file name in the same directory "
+		          "(no '/', no '..')",
+		          file);
 		goto fail;
 	}
 	params = json_object_get(o, "params");
 	if (params != NULL && !json_is_array(params)) {
-		seterr(err, errlen, "manifest '%s': \"params\" must be an array", file);
+		om_seterr(err, errlen, "manifest '%s': \"params\" must be an array", file);
 		goto fail;
 	}
 	if (params != NULL) {
@@ -524,21 +511,21 @@ om_scriptmod_load(const char *dir, const char *file, const struct om_host_api *a
 		rc = om_params_schema_parse(ptext, &m->params, &m->nparams, perr, sizeof(perr));
 		free(ptext);
 		if (rc != 0) {
-			seterr(err, errlen, "manifest '%s': params: %s", file, perr);
+			om_seterr(err, errlen, "manifest '%s': params: %s", file, perr);
 			goto fail;
 		}
 	}
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, exe) >= sizeof(path)) {
-		seterr(err, errlen, "manifest '%s': path too long", file);
+		om_seterr(err, errlen, "manifest '%s': path too long", file);
 		goto fail;
 	}
 	if ((rc = om_read_file(path, OM_SCRIPTMOD_MAX_EXE, &m->exe, &m->exe_len)) != 0) {
-		seterr(err, errlen, "manifest '%s': executable '%s': %s", file, exe,
-		       rc == OM_EMSGSIZE ? "larger than 8 MiB" : om_strerror(rc));
+		om_seterr(err, errlen, "manifest '%s': executable '%s': %s", file, exe,
+		          rc == OM_EMSGSIZE ? "larger than 8 MiB" : om_strerror(rc));
 		goto fail;
 	}
 	if (EVP_Digest(m->exe, m->exe_len, md, NULL, EVP_sha256(), NULL) != 1) {
-		seterr(err, errlen, "manifest '%s': sha256 failed", file);
+		om_seterr(err, errlen, "manifest '%s': sha256 failed", file);
 		rc = OM_EIO;
 		goto fail;
 	}

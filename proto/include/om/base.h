@@ -61,6 +61,9 @@ int64_t om_wall_ms(void);
  */
 int om_shell_quote(struct om_buf *out, const char *s, size_t n);
 
+/* Writes a message into a caller's error buffer (redis char *err); NULL or 0 is allowed. */
+void om_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* A decimal integer in min..max, the whole string; -1 otherwise. */
 int om_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 
