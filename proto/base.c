@@ -267,6 +267,36 @@ om_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 }
 
 int
+om_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (*s < '0' || *s > '9') /* strtoull would take "-1" and " 1" */
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift != 0)
+		end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return -1;
+	v <<= shift;
+	if (v < min || v > max)
+		return -1;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int
 om_log_level_parse(const char *s, enum om_log_level *out)
 {
 	static const char *names[] = {"error", "warn", "info", "debug"};

@@ -53,6 +53,11 @@
 #define PID_MARK        "\036om-pid "
 #define PID_SCAN_MAX    4096 /* stderr bytes searched for the marker */
 #define ABORT_EXTRA_MS  3000 /* after the kill grace, how long before the session is dropped */
+/* One line, on the stream that crossed max_output; %llu is the cap. */
+#define OUTPUT_CUT_MARK                                                                            \
+	"\n[omserver: output truncated at %llu bytes (om-worker --max-output); the rest was "      \
+	"dropped, the command kept running]\n"
+#define OUTPUT_CUT_REASON "output truncated at %llu bytes (om-worker --max-output)"
 
 _Static_assert(OM_PLUGIN_EINVAL == OM_EINVAL && OM_PLUGIN_ENOMEM == OM_ENOMEM &&
                        OM_PLUGIN_ETIMEDOUT == OM_ETIMEDOUT && OM_PLUGIN_ENOTFOUND == OM_ENOTFOUND &&
@@ -183,6 +188,8 @@ struct hrun {
 	char *result;
 	char note[REASON_MAX];
 	struct arena_blk *arena;
+	uint64_t out_bytes; /* streamed stdout + stderr so far, at most max_output */
+	bool out_cut;       /* max_output reached: marker sent, later output read and dropped */
 };
 
 enum cmdkind { CMD_SUBMIT, CMD_CANCEL, CMD_RESOLVED };
@@ -743,6 +750,15 @@ host_end(struct engine *e, struct hrun *h, int state, int exit_code, const char 
 		vsnprintf(reason, sizeof reason, fmt, ap);
 		va_end(ap);
 	}
+	if (h->out_cut) {
+		/* The module's reason, shortened if need be, then the truncation. */
+		char cut[128];
+		int n = snprintf(cut, sizeof cut, "%s" OUTPUT_CUT_REASON, reason[0] ? "; " : "",
+		                 (unsigned long long)e->o.max_output);
+		size_t keep = strnlen(reason, sizeof reason - 1 - (size_t)n);
+
+		memcpy(reason + keep, cut, (size_t)n + 1);
+	}
 	if (h->op != NULL || h->kill != NULL)
 		host_abort_ops(e, h); /* a plugin that finished with an op in flight */
 	if (h->c != NULL) {
@@ -759,7 +775,7 @@ host_end(struct engine *e, struct hrun *h, int state, int exit_code, const char 
 	memset(&o, 0, sizeof o);
 	o.state = state;
 	o.exit_code = exit_code;
-	o.reason = fmt != NULL ? reason : NULL;
+	o.reason = fmt != NULL || h->out_cut ? reason : NULL;
 	o.changed = h->changed;
 	o.result = h->result;
 	o.note = h->note[0] ? h->note : NULL;
@@ -1279,13 +1295,14 @@ static void exec_stderr(struct engine *e, struct hrun *h, struct op *op, const u
 /*
  * While output is paused a streamed exec reads nothing, except stderr up to
  * the pid marker (cancel needs it) and everything once the host is being
- * stopped (its channel must drain to close).
+ * stopped (its channel must drain to close) or its output was cut (nothing
+ * of it goes to the outbox any more: reading on keeps the command going).
  */
 static bool
 op_paused(struct engine *e, const struct hrun *h, const struct op *op)
 {
 	return atomic_load(&e->paused) && op->kind == OP_EXEC && (op->flags & OM_EXEC_STREAM) &&
-	       h->abort == 0 && (h->c == NULL || !h->c->peer_gone);
+	       h->abort == 0 && !h->out_cut && (h->c == NULL || !h->c->peer_gone);
 }
 
 /*
@@ -1301,6 +1318,36 @@ download_blocked(struct engine *e, const struct hrun *h)
 	return atomic_load(&e->paused) || e->dl_held >= DOWNLOAD_BUDGET;
 }
 
+/*
+ * Streamed output of h (stdout or stderr) to the task, up to max_output per
+ * host: the bytes up to the cap, then one marker line on the stream that
+ * crossed it, then nothing.  Output that ends exactly at the cap is whole
+ * and gets no marker.
+ */
+static void
+host_output(struct engine *e, struct hrun *h, int stream, const uint8_t *d, size_t n)
+{
+	uint64_t room = e->o.max_output - h->out_bytes;
+	char mark[192];
+	int len;
+
+	if (h->out_cut || n == 0)
+		return;
+	if (n <= room) {
+		h->out_bytes += n;
+		h->t->cb.output(h->t->cb.arg, h->idx, stream, d, n);
+		return;
+	}
+	h->out_bytes = e->o.max_output;
+	h->out_cut = true;
+	if (room > 0)
+		h->t->cb.output(h->t->cb.arg, h->idx, stream, d, (size_t)room);
+	len = snprintf(mark, sizeof mark, OUTPUT_CUT_MARK, (unsigned long long)e->o.max_output);
+	h->t->cb.output(h->t->cb.arg, h->idx, stream, (const uint8_t *)mark, (size_t)len);
+	om_debug("%s: output truncated at %llu bytes", h->t->task.hosts[h->idx].name,
+	         (unsigned long long)e->o.max_output);
+}
+
 static void
 exec_emit(struct engine *e, struct hrun *h, struct op *op, int stream, const uint8_t *d, size_t n)
 {
@@ -1314,7 +1361,7 @@ exec_emit(struct engine *e, struct hrun *h, struct op *op, int stream, const uin
 		return;
 	}
 	if (op->flags & OM_EXEC_STREAM)
-		h->t->cb.output(h->t->cb.arg, h->idx, stream, d, n);
+		host_output(e, h, stream, d, n);
 	if (op->flags & OM_EXEC_CAPTURE) {
 		size_t room = op->cap > cap->len ? op->cap - cap->len : 0;
 
@@ -1325,7 +1372,6 @@ exec_emit(struct engine *e, struct hrun *h, struct op *op, int stream, const uin
 		if (n > 0)
 			om_buf_append(cap, d, n);
 	}
-	(void)e;
 }
 
 static void
@@ -2417,6 +2463,8 @@ om_engine_open(const struct om_engine_opts *opts, struct om_engine **out)
 		e->o.retry_backoff_ms = 250;
 	if (e->o.kill_grace_ms == 0)
 		e->o.kill_grace_ms = 2000;
+	if (e->o.max_output == 0)
+		e->o.max_output = OM_ENGINE_MAX_OUTPUT;
 	e->ep = e->evfd = -1;
 	pthread_mutex_init(&e->lock, NULL);
 	rc = OM_ENOMEM;
@@ -2943,7 +2991,7 @@ api_emit(struct om_host_ctx *ctx, int stream, const void *data, size_t len)
 	if (h == NULL || h->st == H_DONE || data == NULL || len == 0 ||
 	    (stream != OM_STREAM_STDOUT && stream != OM_STREAM_STDERR))
 		return;
-	h->t->cb.output(h->t->cb.arg, h->idx, stream, data, len);
+	host_output(h->t->e, h, stream, data, len);
 }
 
 static int

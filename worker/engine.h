@@ -49,7 +49,17 @@ struct om_engine_opts {
 	unsigned retry_backoff_ms;  /* before the first retry, doubled each time; 0: 250 */
 	unsigned kill_grace_ms;     /* cancel: TERM, then KILL after this; 0: 2000 */
 	bool no_pool;               /* close every session after its host (benchmarks) */
+	/*
+	 * Streamed output (stdout and stderr together, cb->output) per host per
+	 * task; 0: OM_ENGINE_MAX_OUTPUT.  At the cap the host gets one marker
+	 * line on the stream that crossed it, the rest of its output is read
+	 * and dropped (the command runs on) and its reason says so.  Captured
+	 * output and fetched files (OM_STREAM_FILE) do not count.
+	 */
+	uint64_t max_output;
 };
+
+#define OM_ENGINE_MAX_OUTPUT ((uint64_t)64 << 20)
 
 struct om_ssh_target {
 	const char *name; /* inventory name, also tried in known_hosts */
@@ -62,7 +72,7 @@ struct om_ssh_target {
 struct om_engine_outcome {
 	int state;          /* OM_HS_OK, _FAILED, _UNREACHABLE, _TIMEOUT or _CANCELLED */
 	int exit_code;      /* -1 when there is none */
-	const char *reason; /* NULL for ok; a sentence for a person */
+	const char *reason; /* NULL for ok (unless output was truncated); a sentence for a person */
 	bool changed;
 	const char *result; /* NULL or the module's JSON result */
 	const char *note;   /* NULL or an event to audit (a host key accepted) */

@@ -164,6 +164,7 @@ static void
 test_parse_u32(void **state)
 {
 	uint32_t v = 7;
+	uint64_t z;
 	enum om_log_level l;
 
 	(void)state;
@@ -184,6 +185,26 @@ test_parse_u32(void **state)
 	assert_int_equal(om_parse_u32("4294967296", 0, UINT32_MAX, &v), -1);
 	assert_int_equal(om_parse_u32("99999999999999999999999", 0, UINT32_MAX, &v), -1);
 	assert_int_equal(v, 7);
+	/* Sizes: K, M and G are powers of 1024 (om-worker --max-output). */
+	assert_int_equal(om_parse_size("4096", 1, UINT64_MAX, &z), 0);
+	assert_true(z == 4096);
+	assert_int_equal(om_parse_size("64k", 1, UINT64_MAX, &z), 0);
+	assert_true(z == 65536);
+	assert_int_equal(om_parse_size("64M", 1, UINT64_MAX, &z), 0);
+	assert_true(z == (uint64_t)64 << 20);
+	assert_int_equal(om_parse_size("2G", 1, UINT64_MAX, &z), 0);
+	assert_true(z == (uint64_t)2 << 30);
+	z = 7;
+	assert_int_equal(om_parse_size("1K", 2048, UINT64_MAX, &z), -1);
+	assert_int_equal(om_parse_size("2G", 1, (uint64_t)1 << 30, &z), -1);
+	assert_int_equal(om_parse_size("1KB", 1, UINT64_MAX, &z), -1);
+	assert_int_equal(om_parse_size("1T", 1, UINT64_MAX, &z), -1);
+	assert_int_equal(om_parse_size("K", 1, UINT64_MAX, &z), -1);
+	assert_int_equal(om_parse_size("-1K", 0, UINT64_MAX, &z), -1);
+	assert_int_equal(om_parse_size(" 1K", 0, UINT64_MAX, &z), -1);
+	assert_int_equal(om_parse_size("17179869184G", 0, UINT64_MAX, &z), -1); /* 2^64 */
+	assert_int_equal(om_parse_size("99999999999999999999999", 0, UINT64_MAX, &z), -1);
+	assert_true(z == 7);
 	assert_int_equal(om_log_level_parse("debug", &l), 0);
 	assert_int_equal(l, OM_LOG_DEBUG);
 	assert_int_equal(om_log_level_parse("warning", &l), -1);

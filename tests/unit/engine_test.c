@@ -86,7 +86,28 @@ struct ctx {
 	uint64_t id;
 	bool cancel_on_output;
 	bool cancel_sent;
+	/* host 0's stdout checked against want as it arrives (want NULL: not checked) */
+	const uint8_t *want;
+	size_t want_len;
+	bool want_differs;
+	size_t want_diff_at; /* offset of the first byte that differs (or runs past want) */
 };
+
+/* Compares n bytes that arrive at offset off of host 0's stdout with c->want. */
+static void
+want_check(struct ctx *c, size_t off, const uint8_t *data, size_t n)
+{
+	size_t i;
+
+	if (c->want == NULL || c->want_differs)
+		return;
+	for (i = 0; i < n; i++)
+		if (off + i >= c->want_len || data[i] != c->want[off + i]) {
+			c->want_differs = true;
+			c->want_diff_at = off + i;
+			return;
+		}
+}
 
 static void
 on_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
@@ -116,6 +137,8 @@ on_output(void *arg, size_t host, int stream, const uint8_t *data, size_t n)
 	len = stream == OM_STREAM_STDOUT ? &r->out_len : &r->err_len;
 	if (*len < KEEP)
 		memcpy(keep + *len, data, n < KEEP - *len ? n : KEEP - *len);
+	if (host == 0 && stream == OM_STREAM_STDOUT)
+		want_check(c, *len, data, n);
 	*len += n;
 	if (c->cancel_on_output && !c->cancel_sent) {
 		c->cancel_sent = true;
@@ -226,7 +249,10 @@ flag_has(struct om_host_ctx *h, const char *word)
 	return f != NULL && strstr(f, word) != NULL;
 }
 
-/* "run": cmd (a shell string) with flags stream / capture / stdin; the outcome follows the exit. */
+/*
+ * "run": cmd (a shell string) with flags stream / capture / stdin (and
+ * lengths: the capture result without the bytes); the outcome follows the exit.
+ */
 static const struct om_plugin_param run_params[] = {
         {.name = "cmd", .type = "string", .required = 1, .description = "command"},
         {.name = "flags", .type = "string", .default_value = "stream", .description = "flags"},
@@ -246,10 +272,10 @@ run_cb(struct om_host_ctx *h, void *arg, int rc, const struct om_exec_result *re
 		json_object_set_new(j, "err_len", json_integer((json_int_t)res->err_len));
 		json_object_set_new(j, "truncated", json_boolean(res->truncated));
 		json_object_set_new(j, "exit", json_integer(res->exit_status));
-		if (res->out != NULL)
+		if (res->out != NULL && !flag_has(h, "lengths"))
 			json_object_set_new(j, "out",
 			                    json_stringn((const char *)res->out, res->out_len));
-		if (res->err != NULL)
+		if (res->err != NULL && !flag_has(h, "lengths"))
 			json_object_set_new(j, "err",
 			                    json_stringn((const char *)res->err, res->err_len));
 		set_json(h, j);
@@ -2769,6 +2795,223 @@ test_zero_hosts(void **state)
 	eng_close(&g);
 }
 
+/* ============================================================ output cap, output as bytes */
+
+#define CAP_SMALL 65536 /* the max_output of test_output_cap */
+#define CUT_MARK                                                                                   \
+	"\n[omserver: output truncated at 65536 bytes (om-worker --max-output); the rest was "     \
+	"dropped, the command kept running]\n"
+#define CUT_REASON "output truncated at 65536 bytes (om-worker --max-output)"
+
+/* out holds len bytes: n times ch, then the marker. */
+static void
+assert_cut(const uint8_t *out, size_t len, size_t n, char ch)
+{
+	size_t i;
+
+	assert_int_equal(len, n + strlen(CUT_MARK));
+	for (i = 0; i < n; i++)
+		if (out[i] != (uint8_t)ch)
+			fail_msg("byte %zu is 0x%02x, not '%c'", i, out[i], ch);
+	assert_memory_equal(out + n, CUT_MARK, strlen(CUT_MARK));
+}
+
+/* Waits up to ms for host 0 to have at least n bytes of stdout. */
+static bool
+wait_out(struct ctx *c, size_t n, int64_t ms)
+{
+	int64_t end = om_now_ms() + ms;
+	bool got;
+
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		got = c->res[0].out_len >= n;
+		pthread_mutex_unlock(&c->mu);
+		if (got || om_now_ms() >= end)
+			return got;
+		usleep(5000);
+	}
+}
+
+/*
+ * max_output: a host gets cap bytes of stdout + stderr, then one marker on
+ * the stream that crossed the cap, then nothing; its command runs to its
+ * end, its exit code is reported and its reason tells of the cut.  Up to the
+ * cap nothing changes; the cap is per host and per task; captured output is
+ * not streamed output.
+ */
+static void
+test_output_cap(void **state)
+{
+	struct om_ssh_target t = local(), t2[2] = {local(), local()};
+	struct om_engine_opts o = {.max_output = CAP_SMALL};
+	struct om_kv kv[] = {{(char *)"cmd", (char *)"head -c 150000 /dev/zero | tr '\\000' d"},
+	                     {(char *)"flags", (char *)"stream capture lengths"},
+	                     {(char *)"cap", (char *)"200000"}};
+	struct om_engine_task task;
+	char cmd[512], rcfile[128], *text;
+	struct ctx *c;
+	struct eng g;
+	json_t *j;
+	size_t i;
+
+	(void)state;
+	NEED_SSHD();
+	eng_open(&g, "known_hosts", &o);
+
+	/* 5 MB, then stderr, then exit 7: the writer was never blocked nor killed (SIGPIPE). */
+	path_in_dir(rcfile, sizeof rcfile, "cut-rc");
+	unlink(rcfile);
+	snprintf(cmd, sizeof cmd,
+	         "head -c 5000000 /dev/zero | tr '\\000' a; echo $? >%s; echo after >&2; exit 7",
+	         rcfile);
+	c = ctx_new(1);
+	run_cmd(g.e, c, &t, 1, cmd, 1, 30);
+	assert_int_equal(c->res[0].state, OM_HS_FAILED);
+	assert_int_equal(c->res[0].exit_code, 7);
+	assert_string_equal(c->res[0].reason, "exit status 7; " CUT_REASON);
+	assert_cut(c->res[0].out, c->res[0].out_len, CAP_SMALL, 'a');
+	assert_int_equal(c->res[0].err_len, 0); /* after the cut: dropped, no second marker */
+	text = read_text(rcfile);
+	assert_string_equal(text, "0\n");
+	free(text);
+	ctx_free(c);
+
+	/* A host that ends ok stays ok; the reason tells of the cut. */
+	c = ctx_new(1);
+	run_cmd(g.e, c, &t, 1, "head -c 100000 /dev/zero | tr '\\000' b", 1, 30);
+	assert_int_equal(c->res[0].state, OM_HS_OK);
+	assert_int_equal(c->res[0].exit_code, 0);
+	assert_true(c->res[0].has_reason);
+	assert_string_equal(c->res[0].reason, CUT_REASON);
+	assert_cut(c->res[0].out, c->res[0].out_len, CAP_SMALL, 'b');
+	ctx_free(c);
+
+	/* stdout and stderr count together; the marker goes where the cap was crossed. */
+	c = ctx_new(1);
+	run_cmd(g.e, c, &t, 1,
+	        "head -c 40000 /dev/zero | tr '\\000' o; sleep 0.5; "
+	        "head -c 40000 /dev/zero | tr '\\000' e >&2",
+	        1, 30);
+	assert_int_equal(c->res[0].state, OM_HS_OK);
+	assert_string_equal(c->res[0].reason, CUT_REASON);
+	assert_int_equal(c->res[0].out_len, 40000);
+	for (i = 0; i < 40000; i++)
+		assert_int_equal(c->res[0].out[i], 'o');
+	assert_cut(c->res[0].err, c->res[0].err_len, CAP_SMALL - 40000, 'e');
+	ctx_free(c);
+
+	/* Exactly the cap, on each of two hosts of one task: whole, no marker, no reason. */
+	c = ctx_new(2);
+	run_cmd(g.e, c, t2, 2,
+	        "head -c 30000 /dev/zero | tr '\\000' c; "
+	        "head -c 35536 /dev/zero | tr '\\000' C >&2",
+	        2, 30);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(c->res[i].state, OM_HS_OK);
+		assert_false(c->res[i].has_reason);
+		assert_int_equal(c->res[i].out_len, 30000);
+		assert_int_equal(c->res[i].err_len, 35536);
+		assert_int_equal(c->res[i].out[29999], 'c');
+		assert_int_equal(c->res[i].err[35535], 'C');
+	}
+	ctx_free(c);
+
+	/* Below the cap: untouched. */
+	c = ctx_new(1);
+	run_cmd(g.e, c, &t, 1, "printf 'small\\n'; exit 2", 1, 30);
+	assert_int_equal(c->res[0].state, OM_HS_FAILED);
+	assert_int_equal(c->res[0].exit_code, 2);
+	assert_string_equal(c->res[0].reason, "exit status 2");
+	assert_int_equal(c->res[0].out_len, 6);
+	assert_memory_equal(c->res[0].out, "small\n", 6);
+	ctx_free(c);
+
+	/* Streamed and captured: the stream is cut, the capture keeps its own cap. */
+	c = ctx_new(1);
+	task_init(&task, &t, 1, &run_mod, kv, 3);
+	task.timeout_s = 30;
+	run_task(g.e, c, &task);
+	assert_int_equal(c->res[0].state, OM_HS_OK);
+	assert_string_equal(c->res[0].reason, CUT_REASON);
+	assert_cut(c->res[0].out, c->res[0].out_len, CAP_SMALL, 'd');
+	j = result_json(&c->res[0]);
+	assert_int_equal(jint(j, "out_len"), 150000);
+	assert_false(json_is_true(json_object_get(j, "truncated")));
+	json_decref(j);
+	ctx_free(c);
+
+	/*
+	 * Cut, then paused (outbox full): nothing of a cut host goes to the
+	 * outbox, so it reads on; 20 MB (ten channel windows) must not stall it.
+	 */
+	kv[0].val = (char *)"head -c 100000 /dev/zero | tr '\\000' p; sleep 0.5; "
+	                    "head -c 20000000 /dev/zero; exit 5";
+	c = ctx_new(1);
+	task_init(&task, &t, 1, &run_mod, kv, 1);
+	task.timeout_s = 30;
+	submit(g.e, c, &task);
+	assert_true(wait_out(c, CAP_SMALL + strlen(CUT_MARK), 10000));
+	om_engine_pause(g.e, true);
+	await(c, 20000, NULL, NULL);
+	om_engine_pause(g.e, false);
+	assert_int_equal(c->res[0].state, OM_HS_FAILED);
+	assert_int_equal(c->res[0].exit_code, 5);
+	assert_string_equal(c->res[0].reason, "exit status 5; " CUT_REASON);
+	assert_cut(c->res[0].out, c->res[0].out_len, CAP_SMALL, 'p');
+	ctx_free(c);
+	eng_close(&g);
+}
+
+/*
+ * Output is bytes, end to end through the engine: NULs, invalid UTF-8
+ * (\xff\xfe, a lone \xc3), lone CRs and one 10 MB line with no newline
+ * arrive exactly as the command wrote them (the default cap is 64 MiB).
+ */
+static void
+test_output_bytes(void **state)
+{
+	static const char head[] = "\0a\0\xff\xfe"
+	                           "x\xc3"
+	                           "ya\rb\rc\r\n\r";
+	static const char tail[] = "\0\xc3";
+	static const char err_want[] = "e\0\xff\r"
+	                               "f\xc3";
+	enum { LINE = 10000000 };
+	struct om_ssh_target t = local();
+	size_t hlen = sizeof head - 1, tlen = sizeof tail - 1, len = hlen + LINE + tlen;
+	uint8_t *want;
+	struct ctx *c;
+	int64_t wall;
+
+	(void)state;
+	NEED_SSHD();
+	want = malloc(len);
+	assert_non_null(want);
+	memcpy(want, head, hlen);
+	memset(want + hlen, 'x', LINE);
+	memcpy(want + hlen + LINE, tail, tlen);
+	c = ctx_new(1);
+	c->want = want;
+	c->want_len = len;
+	wall = run1(c, &t, 1,
+	            "printf '\\000a\\000\\377\\376x\\303ya\\rb\\rc\\r\\n\\r'; "
+	            "head -c 10000000 /dev/zero | tr '\\000' x; printf '\\000\\303'; "
+	            "printf 'e\\000\\377\\rf\\303' >&2",
+	            "known_hosts", 1, 60, 0);
+	print_message("10 MB line with NUL, invalid UTF-8 and CR around it: %lld ms\n",
+	              (long long)wall);
+	assert_int_equal(c->res[0].state, OM_HS_OK);
+	assert_false(c->res[0].has_reason);
+	if (c->want_differs)
+		fail_msg("stdout differs at byte %zu of %zu", c->want_diff_at, len);
+	assert_int_equal(c->res[0].out_len, len);
+	assert_int_equal(c->res[0].err_len, sizeof err_want - 1);
+	assert_memory_equal(c->res[0].err, err_want, sizeof err_want - 1);
+	ctx_free(c);
+	free(want);
+}
+
 /* ============================================================ setup */
 
 static int
@@ -2869,6 +3112,8 @@ main(void)
 	        cmocka_unit_test(test_cancel_while_paused),
 	        cmocka_unit_test(test_close_cancels),
 	        cmocka_unit_test(test_zero_hosts),
+	        cmocka_unit_test(test_output_cap),
+	        cmocka_unit_test(test_output_bytes),
 	};
 	int rc;
 

@@ -66,6 +66,8 @@ void om_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((fo
 
 /* A decimal integer in min..max, the whole string; -1 otherwise. */
 int om_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+/* A byte count, decimal with an optional K, M or G (powers of 1024), in min..max; -1 otherwise. */
+int om_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 enum om_log_level { OM_LOG_ERROR, OM_LOG_WARN, OM_LOG_INFO, OM_LOG_DEBUG };
 /* "error", "warn", "info", "debug"; -1 when unknown. */
