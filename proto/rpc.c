@@ -13,8 +13,12 @@
 
 #include "om/rpc.h"
 
-/* nng's REQ re-sends unanswered requests after this; we time out first. */
-#define REQ_RESEND_MS (3600 * 1000)
+/*
+ * nng's REQ never re-sends a request by itself: with a resend time it would
+ * send it again on a new connection, maybe to another master, after the
+ * first had processed it.  Without one, a closed connection fails the call.
+ */
+#define REQ_RESEND_MS NNG_DURATION_INFINITE
 
 /* Session limits: the client rekeys at its limits, the server enforces twice them. */
 #define REKEY_MESSAGES_DEFAULT  (UINT64_C(1) << 20)
@@ -56,7 +60,10 @@ nng_to_om(int rv)
 
 struct om_rpc_client {
 	nng_socket sock;
-	nng_dialer dialer;
+	nng_dialer dialer; /* to urls[cur]; valid when have_dialer */
+	bool have_dialer;
+	char *urls[OM_RPC_MAX_URLS]; /* owned copies */
+	size_t nurls;
 	struct om_rpc_client_opts opts;
 	struct om_keypair local; /* copy: opts.local points here */
 	struct om_buf hello;     /* encoded HELLO/AUTH */
@@ -76,17 +83,132 @@ struct om_rpc_client {
 	uint64_t prev_generation;
 	unsigned prev_inflight;
 	bool shut; /* om_rpc_client_shutdown was called */
+	/*
+	 * Written with lock and plock held, read with either: nng's pipe
+	 * callbacks and om_rpc_client_url take only plock, so they never wait
+	 * for a handshake.
+	 */
+	pthread_mutex_t plock;
+	size_t cur;          /* index of the URL dialed now */
+	int dialer_id;       /* nng id of that dialer, 0: none */
+	uint64_t dial_epoch; /* bumps at every new dialer */
+	int pipe_id;         /* its connection (nng pipe) now, 0: none */
 };
+
+/* nng pipe callback (nng threads, no nng lock held): is the current dialer connected? */
+static void
+client_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct om_rpc_client *c = arg;
+	int did = nng_dialer_id(nng_pipe_dialer(p));
+
+	pthread_mutex_lock(&c->plock);
+	/* A closed dialer's pipes may go after the next dialer's came. */
+	if (did > 0 && did == c->dialer_id) {
+		if (ev == NNG_PIPE_EV_ADD_POST)
+			c->pipe_id = nng_pipe_id(p);
+		else if (ev == NNG_PIPE_EV_REM_POST && c->pipe_id == nng_pipe_id(p))
+			c->pipe_id = 0;
+	}
+	pthread_mutex_unlock(&c->plock);
+}
+
+/* Copies the URLs of one list entry ("u1,u2"); OM_EINVAL for an empty or bad one. */
+static int
+client_add_urls(struct om_rpc_client *c, const char *list)
+{
+	const char *p = list;
+
+	if (list == NULL)
+		return OM_EINVAL;
+	for (;;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		nng_url *u = NULL;
+		char *url;
+
+		while (len > 0 && (*p == ' ' || *p == '\t'))
+			p++, len--;
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len == 0 || c->nurls == OM_RPC_MAX_URLS)
+			return OM_EINVAL;
+		if ((url = om_malloc(len + 1)) == NULL)
+			return OM_ENOMEM;
+		memcpy(url, p, len);
+		url[len] = '\0';
+		c->urls[c->nurls++] = url;
+		/* Checked now: found bad at a failover, it would leave no dialer. */
+		if (nng_url_parse(&u, url) != 0)
+			return OM_EINVAL;
+		nng_url_free(u);
+		if (end == NULL)
+			return 0;
+		p = end + 1;
+	}
+}
+
+/* Starts a dialer to urls[cur] (caller holds lock, or owns the client alone). */
+static int
+client_dial(struct om_rpc_client *c)
+{
+	nng_dialer d;
+	int rv;
+
+	if ((rv = nng_dialer_create(&d, c->sock, c->urls[c->cur])) != 0)
+		return nng_to_om(rv);
+	nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 100);
+	nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, 2000);
+	nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, OM_MAX_FRAME + 64);
+	/* Before it starts: its first pipe must count. */
+	pthread_mutex_lock(&c->plock);
+	c->dialer_id = nng_dialer_id(d);
+	c->pipe_id = 0;
+	c->dial_epoch++;
+	pthread_mutex_unlock(&c->plock);
+	/* Non-blocking: a master that is down now may be up at the next retry. */
+	if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
+		nng_dialer_close(d);
+		return nng_to_om(rv);
+	}
+	c->dialer = d;
+	c->have_dialer = true;
+	return 0;
+}
+
+static void
+client_free_urls(struct om_rpc_client *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nurls; i++)
+		om_free(c->urls[i]);
+	c->nurls = 0;
+}
 
 int
 om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *opts)
 {
 	struct om_rpc_client *c;
+	size_t i;
 	int rv;
 
 	if ((c = om_calloc(1, sizeof(*c))) == NULL)
 		return OM_ENOMEM;
 	c->opts = *opts;
+	if (opts->nurls == 0)
+		rv = client_add_urls(c, opts->url);
+	else
+		for (i = 0, rv = 0; i < opts->nurls && rv == 0; i++)
+			rv = client_add_urls(c, opts->urls[i]);
+	if (rv != 0) {
+		client_free_urls(c);
+		om_free(c);
+		return rv;
+	}
+	c->opts.url = c->urls[0];
+	c->opts.urls = NULL;
+	c->opts.nurls = 0;
 	if (opts->local != NULL) {
 		c->local = *opts->local;
 		c->opts.local = &c->local;
@@ -105,26 +227,28 @@ om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *
 		rv = om_msg_encode(opts->hello, &c->hello);
 	if (rv != 0 || c->hello.err) {
 		om_buf_release(&c->hello);
+		client_free_urls(c);
 		om_free(c);
 		return rv ? rv : c->hello.err;
 	}
 	c->opts.hello = NULL;
 	c->opts.hello_raw = NULL;
 	pthread_mutex_init(&c->lock, NULL);
-	if ((rv = nng_req0_open(&c->sock)) != 0)
+	pthread_mutex_init(&c->plock, NULL);
+	if ((rv = nng_req0_open(&c->sock)) != 0) {
+		rv = nng_to_om(rv);
 		goto fail;
+	}
 	/* The default receive limit is unlimited: any peer could make us allocate. */
 	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, OM_MAX_FRAME + 64);
 	nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, REQ_RESEND_MS);
-	if ((rv = nng_dialer_create(&c->dialer, c->sock, opts->url)) != 0) {
+	if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, client_pipe_event, c)) != 0 ||
+	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, client_pipe_event, c)) != 0) {
 		nng_close(c->sock);
+		rv = nng_to_om(rv);
 		goto fail;
 	}
-	nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMINT, 100);
-	nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMAXT, 2000);
-	nng_dialer_set_size(c->dialer, NNG_OPT_RECVMAXSZ, OM_MAX_FRAME + 64);
-	/* Non-blocking: a master that is down now may be up at the next retry. */
-	if ((rv = nng_dialer_start(c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
+	if ((rv = client_dial(c)) != 0) {
 		nng_close(c->sock);
 		goto fail;
 	}
@@ -132,9 +256,22 @@ om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *
 	return 0;
 fail:
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->plock);
 	om_buf_release(&c->hello);
+	client_free_urls(c);
 	om_free(c);
-	return nng_to_om(rv);
+	return rv;
+}
+
+const char *
+om_rpc_client_url(struct om_rpc_client *c)
+{
+	const char *url;
+
+	pthread_mutex_lock(&c->plock);
+	url = c->urls[c->cur];
+	pthread_mutex_unlock(&c->plock);
+	return url;
 }
 
 void
@@ -154,38 +291,78 @@ om_rpc_client_close(struct om_rpc_client *c)
 {
 	if (c == NULL)
 		return;
+	/* Returns once its pipes are gone: no pipe callback runs after it. */
 	if (!c->shut)
 		nng_close(c->sock);
 	om_chan_wipe(&c->chan);
 	om_chan_wipe(&c->prev);
 	om_wipe(&c->local, sizeof(c->local));
 	om_buf_release(&c->hello);
+	client_free_urls(c);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->plock);
 	om_free(c);
 }
 
-/* One request/reply exchange of raw frames on a fresh context. */
+/*
+ * One request/reply exchange of raw frames on a fresh context.  The request
+ * waits for a connection at most connect_timeout_ms at a time: with several
+ * URLs, when the current dialer still has none by then, it is given up (never
+ * sent) with OM_ETIMEDOUT and *dead_epoch set to that dialer's epoch, so the
+ * caller can leave that master.  Otherwise *dead_epoch stays 0.
+ */
 static int
 client_exchange(struct om_rpc_client *c, const uint8_t *frame, size_t n, nng_msg **reply,
-                int timeout_ms)
+                int timeout_ms, uint64_t *dead_epoch)
 {
 	nng_ctx ctx;
 	nng_aio *aio = NULL;
 	nng_msg *m = NULL;
+	int64_t deadline = om_now_ms() + timeout_ms;
+	uint64_t epoch;
 	int rv;
 
 	*reply = NULL;
+	*dead_epoch = 0;
+	pthread_mutex_lock(&c->plock);
+	epoch = c->dial_epoch;
+	pthread_mutex_unlock(&c->plock);
 	if ((rv = nng_ctx_open(&ctx, c->sock)) != 0)
 		return nng_to_om(rv);
 	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0)
 		goto out;
 	if ((rv = nng_msg_alloc(&m, 0)) != 0 || (rv = nng_msg_append(m, frame, n)) != 0)
 		goto out;
-	nng_aio_set_timeout(aio, timeout_ms);
-	nng_aio_set_msg(aio, m);
-	nng_ctx_send(ctx, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0)
+	for (;;) {
+		int64_t left = deadline - om_now_ms();
+		bool connected;
+		uint64_t now_epoch;
+
+		if (left <= 0) {
+			rv = NNG_ETIMEDOUT;
+			goto out;
+		}
+		/* REQ completes a send once a connection took the request. */
+		if (c->nurls > 1 && left > c->opts.connect_timeout_ms)
+			left = c->opts.connect_timeout_ms;
+		nng_aio_set_timeout(aio, (nng_duration)left);
+		nng_aio_set_msg(aio, m);
+		nng_ctx_send(ctx, aio);
+		nng_aio_wait(aio);
+		if ((rv = nng_aio_result(aio)) != NNG_ETIMEDOUT)
+			break;
+		/* Timed out unsent: m is ours again. */
+		pthread_mutex_lock(&c->plock);
+		connected = c->pipe_id != 0;
+		now_epoch = c->dial_epoch;
+		pthread_mutex_unlock(&c->plock);
+		if (!connected && now_epoch == epoch && c->nurls > 1) {
+			*dead_epoch = epoch;
+			goto out;
+		}
+		epoch = now_epoch; /* connected but busy, or another thread moved on: wait on */
+	}
+	if (rv != 0)
 		goto out; /* m is still ours */
 	m = NULL;
 	nng_aio_set_timeout(aio, timeout_ms);
@@ -241,32 +418,74 @@ client_call_done(struct om_rpc_client *c, uint64_t gen)
 	}
 }
 
-/* Caller holds c->lock.  On success the new session replaces the current one. */
+/*
+ * Leaves the master of dialer epoch (0: whichever is current) for the next
+ * URL, unless another thread moved on already (caller holds c->lock).  The
+ * session goes with it; calls in flight on its connection fail.  If the new
+ * dialer cannot start, there is none: handshakes time out and move on again.
+ */
+static void
+client_failover(struct om_rpc_client *c, uint64_t epoch)
+{
+	bool current;
+
+	if (c->nurls < 2 || c->shut)
+		return;
+	pthread_mutex_lock(&c->plock);
+	current = epoch == 0 || epoch == c->dial_epoch;
+	pthread_mutex_unlock(&c->plock);
+	if (!current)
+		return;
+	client_retire(c);
+	if (c->have_dialer)
+		nng_dialer_close(c->dialer);
+	c->have_dialer = false;
+	pthread_mutex_lock(&c->plock);
+	c->cur = (c->cur + 1) % c->nurls;
+	c->dialer_id = 0;
+	c->pipe_id = 0;
+	pthread_mutex_unlock(&c->plock);
+	(void)client_dial(c);
+}
+
+void
+om_rpc_client_failover(struct om_rpc_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	client_failover(c, 0);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Caller holds c->lock.  On success the new session replaces the current one.
+ * *ans (zeroed by the caller) receives the master's answer on success and on
+ * OM_EAUTH; caller releases it.
+ */
 static int
-client_handshake(struct om_rpc_client *c, struct om_msg *welcome)
+client_handshake(struct om_rpc_client *c, struct om_msg *ans)
 {
 	struct om_noise_hs *hs = NULL;
 	struct om_buf frame;
 	struct om_chan nc;
 	uint8_t payload[OM_CHAN_MAX_HS_PAYLOAD];
 	size_t plen = 0;
-	struct om_msg ans;
 	nng_msg *reply = NULL;
+	uint64_t dead = 0;
 	int rv;
 
-	memset(&ans, 0, sizeof(ans));
 	memset(&nc, 0, sizeof(nc));
 	om_buf_init(&frame, OM_MAX_FRAME_PREAUTH);
 	rv = om_chan_initiate(c->opts.pattern, c->opts.local, c->opts.master_pub, c->hello.data,
 	                      c->hello.len, &hs, &frame);
 	if (rv == 0)
-		rv = client_exchange(c, frame.data, frame.len, &reply, c->opts.connect_timeout_ms);
+		rv = client_exchange(c, frame.data, frame.len, &reply, c->opts.connect_timeout_ms,
+		                     &dead);
 	if (rv == 0)
 		rv = om_chan_complete(hs, nng_msg_body(reply), nng_msg_len(reply), &nc, payload,
 		                      sizeof(payload), &plen);
 	if (rv == 0)
-		rv = om_msg_decode(payload, plen, &ans);
-	if (rv == 0 && ans.type == OM_MSG_ERROR) {
+		rv = om_msg_decode(payload, plen, ans);
+	if (rv == 0 && ans->type == OM_MSG_ERROR) {
 		rv = OM_EAUTH; /* the master refused us: no session */
 	} else if (rv == 0) {
 		client_retire(c);
@@ -276,15 +495,65 @@ client_handshake(struct om_rpc_client *c, struct om_msg *welcome)
 		c->inflight = 0;
 	}
 	om_chan_wipe(&nc);
-	if (welcome != NULL && (rv == 0 || rv == OM_EAUTH))
-		*welcome = ans;
-	else
-		om_msg_release(&ans);
+	if (rv != 0 && rv != OM_EAUTH)
+		om_msg_release(ans);
 	om_wipe(payload, sizeof(payload));
 	if (reply != NULL)
 		nng_msg_free(reply);
 	om_noise_hs_free(hs);
 	om_buf_release(&frame);
+	return rv;
+}
+
+/* A handshake that failed so that another master may do better. */
+static bool
+client_try_next(const struct om_rpc_client *c, int rv, const struct om_msg *ans)
+{
+	if (c->shut)
+		return false;
+	if (rv == OM_EAUTH)
+		return ans->type == OM_MSG_ERROR && ans->u.error.code == OM_EDB;
+	return rv == OM_ETIMEDOUT || rv == OM_ETRANSPORT || rv == OM_ECLOSED;
+}
+
+/*
+ * Handshakes with the current master, moving to the next after each one that
+ * does not answer or cannot serve: each URL at most once (caller holds
+ * c->lock).  *welcome (may be NULL) as for om_rpc_connect.  rekey: a new
+ * session replacing a worn one, which on_connect does not hear about unless
+ * it landed on another master.
+ */
+static int
+client_connect_any(struct om_rpc_client *c, struct om_msg *welcome, bool rekey)
+{
+	struct om_msg ans;
+	uint64_t epoch;
+	size_t i;
+	int rv = 0;
+
+	pthread_mutex_lock(&c->plock);
+	epoch = c->dial_epoch;
+	pthread_mutex_unlock(&c->plock);
+	for (i = 0; i < c->nurls; i++) {
+		memset(&ans, 0, sizeof(ans));
+		rv = client_handshake(c, &ans);
+		if (rv == 0 || !client_try_next(c, rv, &ans))
+			break;
+		om_msg_release(&ans);
+		client_failover(c, 0);
+	}
+	if (rv == 0 && c->opts.on_connect != NULL) {
+		bool moved;
+		pthread_mutex_lock(&c->plock);
+		moved = epoch != c->dial_epoch;
+		pthread_mutex_unlock(&c->plock);
+		if (!rekey || moved)
+			c->opts.on_connect(c->opts.on_connect_arg, c->urls[c->cur]);
+	}
+	if (welcome != NULL && (rv == 0 || rv == OM_EAUTH))
+		*welcome = ans;
+	else
+		om_msg_release(&ans);
 	return rv;
 }
 
@@ -299,7 +568,7 @@ om_rpc_connect(struct om_rpc_client *c, struct om_msg *welcome)
 	if (c->shut)
 		rv = OM_ECLOSED;
 	else if (!c->have_chan)
-		rv = client_handshake(c, welcome);
+		rv = client_connect_any(c, welcome, false);
 	pthread_mutex_unlock(&c->lock);
 	return rv;
 }
@@ -327,7 +596,7 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
 	struct om_buf frame, plain;
 	struct om_chan *ch = NULL;
 	nng_msg *reply = NULL;
-	uint64_t gen = 0, sid = 0;
+	uint64_t gen = 0, sid = 0, dead = 0;
 	uint8_t type = 0;
 	bool sealed = false;
 	int rv = 0;
@@ -345,11 +614,11 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
 		 */
 		om_debug("rekeying session %016llx after %llu frames",
 		         (unsigned long long)c->chan.sid, (unsigned long long)c->chan.tx_ctr);
-		if ((rv = client_handshake(c, NULL)) != 0)
+		if ((rv = client_connect_any(c, NULL, true)) != 0)
 			client_retire(c);
 	}
 	if (rv == 0 && !c->have_chan)
-		rv = client_handshake(c, NULL);
+		rv = client_connect_any(c, NULL, false);
 	gen = c->generation;
 	if (rv == 0 && (rv = om_chan_seal(&c->chan, pt->data, pt->len, &frame)) == 0) {
 		sealed = true;
@@ -358,10 +627,15 @@ client_call_once(struct om_rpc_client *c, const struct om_buf *pt, struct om_msg
 	pthread_mutex_unlock(&c->lock);
 	if (rv != 0)
 		goto out;
-	if ((rv = client_exchange(c, frame.data, frame.len, &reply, timeout_ms)) != 0) {
+	if ((rv = client_exchange(c, frame.data, frame.len, &reply, timeout_ms, &dead)) != 0) {
 		/* The request may or may not have been seen: a new session is the safe state. */
 		pthread_mutex_lock(&c->lock);
 		client_reset(c, gen);
+		if (dead != 0) {
+			/* Never sent, no connection to its master: retry on the next one. */
+			client_failover(c, dead);
+			rv = OM_ESESSION;
+		}
 		pthread_mutex_unlock(&c->lock);
 		goto out;
 	}

@@ -149,6 +149,32 @@ client_with(const struct srv *v, const struct om_keypair *me, const uint8_t *pin
 	return c;
 }
 
+/* A good client of several masters sharing srv's key: urls as om_rpc_client_opts. */
+static struct om_rpc_client *
+client_multi(const struct srv *v, const struct om_keypair *me, const char *url,
+             const char *const *urls, size_t nurls)
+{
+	struct om_rpc_client_opts o;
+	struct om_msg hello = {.type = OM_MSG_HELLO};
+	struct om_rpc_client *c;
+
+	memset(&o, 0, sizeof(o));
+	hello.u.hello.name = "w1";
+	hello.u.hello.idc = "bj";
+	hello.u.hello.secret = "good";
+	hello.u.hello.version = OM_PROTO_VERSION;
+	o.url = url;
+	o.urls = urls;
+	o.nurls = nurls;
+	o.pattern = OM_NOISE_IK;
+	o.local = me;
+	memcpy(o.master_pub, v->key.pub, OM_NOISE_KEYLEN);
+	o.hello = &hello;
+	o.connect_timeout_ms = 1000;
+	assert_int_equal(om_rpc_client_open(&c, &o), 0);
+	return c;
+}
+
 static struct om_rpc_client *
 client(const struct srv *v, const struct om_keypair *me, const uint8_t *pin, const char *secret)
 {
@@ -987,6 +1013,206 @@ test_bitflipped_frame(void **state)
 	srv_stop(&v);
 }
 
+/* ---- several masters ---- */
+
+static void
+test_urls_invalid(void **state)
+{
+	struct om_keypair me;
+	struct om_rpc_client_opts o;
+	struct om_rpc_client *c = NULL;
+	const char *bad[] = {"", ",", "tcp://127.0.0.1:1,", "tcp://127.0.0.1:1,,tcp://127.0.0.1:2",
+	                     "no url at all"};
+	char many[64 * (OM_RPC_MAX_URLS + 1)] = "";
+	size_t i;
+
+	(void)state;
+	om_keypair_generate(&me);
+	memset(&o, 0, sizeof(o));
+	o.pattern = OM_NOISE_IK;
+	o.local = &me;
+	o.hello_raw = (const uint8_t *)"x";
+	o.hello_raw_len = 1;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.url = bad[i];
+		assert_int_equal(om_rpc_client_open(&c, &o), OM_EINVAL);
+	}
+	for (i = 0; i <= OM_RPC_MAX_URLS; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%stcp://127.0.0.1:%zu",
+		         i ? "," : "", 1000 + i);
+	o.url = many;
+	assert_int_equal(om_rpc_client_open(&c, &o), OM_EINVAL);
+	/* Blanks around the commas are fine. */
+	o.url = " tcp://127.0.0.1:1 , tcp://127.0.0.1:2";
+	assert_int_equal(om_rpc_client_open(&c, &o), 0);
+	assert_string_equal(om_rpc_client_url(c), "tcp://127.0.0.1:1");
+	om_rpc_client_close(c);
+}
+
+struct connects {
+	int n;
+	char last[64];
+};
+
+static void
+on_connect(void *arg, const char *url)
+{
+	struct connects *k = arg;
+
+	k->n++;
+	snprintf(k->last, sizeof(k->last), "%s", url);
+}
+
+/* The first URL has nothing listening: the handshake moves on to the second. */
+static void
+test_failover_first_down(void **state)
+{
+	struct srv v = {0};
+	struct om_keypair me;
+	struct om_rpc_client *c;
+	struct om_msg welcome, req = {.type = OM_MSG_HEARTBEAT}, rep;
+	char list[160];
+	int64_t t0;
+
+	(void)state;
+	om_keypair_generate(&v.key);
+	om_keypair_generate(&me);
+	v.port = PORT + 14;
+	srv_start(&v, 1u << OM_NOISE_IK);
+	/* PORT + 13: nothing there. */
+	snprintf(list, sizeof(list), "tcp://127.0.0.1:%d,%s", PORT + 13, v.url);
+	c = client_multi(&v, &me, list, NULL, 0);
+	t0 = om_now_ms();
+	assert_int_equal(om_rpc_connect(c, &welcome), 0);
+	/* About one connect timeout (1 s) on the dead one. */
+	assert_true(om_now_ms() - t0 < 2500);
+	assert_int_equal(welcome.type, OM_MSG_WELCOME);
+	om_msg_release(&welcome);
+	assert_string_equal(om_rpc_client_url(c), v.url);
+	assert_int_equal(om_rpc_call(c, &req, &rep, 2000), 0);
+	assert_int_equal(rep.type, OM_MSG_ACK);
+	om_msg_release(&rep);
+	assert_int_equal(v.handshakes, 1);
+	om_rpc_client_close(c);
+	srv_stop(&v);
+}
+
+/* The master of the session goes away: the next call is served by the other one. */
+static void
+test_failover_server_closed(void **state)
+{
+	struct srv a = {0}, b = {0};
+	struct om_keypair me;
+	struct om_rpc_client *c;
+	struct om_msg req = {.type = OM_MSG_HEARTBEAT}, rep;
+	struct connects k = {0};
+	const char *urls[2];
+	int64_t t0;
+
+	(void)state;
+	om_keypair_generate(&a.key);
+	b.key = a.key; /* one master key for every master */
+	om_keypair_generate(&me);
+	a.port = PORT + 15;
+	b.port = PORT + 16;
+	srv_start(&a, 1u << OM_NOISE_IK);
+	srv_start(&b, 1u << OM_NOISE_IK);
+	urls[0] = a.url;
+	urls[1] = b.url;
+	{
+		struct om_rpc_client_opts o;
+		struct om_msg hello = {.type = OM_MSG_HELLO};
+		memset(&o, 0, sizeof(o));
+		hello.u.hello.name = "w1";
+		hello.u.hello.idc = "bj";
+		hello.u.hello.secret = "good";
+		hello.u.hello.version = OM_PROTO_VERSION;
+		o.urls = urls;
+		o.nurls = 2;
+		o.pattern = OM_NOISE_IK;
+		o.local = &me;
+		memcpy(o.master_pub, a.key.pub, OM_NOISE_KEYLEN);
+		o.hello = &hello;
+		o.connect_timeout_ms = 1000;
+		o.on_connect = on_connect;
+		o.on_connect_arg = &k;
+		assert_int_equal(om_rpc_client_open(&c, &o), 0);
+	}
+	req.u.heartbeat.running = 1;
+	assert_int_equal(om_rpc_call(c, &req, &rep, 2000), 0);
+	om_msg_release(&rep);
+	assert_int_equal(a.handshakes, 1);
+	assert_int_equal(k.n, 1);
+	assert_string_equal(k.last, a.url);
+	srv_stop(&a);
+	usleep(200 * 1000); /* the client sees its connection close */
+	t0 = om_now_ms();
+	req.u.heartbeat.running = 2;
+	assert_int_equal(om_rpc_call(c, &req, &rep, 5000), 0);
+	assert_int_equal(rep.type, OM_MSG_ACK);
+	assert_int_equal(rep.u.ack.nchunks, 2);
+	om_msg_release(&rep);
+	assert_true(om_now_ms() - t0 < 3000);
+	assert_int_equal(b.handshakes, 1);
+	assert_int_equal(b.requests, 1);
+	assert_string_equal(om_rpc_client_url(c), b.url);
+	assert_int_equal(k.n, 2);
+	assert_string_equal(k.last, b.url);
+	/* Asked to leave b: a is down, so the next handshake comes back to b. */
+	om_rpc_client_failover(c);
+	assert_string_equal(om_rpc_client_url(c), a.url);
+	assert_int_equal(om_rpc_call(c, &req, &rep, 5000), 0);
+	om_msg_release(&rep);
+	assert_string_equal(om_rpc_client_url(c), b.url);
+	assert_int_equal(b.handshakes, 2);
+	om_rpc_client_close(c);
+	srv_stop(&b);
+}
+
+struct stopper {
+	struct srv *v;
+	int after_ms;
+};
+
+static void *
+stop_later(void *arg)
+{
+	struct stopper *s = arg;
+
+	usleep((useconds_t)s->after_ms * 1000);
+	srv_stop(s->v);
+	return NULL;
+}
+
+/* A request whose connection closes is not sent again: the call fails at once. */
+static void
+test_inflight_call_fails_on_close(void **state)
+{
+	struct srv v = {0};
+	struct om_keypair me;
+	struct om_rpc_client *c;
+	struct om_msg req = {.type = OM_MSG_POLL}, rep;
+	struct stopper st = {&v, 300};
+	pthread_t t;
+	int64_t t0;
+
+	(void)state;
+	om_keypair_generate(&v.key);
+	om_keypair_generate(&me);
+	v.port = PORT + 17;
+	v.hold_ms = 10000;
+	srv_start(&v, 1u << OM_NOISE_IK);
+	c = client(&v, &me, NULL, "good");
+	assert_int_equal(om_rpc_connect(c, NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+	t0 = om_now_ms();
+	assert_int_equal(om_rpc_call(c, &req, &rep, 8000), OM_ECLOSED);
+	assert_true(om_now_ms() - t0 < 3000);
+	pthread_join(t, NULL);
+	assert_int_equal(v.requests, 1);
+	om_rpc_client_close(c);
+}
+
 int
 main(void)
 {
@@ -1009,6 +1235,10 @@ main(void)
 	        cmocka_unit_test(test_reordered_beyond_window),
 	        cmocka_unit_test(test_truncated_frame),
 	        cmocka_unit_test(test_bitflipped_frame),
+	        cmocka_unit_test(test_urls_invalid),
+	        cmocka_unit_test(test_failover_first_down),
+	        cmocka_unit_test(test_failover_server_closed),
+	        cmocka_unit_test(test_inflight_call_fails_on_close),
 	};
 	return cmocka_run_group_tests_name("rpc", tests, NULL, NULL);
 }

@@ -8,7 +8,19 @@
  * comes back inside the handshake.  When the master no longer knows the
  * session (it restarted, or the session expired) it answers with a reset
  * frame and the call re-handshakes and retries once: safe, because a reset
- * means the request was not processed.
+ * means the request was not processed.  The socket never re-sends a request
+ * by itself: one whose connection closes before the reply fails with
+ * OM_ECLOSED (the master may have processed it), so no request reaches a
+ * master twice.
+ *
+ * Several masters (sharing one database and one static key) may be given.
+ * The client keeps exactly one nng dialer, to one of them: a REQ socket with
+ * two would spread requests over both and break the session.  It moves to
+ * the next URL (round robin) when a handshake gets no answer within
+ * connect_timeout_ms, fails in transport, or is refused with OM_EDB, trying
+ * each URL at most once per handshake; and when a request finds no
+ * connection to its master within connect_timeout_ms, in which case the
+ * request was never sent and the call retries it once on the next master.
  *
  * Server (om-master): a REP socket with a pool of contexts.  nng threads
  * only queue raw frames; the owner's thread takes them with
@@ -67,8 +79,19 @@
 
 struct om_rpc_client;
 
+/* At most this many master URLs per client. */
+#define OM_RPC_MAX_URLS 16
+
 struct om_rpc_client_opts {
-	const char *url;                     /* tcp://host:port */
+	/*
+	 * The masters: each entry of urls[0..nurls-1] (or url when nurls is 0)
+	 * is one URL (tcp://host:port) or a comma-separated list of them;
+	 * blanks around commas are ignored.  The client copies them and starts
+	 * with the first.
+	 */
+	const char *url;
+	const char *const *urls;
+	size_t nurls;
 	enum om_noise_pattern pattern;       /* IK (worker) or NK (omctl) */
 	const struct om_keypair *local;      /* IK: our static key; NK: NULL */
 	uint8_t master_pub[OM_NOISE_KEYLEN]; /* the pinned master key */
@@ -78,9 +101,30 @@ struct om_rpc_client_opts {
 	int connect_timeout_ms;              /* handshake round trip */
 	uint64_t rekey_messages;             /* new session after this many frames; 0: 1 << 20 */
 	int64_t rekey_age_ms;                /* or after this long; 0: 3600000 (1 h) */
+	/*
+	 * May be NULL.  Called after every handshake that opened a session on
+	 * a master, except a rekey on the same master, with that master's URL:
+	 * on the thread that made the call, with the client's lock held, so it
+	 * must not call into the client (om_rpc_client_url included).
+	 */
+	void (*on_connect)(void *arg, const char *url);
+	void *on_connect_arg;
 };
 
+/* OM_EINVAL for an empty or malformed URL or more than OM_RPC_MAX_URLS. */
 int om_rpc_client_open(struct om_rpc_client **out, const struct om_rpc_client_opts *opts);
+/*
+ * The URL of the master the client dials now, for logs.  Caller does not
+ * free; valid until om_rpc_client_close.
+ */
+const char *om_rpc_client_url(struct om_rpc_client *c);
+/*
+ * Leaves the current master for the next URL (round robin): drops the
+ * session and the connection (calls in flight on it fail with OM_ECLOSED).
+ * For a caller that learnt from an answer that this master cannot serve
+ * (an ERROR with OM_EDB) or that lost it.  Does nothing with a single URL.
+ */
+void om_rpc_client_failover(struct om_rpc_client *c);
 /*
  * Aborts every call in progress (they return OM_ECLOSED) and refuses new
  * ones.  Safe from any thread while others are inside om_rpc_call; the
@@ -93,7 +137,8 @@ void om_rpc_client_close(struct om_rpc_client *c);
  * Handshakes now if there is no session.  *welcome (may be NULL) receives
  * the master's handshake answer; caller releases it.  OM_EAUTH when the
  * master refused (its ERROR text is in *welcome), OM_ETIMEDOUT when it did
- * not answer in time.
+ * not answer in time.  With several URLs, each master is tried at most once
+ * (see above): the result is the last one's.
  */
 int om_rpc_connect(struct om_rpc_client *c, struct om_msg *welcome);
 
@@ -101,6 +146,8 @@ int om_rpc_connect(struct om_rpc_client *c, struct om_msg *welcome);
  * Sends req and waits up to timeout_ms for the reply in *rep (caller
  * releases).  A reply of type ERROR is returned as 0 with rep->type ==
  * OM_MSG_ERROR: the caller decides.  Transport failures drop the session.
+ * OM_ECLOSED or OM_ETIMEDOUT after the request went out: the master may
+ * have processed it, and it is not sent again.
  */
 /* Tests only: like om_rpc_call with an already encoded plaintext request. */
 int om_rpc_call_raw(struct om_rpc_client *c, const uint8_t *pt, size_t n, struct om_msg *rep,
