@@ -2,7 +2,9 @@
  * om-worker: dials the master, proves its key (Noise IK), long-polls for
  * tasks and runs them over SSH on the hosts of its IDC, streaming output and
  * results back.  Results stay in the outbox until the master acknowledges
- * that they are durable.
+ * that they are durable; past a memory bound, and whenever the master is
+ * away for long, they wait on disk in the spool (spool.h), which also
+ * carries them over a restart.
  *
  * Threads: main (poll loop), heartbeat (also announces the module
  * catalog), sender (drains the outbox), watcher (shutdown), and the SSH
@@ -26,23 +28,36 @@
 #include "engine.h"
 #include "om/params.h"
 #include "plugins.h"
+#include "spool.h"
 
 #define POLL_WAIT_MS     2000
 #define CALL_TIMEOUT_MS  15000
 #define HEARTBEAT_MS     5000
-#define OUTBOX_MAX_BYTES (64u << 20) /* beyond this the engine pauses output: backpressure */
+#define OUTBOX_MAX_BYTES (16u << 20) /* in memory; beyond it results spill to the spool */
 #define REPORT_MAX_BYTES (4u << 20)
 #define MAX_CAPACITY     1000         /* tasks at once, the --capacity bound */
 #define HELD_MAX         OM_MAX_ITEMS /* tasks running or with unacknowledged results */
 #define STOP_FLUSH_MS    4000         /* a stop: kill remote commands, deliver what is left */
 
+#define SPOOL_MAX_BYTES ((uint64_t)1 << 30) /* --spool-max default: beyond it output pauses */
+#define SPOOL_SYNC_MS   1000 /* spooled results are fsynced within this, in batches */
+#define SPOOL_RETRY_MS  5000 /* after a spool write error: memory only for this long */
+
+/* Long options without a short form. */
+enum { OPT_SPOOL = 0x5301, OPT_SPOOL_MAX };
+
 struct config {
-	const char *name, *idc, *master_url, *master_key_hex, *key_path;
+	const char *name, *idc, *master_key_hex, *key_path;
+	const char *masters[OM_RPC_MAX_URLS]; /* each --master: a URL or a comma-separated list */
+	size_t nmasters;
 	const char *secret_path, *ssh_key, *known_hosts, *ssh_user, *plugin_dir, *modules_dir;
 	uint32_t forks, capacity, max_sessions, idle_s, connect_retries;
+	uint64_t max_output; /* streamed output per host per task (--max-output) */
 	enum om_hostkey_policy hostkey_policy;
 	bool no_pool;
 	enum om_log_level log_level;
+	const char *spool_dir; /* --spool; NULL: KEYFILE.spool */
+	uint64_t spool_max;    /* --spool-max */
 };
 
 /* A task the worker holds (see worker.held); stays put while it has items. */
@@ -66,15 +81,28 @@ struct worker {
 	struct om_rpc_client *rpc;
 	struct om_plugins *plugins;
 	struct om_engine *engine;
-	pthread_mutex_t lock; /* guards everything below */
+	/*
+	 * The outbox (see "outbox" below).  qlock guards these fields and is
+	 * taken before lock, never after it; spool I/O happens under qlock only.
+	 */
+	pthread_mutex_t qlock;
+	struct om_spool *spool;
+	struct om_buf enc;           /* a record being encoded */
+	struct outitem *head, *tail; /* in memory, behind every spooled record */
+	size_t outbox_bytes;         /* of head..tail */
+	struct outitem *inflight;    /* items in memory of the REPORT being sent */
+	uint32_t inflight_spooled;   /* its first ones, also the spool's first records */
+	int64_t spool_retry_ms;      /* after a spool write error: memory only until then */
+	bool spool_full;             /* the spool refused an item for want of room */
+	bool spilling;               /* logged: new items go to the spool */
+	bool paused;                 /* the engine's output is paused */
+	pthread_mutex_t lock;        /* guards everything below */
 	pthread_cond_t cond;
 	unsigned running;
-	struct outitem *head, *tail;
-	size_t outbox_bytes;
-	size_t outbox_items;
-	int heartbeat_ms; /* the master's, from WELCOME */
-	bool paused;      /* the engine's output is paused (outbox full) */
-	bool announced;   /* the master has our module catalog */
+	size_t outbox_items; /* in memory or in flight (written under qlock too) */
+	uint64_t spooled;    /* records in the spool (written under qlock too) */
+	int heartbeat_ms;    /* the master's, from WELCOME */
+	bool announced;      /* the master has our module catalog */
 	/*
 	 * The tasks this worker holds, for heartbeats: running, or finished
 	 * with results not yet acknowledged.  Full means busy (no new task).
@@ -136,33 +164,40 @@ held_drop_if_done(struct worker *w, struct held *h)
 /* ---- outbox ---- */
 
 /*
- * Never blocks: callers are the engine's loop thread.  Beyond the bound the
- * engine stops reading command output (the SSH windows fill and the remote
- * commands wait) until the sender has drained half of it.
+ * The outbox, oldest first: the spool's records, then the items in memory
+ * (head..tail).  While the spool is empty, items stay in memory up to
+ * OUTBOX_MAX_BYTES; past that everything in memory moves to the spool (a
+ * spill), and every later item follows it there until the sender has
+ * drained the spool: the order stays FIFO, and what waits for a master
+ * that is away is on disk.  Items stay in memory behind the spool only
+ * when it cannot take them (full, or a write failed); the engine's output
+ * is paused until they can move.
+ *
+ * The one exception to that order is the REPORT in flight: the sender takes
+ * its items out of memory while it waits for the master.  A spill writes
+ * them first (they are the oldest), so the spool's first inflight_spooled
+ * records are copies of them, consumed with their acknowledgement.
  */
-static void
-outbox_push(struct worker *w, struct outitem *it)
-{
-	bool pause;
 
-	pthread_mutex_lock(&w->lock);
-	it->next = NULL;
-	if (w->tail)
-		w->tail->next = it;
-	else
-		w->head = it;
-	w->tail = it;
-	w->outbox_bytes += it->bytes;
-	w->outbox_items++;
-	if (it->held != NULL)
-		it->held->items++;
-	pause = w->outbox_bytes > OUTBOX_MAX_BYTES && !w->paused;
-	if (pause)
-		w->paused = true;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	if (pause)
-		om_engine_pause(w->engine, true);
+/* Recently used held slots by task id: a batch of records comes in runs per task. */
+struct held_cache {
+	struct held *slot[64];
+};
+
+/* lock held: the slot of task id, or NULL. */
+static struct held *
+held_find(struct worker *w, uint64_t id, struct held_cache *c)
+{
+	struct held **p = &c->slot[id % 64];
+
+	if (id == 0)
+		return NULL;
+	if (*p != NULL && (*p)->id == id)
+		return *p;
+	for (size_t i = 0; i < HELD_MAX; i++)
+		if (w->held[i].id == id)
+			return *p = &w->held[i];
+	return NULL;
 }
 
 static void
@@ -175,41 +210,349 @@ outitem_free(struct outitem *it)
 	om_free(it);
 }
 
-/* Sends the oldest items as one REPORT; removes them only once acknowledged. */
+static bool
+spool_usable(const struct worker *w)
+{
+	return w->spool != NULL && om_now_ms() >= w->spool_retry_ms;
+}
+
+/* qlock held: publishes the spool's record count to the other threads. */
+static void
+spool_publish(struct worker *w)
+{
+	struct om_spool_stats st = {0};
+
+	if (w->spool != NULL)
+		om_spool_stats(w->spool, &st);
+	pthread_mutex_lock(&w->lock);
+	w->spooled = st.records;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* qlock held: a spool write failed; items stay in memory (the engine pauses) for a while. */
+static void
+spool_failed(struct worker *w, int rv)
+{
+	const char *why = om_spool_errstr(w->spool);
+
+	if (rv == OM_EBUSY) {
+		if (!w->spool_full)
+			om_warn("spool '%s' is full (--spool-max %llu bytes): output paused until "
+			        "the master takes results",
+			        om_spool_dir(w->spool), (unsigned long long)w->cfg.spool_max);
+		w->spool_full = true;
+		return;
+	}
+	om_err("cannot write to the spool '%s': %s%s%s; results stay in memory and output is "
+	       "paused, next try in %d s",
+	       om_spool_dir(w->spool), om_strerror(rv), why[0] ? ": " : "", why,
+	       SPOOL_RETRY_MS / 1000);
+	w->spool_retry_ms = om_now_ms() + SPOOL_RETRY_MS;
+}
+
+/* qlock held: appends it as one record, a REPORT with that one item; the item stays ours. */
 static int
-outbox_flush_once(struct worker *w)
+spool_put(struct worker *w, const struct outitem *it)
+{
+	struct om_msg m = {.type = OM_MSG_REPORT};
+	int rv;
+
+	if (it->is_result) {
+		m.u.report.results = (struct om_result *)&it->result;
+		m.u.report.nresults = 1;
+	} else {
+		m.u.report.chunks = (struct om_chunk *)&it->chunk;
+		m.u.report.nchunks = 1;
+	}
+	om_buf_reset(&w->enc);
+	if ((rv = om_msg_encode(&m, &w->enc)) == 0)
+		rv = om_spool_append(w->spool, w->enc.data, w->enc.len);
+	return rv;
+}
+
+/*
+ * qlock held: appends items in memory to the spool, oldest first: those of
+ * the REPORT in flight not spooled yet, then head..tail.  Stops at the first
+ * failure; what is left stays in memory, behind everything spooled.
+ */
+static void
+spool_move(struct worker *w)
+{
+	struct outitem *it;
+	size_t moved = 0;
+	uint32_t i;
+	int rv = 0;
+
+	for (it = w->inflight, i = 0; it != NULL && rv == 0; it = it->next, i++)
+		if (i >= w->inflight_spooled && (rv = spool_put(w, it)) == 0)
+			w->inflight_spooled++;
+	while (rv == 0 && (it = w->head) != NULL && (rv = spool_put(w, it)) == 0) {
+		w->head = it->next;
+		if (w->head == NULL)
+			w->tail = NULL;
+		w->outbox_bytes -= it->bytes;
+		moved++;
+		outitem_free(it); /* the record counts for its task now */
+	}
+	if (moved > 0) {
+		pthread_mutex_lock(&w->lock);
+		w->outbox_items -= moved;
+		pthread_mutex_unlock(&w->lock);
+	}
+	spool_publish(w);
+	if (rv != 0) {
+		spool_failed(w, rv);
+	} else if (w->spool_full) {
+		om_info("spool '%s' has room again", om_spool_dir(w->spool));
+		w->spool_full = false;
+	}
+}
+
+/*
+ * qlock held: moves memory to the spool when it is behind the spool, or,
+ * when may_spill, over its bound; then pauses the engine's output exactly
+ * while memory holds items it should not (over the bound, or behind a spool
+ * that cannot take them).  may_spill is false once the master takes
+ * results again: a backlog in memory is then sent, not written to disk.
+ */
+static void
+outbox_balance(struct worker *w, bool may_spill)
+{
+	size_t limit = w->paused ? OUTBOX_MAX_BYTES / 2 : OUTBOX_MAX_BYTES;
+	bool pause;
+
+	if (spool_usable(w) && w->head != NULL &&
+	    (w->spooled > 0 || (may_spill && w->outbox_bytes > limit))) {
+		if (!w->spilling)
+			om_info("outbox over %u MiB: spilling results to the spool '%s' until the "
+			        "master takes them",
+			        OUTBOX_MAX_BYTES >> 20, om_spool_dir(w->spool));
+		w->spilling = true;
+		spool_move(w);
+	}
+	pause = (w->head != NULL && w->spooled > 0) || w->outbox_bytes > limit;
+	if (pause != w->paused) {
+		w->paused = pause;
+		om_engine_pause(w->engine, pause);
+	}
+	if (w->spilling && w->spooled == 0 && w->outbox_bytes <= OUTBOX_MAX_BYTES / 2) {
+		om_info("spool '%s' drained: results are kept in memory again",
+		        om_spool_dir(w->spool));
+		w->spilling = false;
+		w->spool_full = false;
+	}
+}
+
+/*
+ * Never blocks for long: callers are the engine's loop thread.  Beyond the
+ * memory bound items go to the spool (a write, fsynced later in batches by
+ * the watcher); only when the spool cannot take them does the engine stop
+ * reading command output (the SSH windows fill and the remote commands
+ * wait) until it can.
+ */
+static void
+outbox_push(struct worker *w, struct outitem *it)
+{
+	pthread_mutex_lock(&w->qlock);
+	it->next = NULL;
+	if (w->tail)
+		w->tail->next = it;
+	else
+		w->head = it;
+	w->tail = it;
+	w->outbox_bytes += it->bytes;
+	pthread_mutex_lock(&w->lock);
+	w->outbox_items++;
+	if (it->held != NULL)
+		it->held->items++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	outbox_balance(w, true);
+	pthread_mutex_unlock(&w->qlock);
+}
+
+/* A REPORT of the oldest records of the spool, decoded. */
+struct spool_batch {
+	struct om_msg *msgs; /* OM_MAX_ITEMS; type NONE for a record that is no report item */
+	uint32_t n, nchunks, nresults;
+};
+
+/* om_spool_fn: one record into the batch. */
+static int
+batch_add(void *arg, const uint8_t *data, size_t len)
+{
+	struct spool_batch *b = arg;
+	struct om_msg *m = &b->msgs[b->n];
+	int rv = om_msg_decode(data, len, m);
+
+	if (rv == OM_ENOMEM)
+		return rv;
+	b->n++;
+	if (rv == 0 && m->type == OM_MSG_REPORT &&
+	    m->u.report.nchunks + m->u.report.nresults == 1) {
+		b->nchunks += m->u.report.nchunks;
+		b->nresults += m->u.report.nresults;
+		return 0;
+	}
+	/* Checksummed, so written by a worker that encoded something else: skip it. */
+	om_warn("spool: skipping a record that is not one report item (%s)",
+	        rv != 0 ? om_strerror(rv) : "wrong message");
+	if (rv == 0)
+		om_msg_release(m);
+	memset(m, 0, sizeof(*m));
+	return 0;
+}
+
+static uint64_t
+msg_task_id(const struct om_msg *m)
+{
+	if (m->type != OM_MSG_REPORT)
+		return 0;
+	if (m->u.report.nchunks > 0)
+		return m->u.report.chunks[0].task_id;
+	return m->u.report.nresults > 0 ? m->u.report.results[0].task_id : 0;
+}
+
+/* Sends the oldest records of the spool as one REPORT; consumes them once acknowledged. */
+static int
+spool_flush_once(struct worker *w)
+{
+	struct om_msg req = {.type = OM_MSG_REPORT}, rep;
+	struct spool_batch b = {0};
+	struct held_cache hc;
+	int n, rv = 0;
+
+	if ((b.msgs = om_calloc(OM_MAX_ITEMS, sizeof(*b.msgs))) == NULL)
+		return OM_ENOMEM;
+	pthread_mutex_lock(&w->qlock);
+	n = om_spool_peek(w->spool, OM_MAX_ITEMS, REPORT_MAX_BYTES, batch_add, &b);
+	if (n < 0)
+		om_err("cannot read the spool '%s': %s%s%s", om_spool_dir(w->spool), om_strerror(n),
+		       om_spool_errstr(w->spool)[0] ? ": " : "", om_spool_errstr(w->spool));
+	spool_publish(w); /* a peek may find records gone bad */
+	pthread_mutex_unlock(&w->qlock);
+	if (n <= 0) {
+		rv = n;
+		goto out;
+	}
+	if (b.nchunks + b.nresults > 0) {
+		struct om_chunk *chunks = om_calloc(b.nchunks + 1, sizeof(*chunks));
+		struct om_result *results = om_calloc(b.nresults + 1, sizeof(*results));
+
+		if (chunks == NULL || results == NULL) {
+			om_free(chunks);
+			om_free(results);
+			rv = OM_ENOMEM;
+			goto out;
+		}
+		for (uint32_t i = 0; i < b.n; i++) {
+			if (b.msgs[i].type != OM_MSG_REPORT)
+				continue;
+			if (b.msgs[i].u.report.nchunks)
+				chunks[req.u.report.nchunks++] = b.msgs[i].u.report.chunks[0];
+			else
+				results[req.u.report.nresults++] = b.msgs[i].u.report.results[0];
+		}
+		req.u.report.chunks = chunks;
+		req.u.report.results = results;
+		rv = om_rpc_call(w->rpc, &req, &rep, CALL_TIMEOUT_MS);
+		om_free(chunks);
+		om_free(results);
+		if (rv != 0)
+			goto out;
+		if (rep.type != OM_MSG_ACK) {
+			om_warn("master refused a report: %s",
+			        rep.type == OM_MSG_ERROR && rep.u.error.text ? rep.u.error.text
+			                                                     : "?");
+			om_msg_release(&rep);
+			rv = OM_EPROTO;
+			goto out;
+		}
+		om_msg_release(&rep);
+	}
+	memset(&hc, 0, sizeof(hc));
+	pthread_mutex_lock(&w->qlock);
+	if ((rv = om_spool_consume(w->spool, (size_t)n)) != 0)
+		om_warn("cannot record delivered results in the spool '%s' (they may be sent "
+		        "again after a restart): %s%s%s",
+		        om_spool_dir(w->spool), om_strerror(rv),
+		        om_spool_errstr(w->spool)[0] ? ": " : "", om_spool_errstr(w->spool));
+	rv = 0; /* consumed in memory all the same */
+	pthread_mutex_lock(&w->lock);
+	for (uint32_t i = 0; i < b.n; i++) {
+		struct held *h = held_find(w, msg_task_id(&b.msgs[i]), &hc);
+		if (h != NULL && h->items > 0) {
+			h->items--;
+			held_drop_if_done(w, h);
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	spool_publish(w);
+	outbox_balance(w, false);
+	pthread_mutex_unlock(&w->qlock);
+out:
+	for (uint32_t i = 0; i < b.n; i++)
+		if (b.msgs[i].type != OM_MSG_NONE)
+			om_msg_release(&b.msgs[i]);
+	om_free(b.msgs);
+	return rv;
+}
+
+/*
+ * Sends the oldest items as one REPORT: from the spool while it holds
+ * records (they are older), else from memory.  Items leave only once
+ * acknowledged.  away: the last try failed (memory over its bound may
+ * spill).
+ */
+static int
+outbox_flush_once(struct worker *w, bool away)
 {
 	struct om_msg req = {.type = OM_MSG_REPORT}, rep;
 	struct om_chunk *chunks = NULL;
 	struct om_result *results = NULL;
-	struct outitem *it;
-	uint32_t nc = 0, nr = 0, count = 0, i;
-	size_t bytes = 0;
-	bool resume = false;
+	struct outitem *it, *last = NULL, *back = NULL, *back_last = NULL;
+	uint32_t nc = 0, nr = 0, count = 0, i, spooled;
+	size_t bytes = 0, back_bytes = 0, freed = 0;
 	int rv;
 
-	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&w->qlock);
+	outbox_balance(w, away); /* after a write error, the spool may take memory again */
+	if (w->spooled > 0) {
+		pthread_mutex_unlock(&w->qlock);
+		return spool_flush_once(w);
+	}
 	for (it = w->head; it && count < OM_MAX_ITEMS && bytes < REPORT_MAX_BYTES; it = it->next)
-		count++, bytes += it->bytes;
-	pthread_mutex_unlock(&w->lock);
-	if (count == 0)
+		count++, bytes += it->bytes, last = it;
+	if (count == 0) {
+		pthread_mutex_unlock(&w->qlock);
 		return 0;
+	}
 	chunks = om_calloc(count, sizeof(*chunks));
 	results = om_calloc(count, sizeof(*results));
 	if (chunks == NULL || results == NULL) {
+		pthread_mutex_unlock(&w->qlock);
 		om_free(chunks);
 		om_free(results);
 		return OM_ENOMEM;
 	}
-	/* Only this thread removes items, so the first count stay put while unlocked. */
-	pthread_mutex_lock(&w->lock);
-	for (it = w->head, i = 0; i < count; it = it->next, i++) {
+	/* Out of memory's list while in flight: a spill meanwhile spools them first. */
+	w->inflight = w->head;
+	w->head = last->next;
+	if (w->head == NULL)
+		w->tail = NULL;
+	last->next = NULL;
+	w->outbox_bytes -= bytes;
+	w->inflight_spooled = 0;
+	pthread_mutex_unlock(&w->qlock);
+
+	/* Only this thread changes the inflight list; a spill only reads it. */
+	for (it = w->inflight; it != NULL; it = it->next) {
 		if (it->is_result)
 			results[nr++] = it->result;
 		else
 			chunks[nc++] = it->chunk;
 	}
-	pthread_mutex_unlock(&w->lock);
 	req.u.report.chunks = chunks;
 	req.u.report.nchunks = nc;
 	req.u.report.results = results;
@@ -217,38 +560,66 @@ outbox_flush_once(struct worker *w)
 	rv = om_rpc_call(w->rpc, &req, &rep, CALL_TIMEOUT_MS);
 	om_free(chunks);
 	om_free(results);
-	if (rv != 0)
-		return rv;
-	if (rep.type != OM_MSG_ACK) {
-		om_warn("master refused a report: %s",
-		        rep.type == OM_MSG_ERROR && rep.u.error.text ? rep.u.error.text : "?");
-		om_msg_release(&rep);
-		return OM_EPROTO;
-	}
-	om_msg_release(&rep);
-	pthread_mutex_lock(&w->lock);
-	for (i = 0; i < count; i++) {
-		it = w->head;
-		w->head = it->next;
-		w->outbox_bytes -= it->bytes;
-		w->outbox_items--;
-		if (it->held != NULL && it->held->items > 0) {
-			it->held->items--;
-			held_drop_if_done(w, it->held);
+	if (rv == 0) {
+		if (rep.type != OM_MSG_ACK) {
+			om_warn("master refused a report: %s",
+			        rep.type == OM_MSG_ERROR && rep.u.error.text ? rep.u.error.text
+			                                                     : "?");
+			rv = OM_EPROTO;
 		}
-		outitem_free(it);
+		om_msg_release(&rep);
 	}
-	if (w->head == NULL)
-		w->tail = NULL;
-	if (w->paused && w->outbox_bytes < OUTBOX_MAX_BYTES / 2) {
-		w->paused = false;
-		resume = true;
+
+	pthread_mutex_lock(&w->qlock);
+	spooled = w->inflight_spooled;
+	if (rv == 0 && spooled > 0) {
+		/* Their copies are the spool's first records: acknowledged with them. */
+		int crv = om_spool_consume(w->spool, spooled);
+		if (crv != 0)
+			om_warn("cannot record delivered results in the spool '%s' (they may be "
+			        "sent again after a restart): %s",
+			        om_spool_dir(w->spool), om_strerror(crv));
 	}
-	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_lock(&w->lock);
+	for (it = w->inflight, i = 0; it != NULL; i++) {
+		struct outitem *next = it->next;
+
+		if (rv == 0) {
+			if (it->held != NULL && it->held->items > 0) {
+				it->held->items--;
+				held_drop_if_done(w, it->held);
+			}
+			outitem_free(it);
+			freed++;
+		} else if (i < spooled) {
+			outitem_free(it); /* in the spool now, which counts it for its task */
+			freed++;
+		} else {
+			/* Not acknowledged: back in front of memory (still behind the spool). */
+			if (back_last != NULL)
+				back_last->next = it;
+			else
+				back = it;
+			back_last = it;
+			back_bytes += it->bytes;
+		}
+		it = next;
+	}
+	w->outbox_items -= freed;
 	pthread_mutex_unlock(&w->lock);
-	if (resume)
-		om_engine_pause(w->engine, false);
-	return 0;
+	if (back != NULL) {
+		back_last->next = w->head;
+		if (w->head == NULL)
+			w->tail = back_last;
+		w->head = back;
+		w->outbox_bytes += back_bytes;
+	}
+	w->inflight = NULL;
+	w->inflight_spooled = 0;
+	spool_publish(w);
+	outbox_balance(w, false);
+	pthread_mutex_unlock(&w->qlock);
+	return rv;
 }
 
 static void *
@@ -257,17 +628,18 @@ sender_main(void *arg)
 	struct worker *w = arg;
 	int64_t stop_deadline = 0, hard_deadline = 0;
 	int backoff = 200;
+	bool away = false; /* the last try failed */
 
 	for (;;) {
 		int rv;
 		pthread_mutex_lock(&w->lock);
-		while (w->head == NULL && !stopping) {
+		while (w->outbox_items == 0 && w->spooled == 0 && !stopping) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1;
 			pthread_cond_timedwait(&w->cond, &w->lock, &ts);
 		}
-		bool empty = w->head == NULL;
+		bool empty = w->outbox_items == 0 && w->spooled == 0;
 		bool tasks_left = w->running > 0;
 		pthread_mutex_unlock(&w->lock);
 		if (stopping) {
@@ -288,8 +660,9 @@ sender_main(void *arg)
 				continue;
 			}
 		}
-		if ((rv = outbox_flush_once(w)) == OM_ECLOSED && stopping)
+		if ((rv = outbox_flush_once(w, away)) == OM_ECLOSED && stopping)
 			break;
+		away = rv != 0;
 		if (rv != 0) {
 			om_warn("cannot deliver results to the master (%s), retrying in %d ms",
 			        om_strerror(rv), backoff);
@@ -299,11 +672,163 @@ sender_main(void *arg)
 			backoff = 200;
 		}
 	}
-	if (w->head != NULL)
-		om_warn("exiting with %zu undelivered results", w->outbox_items);
+	/* What is left goes to the spool at the end of main (spool_stop). */
 	return NULL;
 }
 
+/* ---- spool: start, periodic sync, stop ---- */
+
+/* Replay context: the tasks of the records an earlier process left. */
+struct replay {
+	struct worker *w;
+	struct held_cache hc;
+	uint64_t unheld; /* records whose task found no held slot */
+};
+
+/* om_spool_fn: holds the task of one record, so heartbeats list it until it is delivered. */
+static int
+replay_note(void *arg, const uint8_t *data, size_t len)
+{
+	struct replay *r = arg;
+	struct om_msg m;
+	struct held *h;
+	uint64_t id;
+
+	if (om_msg_decode(data, len, &m) != 0)
+		return 0; /* skipped when sent */
+	id = msg_task_id(&m);
+	om_msg_release(&m);
+	if (id == 0)
+		return 0;
+	if ((h = held_find(r->w, id, &r->hc)) == NULL && (h = held_take(r->w, id)) != NULL)
+		r->hc.slot[id % 64] = h;
+	if (h == NULL)
+		r->unheld++;
+	else
+		h->items++;
+	return 0;
+}
+
+/*
+ * Opens the spool (--spool, else KEYFILE.spool next to the key file: one
+ * per worker key, also when several workers keep their keys in one
+ * directory) before any task runs.  Records an earlier process left are delivered first, once
+ * connected; their tasks are held, so heartbeats keep listing them and the
+ * master does not count them lost while their results are on their way.
+ * Single-threaded: no other thread uses w yet.
+ */
+static int
+spool_start(struct worker *w)
+{
+	static char dflt[4096];
+	const char *dir = w->cfg.spool_dir;
+	struct om_spool_stats st;
+	struct replay r;
+	int rv;
+
+	pthread_mutex_init(&w->qlock, NULL);
+	om_buf_init(&w->enc, OM_MAX_FRAME);
+	if (dir == NULL) {
+		if ((size_t)snprintf(dflt, sizeof(dflt), "%s.spool", w->cfg.key_path) >=
+		    sizeof(dflt)) {
+			om_err("key path '%s' is too long for a spool next to it: use --spool",
+			       w->cfg.key_path);
+			return -1;
+		}
+		dir = dflt;
+	}
+	if ((rv = om_spool_open(dir, w->cfg.spool_max, 0, &w->spool)) != 0) {
+		om_err("cannot open the spool '%s': %s (see --spool)", dir, om_strerror(rv));
+		return -1;
+	}
+	om_spool_stats(w->spool, &st);
+	if (st.corrupt > 0 || st.truncated > 0)
+		om_warn("spool '%s': %llu corrupt records skipped, %llu bytes of torn tail cut",
+		        dir, (unsigned long long)st.corrupt, (unsigned long long)st.truncated);
+	if (st.records == 0) {
+		om_info("spool '%s': no results waiting (up to %llu bytes)", dir,
+		        (unsigned long long)w->cfg.spool_max);
+		return 0;
+	}
+	memset(&r, 0, sizeof(r));
+	r.w = w;
+	if ((rv = om_spool_peek(w->spool, SIZE_MAX, SIZE_MAX, replay_note, &r)) < 0)
+		om_err("cannot read the spool '%s': %s", dir, om_strerror(rv));
+	om_spool_stats(w->spool, &st);
+	w->spooled = st.records;
+	w->spilling = st.records > 0;
+	om_info("spool '%s': %llu results (%llu bytes) from an earlier run, delivered first "
+	        "once connected; %u tasks held meanwhile",
+	        dir, (unsigned long long)st.records, (unsigned long long)st.bytes, w->nheld);
+	if (r.unheld > 0)
+		om_warn("spool '%s': %llu results belong to more tasks than the worker can list; "
+		        "the master may count those tasks lost",
+		        dir, (unsigned long long)r.unheld);
+	return 0;
+}
+
+/* Watcher: what was spooled reaches the disk within SPOOL_SYNC_MS, one fsync per batch. */
+static void
+spool_tick(struct worker *w)
+{
+	static int64_t last;
+	struct om_spool_stats st;
+	int64_t now = om_now_ms();
+	int rv;
+
+	if (now - last < SPOOL_SYNC_MS)
+		return;
+	last = now;
+	pthread_mutex_lock(&w->qlock);
+	if (w->spool != NULL) {
+		om_spool_stats(w->spool, &st);
+		if (st.unsynced > 0 && (rv = om_spool_sync(w->spool)) != 0) {
+			om_err("cannot sync the spool '%s': %s: %s; new results stay in memory",
+			       om_spool_dir(w->spool), om_strerror(rv), om_spool_errstr(w->spool));
+			w->spool_retry_ms = now + SPOOL_RETRY_MS;
+		}
+	}
+	pthread_mutex_unlock(&w->qlock);
+}
+
+/*
+ * After the sender and the engine: what memory still holds goes to the
+ * spool behind its records (the order stays), then the spool is synced and
+ * closed; the next start delivers it.
+ */
+static void
+spool_stop(struct worker *w)
+{
+	struct om_spool_stats st;
+	char dir[4096];
+	size_t left = 0;
+	int rv;
+
+	if (w->spool == NULL)
+		return;
+	pthread_mutex_lock(&w->qlock);
+	snprintf(dir, sizeof(dir), "%s", om_spool_dir(w->spool));
+	w->spool_retry_ms = 0; /* a last try, whatever failed before */
+	if (w->head != NULL)
+		spool_move(w);
+	for (struct outitem *it = w->head; it != NULL; it = it->next)
+		left++;
+	om_spool_stats(w->spool, &st);
+	rv = om_spool_close(w->spool);
+	w->spool = NULL;
+	om_buf_release(&w->enc);
+	pthread_mutex_unlock(&w->qlock);
+	if (rv != 0)
+		om_err("cannot sync the spool '%s': %s: the results in it may be lost in a "
+		       "crash",
+		       dir, om_strerror(rv));
+	if (st.records > 0)
+		om_info("%llu results (%llu bytes) wait in the spool '%s' for the next start",
+		        (unsigned long long)st.records, (unsigned long long)st.bytes, dir);
+	if (left > 0)
+		om_err("exiting with %zu undelivered results the spool '%s' could not take", left,
+		       dir);
+}
 /* ---- tasks ---- */
 
 struct task_run {
@@ -580,8 +1105,10 @@ watcher_main(void *arg)
 	int64_t deadline;
 	bool idle;
 
-	while (!stopping)
+	while (!stopping) {
 		usleep(50 * 1000);
+		spool_tick(w);
+	}
 	/* Running hosts are killed on their hosts and reported cancelled. */
 	om_engine_shutdown(w->engine);
 	/* Then their results get STOP_FLUSH_MS to reach the master. */
@@ -589,7 +1116,7 @@ watcher_main(void *arg)
 	do {
 		usleep(50 * 1000);
 		pthread_mutex_lock(&w->lock);
-		idle = w->running == 0 && w->head == NULL;
+		idle = w->running == 0 && w->outbox_items == 0 && w->spooled == 0;
 		pthread_cond_broadcast(&w->cond);
 		pthread_mutex_unlock(&w->lock);
 	} while (!idle && om_now_ms() < deadline);
@@ -603,13 +1130,18 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: om-worker --idc NAME --master URL --master-key HEX --key FILE\n"
+	        "usage: om-worker --idc NAME --master URL[,URL]... --master-key HEX --key FILE\n"
 	        "                 --ssh-key FILE --known-hosts FILE [--enroll-token-file FILE]\n"
 	        "                 [--name NAME] [--ssh-user USER] [--plugins DIR] [--modules DIR]\n"
 	        "                 [--forks N] [--capacity TASKS] [--max-sessions N]\n"
 	        "                 [--session-idle SECONDS] [--no-session-pool]\n"
 	        "                 [--host-key-policy strict|accept-new] [--connect-retries N]\n"
-	        "                 [--log-level error|warn|info|debug]\n");
+	        "                 [--max-output BYTES[K|M|G]] (per host and task; default 64M)\n"
+	        "                 [--spool DIR] (default KEYFILE.spool)\n"
+	        "                 [--spool-max BYTES[K|M|G]] (default 1G)\n"
+	        "                 [--log-level error|warn|info|debug]\n"
+	        "Several masters (one database): --master A,B or --master A --master B;\n"
+	        "the worker moves to the next one when its master stops answering.\n");
 }
 
 static int
@@ -634,6 +1166,9 @@ parse_args(int argc, char **argv, struct config *c)
 	        {"no-session-pool", no_argument, NULL, 'N'},
 	        {"host-key-policy", required_argument, NULL, 'P'},
 	        {"connect-retries", required_argument, NULL, 'r'},
+	        {"max-output", required_argument, NULL, 'O'},
+	        {"spool", required_argument, NULL, OPT_SPOOL},
+	        {"spool-max", required_argument, NULL, OPT_SPOOL_MAX},
 	        {"log-level", required_argument, NULL, 'l'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -649,6 +1184,8 @@ parse_args(int argc, char **argv, struct config *c)
 	c->max_sessions = 1000;
 	c->idle_s = 60;
 	c->connect_retries = 2;
+	c->max_output = OM_ENGINE_MAX_OUTPUT;
+	c->spool_max = SPOOL_MAX_BYTES;
 	c->log_level = OM_LOG_INFO;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -659,7 +1196,11 @@ parse_args(int argc, char **argv, struct config *c)
 			c->idc = optarg;
 			break;
 		case 'm':
-			c->master_url = optarg;
+			if (c->nmasters == OM_RPC_MAX_URLS)
+				return fprintf(stderr, "om-worker: more than %d --master\n",
+				               OM_RPC_MAX_URLS),
+				       -1;
+			c->masters[c->nmasters++] = optarg;
 			break;
 		case 'K':
 			c->master_key_hex = optarg;
@@ -724,6 +1265,23 @@ parse_args(int argc, char **argv, struct config *c)
 				               "om-worker: --connect-retries wants 0..10\n"),
 				       -1;
 			break;
+		case 'O':
+			if (om_parse_size(optarg, 1024, (uint64_t)1 << 40, &c->max_output) != 0)
+				return fprintf(stderr,
+				               "om-worker: --max-output wants 1K..1024G bytes "
+				               "(a number with an optional K, M or G)\n"),
+				       -1;
+			break;
+		case OPT_SPOOL:
+			c->spool_dir = optarg;
+			break;
+		case OPT_SPOOL_MAX:
+			if (om_parse_size(optarg, 1 << 20, (uint64_t)1 << 40, &c->spool_max) != 0)
+				return fprintf(stderr,
+				               "om-worker: --spool-max wants 1M..1024G bytes "
+				               "(a number with an optional K, M or G)\n"),
+				       -1;
+			break;
 		case 'l':
 			if (om_log_level_parse(optarg, &c->log_level) != 0)
 				return fprintf(stderr, "om-worker: unknown log level '%s'\n",
@@ -740,7 +1298,7 @@ parse_args(int argc, char **argv, struct config *c)
 	}
 	if (c->name == NULL && gethostname(host, sizeof(host) - 1) == 0)
 		c->name = host;
-	if (!c->idc || !c->master_url || !c->master_key_hex || !c->key_path || !c->ssh_key ||
+	if (!c->idc || c->nmasters == 0 || !c->master_key_hex || !c->key_path || !c->ssh_key ||
 	    !c->known_hosts) {
 		usage(stderr);
 		return -1;
@@ -769,6 +1327,23 @@ read_secret(const char *path, char **out)
 	}
 	*out = (char *)data;
 	return 0;
+}
+
+/* New sessions on a master, counted by on_master_session (under the RPC client's lock). */
+static unsigned master_sessions;
+
+/*
+ * The RPC client's on_connect, after every new session on a master: main
+ * logs the first one with the worker id, this every later one (a master
+ * restart, or a move to another master).
+ */
+static void
+on_master_session(void *arg, const char *url)
+{
+	unsigned *n = arg;
+
+	if ((*n)++ > 0)
+		om_info("reconnected to master %s", url);
 }
 
 int
@@ -821,6 +1396,8 @@ main(int argc, char **argv)
 	om_plugins_load(w.cfg.plugin_dir, w.cfg.modules_dir, om_engine_host_api(), &w.plugins);
 	if (om_plugins_count(w.plugins) == 0)
 		om_warn("no modules loaded from '%s'", w.cfg.plugin_dir);
+	if (spool_start(&w) != 0)
+		return 1;
 	{
 		struct om_engine_opts eo;
 
@@ -832,6 +1409,7 @@ main(int argc, char **argv)
 		eo.idle_s = w.cfg.idle_s;
 		eo.connect_retries = w.cfg.connect_retries;
 		eo.no_pool = w.cfg.no_pool;
+		eo.max_output = w.cfg.max_output;
 		if ((rv = om_engine_open(&eo, &w.engine)) != 0) {
 			om_err("cannot start the SSH engine (key '%s', known_hosts '%s'): %s",
 			       w.cfg.ssh_key, w.cfg.known_hosts, om_strerror(rv));
@@ -844,11 +1422,17 @@ main(int argc, char **argv)
 	hello.u.hello.secret = secret;
 	hello.u.hello.version = OM_PROTO_VERSION;
 	hello.u.hello.capacity = w.cfg.capacity;
-	ro.url = w.cfg.master_url;
+	ro.urls = w.cfg.masters;
+	ro.nurls = w.cfg.nmasters;
+	ro.on_connect = on_master_session;
+	ro.on_connect_arg = &master_sessions;
 	ro.pattern = OM_NOISE_IK;
 	ro.local = &key;
 	ro.hello = &hello;
-	ro.connect_timeout_ms = 5000;
+	/* Also how long a dead master holds us before we try the next one
+	 * (nng does not report a refused dial): well inside the master's
+	 * liveness window of 3 heartbeats. */
+	ro.connect_timeout_ms = 2000;
 	rv = om_rpc_client_open(&w.rpc, &ro);
 	om_wipe(&key, sizeof(key));
 	if (secret != NULL) {
@@ -856,7 +1440,8 @@ main(int argc, char **argv)
 		om_free(secret);
 	}
 	if (rv != 0) {
-		om_err("cannot dial '%s': %s", w.cfg.master_url, om_strerror(rv));
+		om_err("cannot dial '%s'%s: %s", w.cfg.masters[0],
+		       w.cfg.nmasters > 1 ? " (and the other --master)" : "", om_strerror(rv));
 		return 1;
 	}
 	pthread_mutex_init(&w.lock, NULL);
@@ -870,7 +1455,8 @@ main(int argc, char **argv)
 	while (!stopping) {
 		rv = om_rpc_connect(w.rpc, &welcome);
 		if (rv == 0) {
-			om_info("connected to master %s as worker id %llu", w.cfg.master_url,
+			om_info("connected to master %s as worker id %llu",
+			        om_rpc_client_url(w.rpc),
 			        (unsigned long long)welcome.u.welcome.worker_id);
 			/* Beat as often as the master expects, within sane bounds. */
 			w.heartbeat_ms = (int)welcome.u.welcome.heartbeat_ms;
@@ -896,7 +1482,9 @@ main(int argc, char **argv)
 			       welcome.u.error.text ? welcome.u.error.text : "no reason given");
 			om_msg_release(&welcome);
 		} else {
-			om_warn("master %s not reachable: %s", w.cfg.master_url, om_strerror(rv));
+			/* With several, every one was tried: the next try starts at this one. */
+			om_warn("master not reachable: %s (next try: %s)", om_strerror(rv),
+			        om_rpc_client_url(w.rpc));
 		}
 		nap(backoff);
 		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -972,6 +1560,7 @@ main(int argc, char **argv)
 	}
 	om_rpc_client_close(w.rpc);
 	om_engine_close(w.engine);
+	spool_stop(&w); /* after the engine: no result can come later */
 	om_plugins_free(w.plugins);
 	while (w.head) {
 		struct outitem *it = w.head;
