@@ -40,7 +40,8 @@ static const uint8_t types[] = {
         OM_MSG_TOKEN_CREATE, OM_MSG_TOKENS_LIST, OM_MSG_TOKEN_REVOKE, OM_MSG_AUDIT_LIST,
         OM_MSG_AUDIT_VERIFY, OM_MSG_SECRET,      OM_MSG_TABLE,        OM_MSG_CANCEL,
         OM_MSG_MODULES,      OM_MSG_JOB_CANCEL,  OM_MSG_MODULES_LIST, OM_MSG_MODULE_SHOW,
-        OM_MSG_HOST_SHOW,
+        OM_MSG_HOST_SHOW,    OM_MSG_JOB_SHOW,    OM_MSG_JOB_HOSTS,    OM_MSG_JOBS_LIST,
+        OM_MSG_JOB_OUTPUT,
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

@@ -273,7 +273,25 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		break;
 	case OM_MSG_TOKEN_REVOKE:
 	case OM_MSG_JOB_CANCEL:
+	case OM_MSG_JOB_SHOW:
 		assert_true(a->u.by_id.id == b->u.by_id.id);
+		break;
+	case OM_MSG_JOB_HOSTS:
+		assert_true(a->u.job_hosts.job_id == b->u.job_hosts.job_id);
+		assert_int_equal(a->u.job_hosts.state, b->u.job_hosts.state);
+		assert_str_or_null(a->u.job_hosts.after, b->u.job_hosts.after);
+		assert_int_equal(a->u.job_hosts.limit, b->u.job_hosts.limit);
+		break;
+	case OM_MSG_JOBS_LIST:
+		assert_int_equal(a->u.jobs_list.state, b->u.jobs_list.state);
+		assert_str_or_null(a->u.jobs_list.user, b->u.jobs_list.user);
+		assert_true(a->u.jobs_list.since_s == b->u.jobs_list.since_s);
+		assert_int_equal(a->u.jobs_list.limit, b->u.jobs_list.limit);
+		break;
+	case OM_MSG_JOB_OUTPUT:
+		assert_true(a->u.job_output.job_id == b->u.job_output.job_id);
+		assert_true(a->u.job_output.cursor == b->u.job_output.cursor);
+		assert_str_or_null(a->u.job_output.host, b->u.job_output.host);
 		break;
 	case OM_MSG_AUDIT_LIST:
 		assert_true(a->u.audit.since_ms == b->u.audit.since_ms);
@@ -398,6 +416,26 @@ sample(enum om_msg_type t, struct om_msg *m)
 		break;
 	case OM_MSG_JOB_CANCEL:
 		m->u.by_id.id = UINT64_MAX;
+		break;
+	case OM_MSG_JOB_SHOW:
+		m->u.by_id.id = 1ull << 50;
+		break;
+	case OM_MSG_JOB_HOSTS:
+		m->u.job_hosts.job_id = 42;
+		m->u.job_hosts.state = OM_HS_LOST;
+		m->u.job_hosts.after = "web-9.dc1";
+		m->u.job_hosts.limit = OM_MAX_JOB_ROWS;
+		break;
+	case OM_MSG_JOBS_LIST:
+		m->u.jobs_list.state = OM_JOBS_DONE;
+		m->u.jobs_list.user = "alice";
+		m->u.jobs_list.since_s = UINT64_MAX;
+		m->u.jobs_list.limit = 1;
+		break;
+	case OM_MSG_JOB_OUTPUT:
+		m->u.job_output.job_id = 42;
+		m->u.job_output.cursor = UINT64_MAX;
+		m->u.job_output.host = "db_2";
 		break;
 	case OM_MSG_TASK:
 		m->u.task.job_id = 7;
@@ -550,7 +588,8 @@ static const enum om_msg_type all_types[] = {
         OM_MSG_TOKEN_CREATE, OM_MSG_TOKENS_LIST, OM_MSG_TOKEN_REVOKE, OM_MSG_AUDIT_LIST,
         OM_MSG_AUDIT_VERIFY, OM_MSG_SECRET,      OM_MSG_TABLE,        OM_MSG_CANCEL,
         OM_MSG_MODULES,      OM_MSG_JOB_CANCEL,  OM_MSG_MODULES_LIST, OM_MSG_MODULE_SHOW,
-        OM_MSG_HOST_SHOW,
+        OM_MSG_HOST_SHOW,    OM_MSG_JOB_SHOW,    OM_MSG_JOB_HOSTS,    OM_MSG_JOBS_LIST,
+        OM_MSG_JOB_OUTPUT,
 };
 
 static void
@@ -2372,6 +2411,108 @@ test_issue4_messages(void **state)
 	expect_decode(&b, OM_EPROTO);
 }
 
+/* Job history (issue 5): optional fields absent, the bounds of states and limits. */
+static void
+test_issue5_messages(void **state)
+{
+	struct om_msg m, out;
+	struct om_buf b;
+
+	(void)state;
+	/* everything optional left out: no cursor name, no host, any job */
+	memset(&m, 0, sizeof(m));
+	m.type = OM_MSG_JOB_HOSTS;
+	m.u.job_hosts.job_id = 7;
+	roundtrip(&m, &out);
+	assert_null(out.u.job_hosts.after);
+	assert_int_equal(out.u.job_hosts.state, OM_HS_QUEUED);
+	om_msg_release(&out);
+	memset(&m, 0, sizeof(m));
+	m.type = OM_MSG_JOBS_LIST;
+	roundtrip(&m, &out);
+	assert_null(out.u.jobs_list.user);
+	assert_int_equal(out.u.jobs_list.state, OM_JOBS_ANY);
+	om_msg_release(&out);
+	memset(&m, 0, sizeof(m));
+	m.type = OM_MSG_JOB_OUTPUT;
+	m.u.job_output.job_id = 7;
+	roundtrip(&m, &out);
+	assert_null(out.u.job_output.host);
+	om_msg_release(&out);
+
+	/* the encoder refuses what the decoder would */
+	om_buf_init(&b, OM_MAX_FRAME);
+	sample(OM_MSG_JOB_HOSTS, &m);
+	m.u.job_hosts.state = OM_HS_COUNT_;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_JOB_HOSTS, &m);
+	m.u.job_hosts.limit = OM_MAX_JOB_ROWS + 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_JOB_HOSTS, &m);
+	m.u.job_hosts.after = "-x";
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_JOBS_LIST, &m);
+	m.u.jobs_list.state = OM_JOBS_DONE + 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_JOBS_LIST, &m);
+	m.u.jobs_list.limit = OM_MAX_JOB_ROWS + 1;
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_JOBS_LIST, &m);
+	m.u.jobs_list.user = "a b";
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	sample(OM_MSG_JOB_OUTPUT, &m);
+	m.u.job_output.host = "web1/../x";
+	assert_int_equal(om_msg_encode(&m, &b), OM_EINVAL);
+	assert_int_equal(b.len, 0);
+	om_buf_release(&b);
+
+	/* and refuses them on the wire */
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_JOB_HOSTS);
+	put_kv_uint(&b, "job", 1);
+	put_kv_uint(&b, "state", OM_HS_COUNT_);
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_JOB_HOSTS);
+	put_kv_uint(&b, "job", 1); /* state is required */
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_JOBS_LIST);
+	put_kv_uint(&b, "limit", OM_MAX_JOB_ROWS + 1);
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_JOBS_LIST);
+	put_kv_uint(&b, "state", 3);
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 1);
+	put_kv_uint(&b, "t", OM_MSG_JOB_SHOW); /* id is required */
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_JOB_OUTPUT);
+	put_kv_str(&b, "host", "web1"); /* job is required */
+	expect_decode(&b, OM_EPROTO);
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_JOB_OUTPUT);
+	put_kv_uint(&b, "job", 1);
+	put_kv_str(&b, "host", ".hidden");
+	expect_decode(&b, OM_EPROTO);
+	/* a nil optional is absent */
+	om_buf_init(&b, 64);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_JOB_OUTPUT);
+	put_kv_uint(&b, "job", 1);
+	om_mpw_cstr(&b, "host");
+	om_mpw_nil(&b);
+	expect_decode(&b, 0);
+}
+
 int
 main(void)
 {
@@ -2399,6 +2540,7 @@ main(void)
 	        cmocka_unit_test(test_key_states),
 	        cmocka_unit_test(test_host_copy_and_frees),
 	        cmocka_unit_test(test_issue4_messages),
+	        cmocka_unit_test(test_issue5_messages),
 	};
 
 	return cmocka_run_group_tests_name("msg", tests, NULL, NULL);

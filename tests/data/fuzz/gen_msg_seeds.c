@@ -201,6 +201,15 @@ main(int argc, char **argv)
 	MSG("modules_list", OM_MSG_MODULES_LIST, (void)0);
 	MSG("module_show", OM_MSG_MODULE_SHOW, m.u.by_name.name = "shell");
 	MSG("host_show", OM_MSG_HOST_SHOW, m.u.by_name.name = "web1.dc1");
+	/* job history (issue 5) */
+	MSG("job_show", OM_MSG_JOB_SHOW, m.u.by_id.id = 7);
+	MSG("job_hosts", OM_MSG_JOB_HOSTS, m.u.job_hosts.job_id = 7,
+	    m.u.job_hosts.state = OM_HS_FAILED, m.u.job_hosts.after = "web1.dc1",
+	    m.u.job_hosts.limit = 1000);
+	MSG("jobs_list", OM_MSG_JOBS_LIST, m.u.jobs_list.state = OM_JOBS_RUNNING,
+	    m.u.jobs_list.user = "alice", m.u.jobs_list.since_s = 3600, m.u.jobs_list.limit = 50);
+	MSG("job_output", OM_MSG_JOB_OUTPUT, m.u.job_output.job_id = 7,
+	    m.u.job_output.cursor = 3, m.u.job_output.host = "web1.dc1");
 #undef MSG
 
 	/* raw vectors for the reader: every format once, and the classic bombs */
