@@ -2,7 +2,9 @@
  * omctl: the master's command-line client (what CI calls).
  *
  * Exit codes: 0 every host ok; 1 some host not ok; 2 usage, connection or
- * authentication error (one line on stderr).
+ * authentication error (one line on stderr); 3 the master was lost: no
+ * master answered within --reconnect-timeout while following a job, or a
+ * submit got no answer (the job may exist: omctl never submits it twice).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,16 +29,19 @@
 
 #define EXIT_NOT_OK     1
 #define EXIT_USAGE      2
+#define EXIT_LOST       3 /* the master was lost: the job's outcome is unknown */
 #define CALL_TIMEOUT_MS 30000
 #define FOLLOW_WAIT_MS  5000
-#define LOST_CONTACT_MS 120000 /* give up following after this long without an answer */
-#define LINE_MAX_BYTES  65536  /* a longer line is printed in pieces */
+#define RECONNECT_S     120   /* --reconnect-timeout default: seconds from a loss */
+#define RECONNECT_PAUSE 500   /* ms between reconnection attempts */
+#define LINE_MAX_BYTES  65536 /* a longer line is printed in pieces */
 #define IMPORT_BATCH    1000
 
 struct ctl {
 	const char *master, *master_key, *token;
 	const char *user, *password; /* password login instead of a token */
 	bool json;
+	uint32_t reconnect_s; /* --reconnect-timeout */
 	struct om_rpc_client *rpc;
 };
 
@@ -58,16 +63,21 @@ die(const char *fmt, ...)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: omctl [--master URL] [--master-key HEX] [--token T | --user U\n"
-	           "             [--password-file F]] [--json] COMMAND\n"
+	fprintf(f, "usage: omctl [--master URL,...] [--master-key HEX] [--token T | --user U\n"
+	           "             [--password-file F]] [--json] [--reconnect-timeout S] COMMAND\n"
 	           "\n"
 	           "  run -t SELECTOR -m MODULE [-a ARGS] [-e KEY=VALUE]... [--timeout S]\n"
-	           "        [--forks N] [--wait S]\n"
+	           "        [--forks N] [--wait S] [--reconnect-timeout S]\n"
 	           "        [--batch N|N%%] [--max-fail PCT] [--become] [--become-user U] [--check]\n"
+	           "        [--retry-lost]               (hosts of a dead worker run again elsewhere)\n"
 	           "  hosts add NAME --addr A --idc I [--port P] [--user U] [--group G]...\n"
 	           "  hosts list [-t SELECTOR]\n"
 	           "  hosts show NAME                     (inventory fields and facts)\n"
 	           "  job cancel ID | job fetch ID --dest DIR\n"
+	           "  job show ID [--state S]            (the job, its host counts, its hosts)\n"
+	           "  job output ID [--host H]           (stored output; one host: raw bytes)\n"
+	           "  jobs list [--state running|done] [--user NAME] [--since DURATION]\n"
+	           "        [--limit N]                  (newest first; 50, at most 1000)\n"
 	           "  hosts import FILE [--idc DEFAULT]   (Ansible INI inventory)\n"
 	           "  workers list\n"
 	           "  modules list | module show NAME   (a module's parameters)\n"
@@ -88,6 +98,14 @@ usage(FILE *f)
 	           "           a local path: omctl sends the file's content.\n"
 	           "Durations: 45s, 10m, 12h, 30d.  Passwords: --password-file FILE, OM_PASSWORD,\n"
 	           "           or one line of standard input.\n"
+	           "Masters:   --master or OM_MASTER may list several masters (one database),\n"
+	           "           comma-separated: omctl uses the first that answers.  While run\n"
+	           "           follows a job and loses its master, it reconnects and goes on\n"
+	           "           for --reconnect-timeout seconds (default 120).\n"
+	           "Exit codes: 0 every host ok, 1 some host not ok, 2 usage, connection or\n"
+	           "           authentication error, 3 master lost: none answered within\n"
+	           "           --reconnect-timeout while following, or a submit got no answer\n"
+	           "           (the job may exist; omctl never submits it twice).\n"
 	           "Environment: OM_MASTER, OM_MASTER_KEY, OM_TOKEN, OM_USER, OM_PASSWORD.\n");
 }
 
@@ -134,12 +152,10 @@ connect_master(struct ctl *c)
 	return 0;
 }
 
-/* Sends req; returns 0 with *rep of the expected type, or prints why and returns 2. */
+/* A call's outcome rv: 0 with *rep of the expected type, or prints why and returns 2. */
 static int
-call(struct ctl *c, const struct om_msg *req, struct om_msg *rep, enum om_msg_type want)
+call_check(int rv, struct om_msg *rep, enum om_msg_type want)
 {
-	int rv = om_rpc_call(c->rpc, req, rep, CALL_TIMEOUT_MS);
-
 	if (rv == OM_EAUTH)
 		return die("master refused the connection: authentication failed");
 	if (rv != 0)
@@ -154,6 +170,21 @@ call(struct ctl *c, const struct om_msg *req, struct om_msg *rep, enum om_msg_ty
 		return die("unexpected answer from master");
 	}
 	return 0;
+}
+
+/* Sends req; returns 0 with *rep of the expected type, or prints why and returns 2. */
+static int
+call(struct ctl *c, const struct om_msg *req, struct om_msg *rep, enum om_msg_type want)
+{
+	return call_check(om_rpc_call(c->rpc, req, rep, CALL_TIMEOUT_MS), rep, want);
+}
+
+/* A failed call that another try, maybe on another master, may fix. */
+static bool
+call_lost(int rv)
+{
+	return rv == OM_ETIMEDOUT || rv == OM_ECLOSED || rv == OM_ETRANSPORT ||
+	       rv == OM_ESESSION || rv == OM_EPROTO || rv == OM_ECRYPTO || rv == OM_EAUTH;
 }
 
 /* -------------------------------------------------------------- modules */
@@ -607,6 +638,148 @@ parse_count_pct(const char *s, uint32_t *n, bool *pct)
 	return om_parse_u32(num, 0, UINT32_MAX, n);
 }
 
+/* ------------------------------------------------------------ following */
+
+enum follow_flags {
+	FOLLOW_FILES = 1 << 0, /* with stream 3 events: fetched file bytes */
+};
+
+#define FOLLOW_EXPIRED (-1) /* follow_events: its deadline passed */
+
+/*
+ * Hands every event of job after *cursor to fn, in order, until the job is
+ * done; a nonzero return of fn stops it and is returned.  *cursor is always
+ * the last event handed over; stdout is flushed after every answer.
+ *
+ * A FOLLOW that fails in transport, times out, or is answered with an ERROR
+ * OM_EDB loses the master: one line on stderr, then omctl reconnects (to
+ * the next master of --master, the RPC client moving on by itself when one
+ * does not answer) and asks again after *cursor, so no event is handed over
+ * twice or skipped.  Returns 0 when the job is done; FOLLOW_EXPIRED once
+ * deadline_ms (om_now_ms(); 0: none) passed; EXIT_LOST when no master
+ * answered within --reconnect-timeout of the loss; EXIT_USAGE after printing
+ * any other refusal or error; or what fn returned.
+ */
+static int
+follow_events(struct ctl *c, uint64_t job, uint64_t *cursor, unsigned flags, int64_t deadline_ms,
+              int (*fn)(struct ctl *, const struct om_event *, void *), void *arg)
+{
+	int64_t lost_ms = 0; /* when the master was lost; 0: it was not */
+	char why[256] = "";
+
+	for (;;) {
+		struct om_msg f = {.type = OM_MSG_FOLLOW}, ev;
+		int64_t left = 0;
+		int timeout = FOLLOW_WAIT_MS + CALL_TIMEOUT_MS;
+		bool done;
+		uint32_t i;
+		int rv;
+
+		if (deadline_ms != 0 && om_now_ms() > deadline_ms)
+			return FOLLOW_EXPIRED;
+		if (lost_ms != 0) {
+			struct om_msg ans;
+
+			left = lost_ms + (int64_t)c->reconnect_s * 1000 - om_now_ms();
+			if (left <= 0) {
+				die("no master answered within %u s (--reconnect-timeout) while "
+				    "following job %llu (%s); the job may still be running",
+				    c->reconnect_s, (unsigned long long)job, why);
+				return EXIT_LOST;
+			}
+			usleep((useconds_t)(left < RECONNECT_PAUSE ? left : RECONNECT_PAUSE) * 1000);
+			/* Try another master first: this one failed us. */
+			om_rpc_client_failover(c->rpc);
+			rv = om_rpc_connect(c->rpc, &ans);
+			if (rv == OM_EAUTH && ans.u.error.code != OM_EDB) {
+				die("master refused the connection: %s",
+				    ans.u.error.text ? ans.u.error.text : "authentication failed");
+				om_msg_release(&ans);
+				return EXIT_USAGE;
+			}
+			if (rv != 0)
+				snprintf(why, sizeof(why), "%s",
+				         rv == OM_EAUTH && ans.u.error.text ? ans.u.error.text
+				                                            : om_strerror(rv));
+			om_msg_release(&ans);
+			if (rv != 0)
+				continue;
+			/* Prove the master serves, without a long-poll, within the bound. */
+			left = lost_ms + (int64_t)c->reconnect_s * 1000 - om_now_ms();
+			timeout = left < CALL_TIMEOUT_MS ? (left < 1000 ? 1000 : (int)left)
+			                                 : CALL_TIMEOUT_MS;
+		}
+		f.u.follow.job_id = job;
+		f.u.follow.cursor = *cursor;
+		f.u.follow.wait_ms = lost_ms != 0 ? 0 : FOLLOW_WAIT_MS;
+		f.u.follow.files = (flags & FOLLOW_FILES) != 0;
+		rv = om_rpc_call(c->rpc, &f, &ev, timeout);
+		if (rv != 0 && !call_lost(rv))
+			return die("request to master failed: %s", om_strerror(rv));
+		if (rv == 0 && ev.type == OM_MSG_ERROR && ev.u.error.code != OM_EDB) {
+			die("%s", ev.u.error.text ? ev.u.error.text : om_strerror(ev.u.error.code));
+			om_msg_release(&ev);
+			return EXIT_USAGE;
+		}
+		if (rv == 0 && ev.type != OM_MSG_EVENTS && ev.type != OM_MSG_ERROR) {
+			om_msg_release(&ev);
+			return die("unexpected answer from master");
+		}
+		if (rv != 0 || ev.type == OM_MSG_ERROR) {
+			if (rv == 0) {
+				snprintf(why, sizeof(why), "%s",
+				         ev.u.error.text ? ev.u.error.text : om_strerror(OM_EDB));
+				om_msg_release(&ev);
+			} else {
+				snprintf(why, sizeof(why), "%s", om_strerror(rv));
+			}
+			if (lost_ms == 0) {
+				lost_ms = om_now_ms();
+				fprintf(stderr, "omctl: connection to master lost (%s); reconnecting\n",
+				        why);
+			}
+			continue;
+		}
+		lost_ms = 0;
+		for (i = 0, rv = 0; i < ev.u.events.nevents && rv == 0; i++) {
+			rv = fn(c, &ev.u.events.events[i], arg);
+			*cursor = ev.u.events.events[i].id;
+		}
+		if (rv == 0)
+			*cursor = ev.u.events.cursor;
+		done = ev.u.events.done;
+		om_msg_release(&ev);
+		fflush(stdout);
+		if (rv != 0 || done)
+			return rv;
+	}
+}
+
+/* cmd_run's follow_events callback: output as it comes, final states into the hosttab. */
+static int
+run_event(struct ctl *c, const struct om_event *e, void *arg)
+{
+	struct hoststate *h = e->host ? hosttab_get(arg, e->host) : NULL;
+
+	if (e->kind == OM_EV_OUTPUT && h != NULL) {
+		/* Fetched file bytes are for `job fetch`, never the terminal. */
+		if (e->stream == OM_STREAM_STDOUT || e->stream == OM_STREAM_STDERR)
+			feed_output(c, h, (int)e->stream, e->data, e->len);
+	} else if (e->kind == OM_EV_STATE && h != NULL && om_host_state_final((int)e->state)) {
+		h->final = true;
+		h->state = e->state;
+		h->exit_code = e->exit_code;
+		h->duration_ms = e->duration_ms;
+		h->changed = e->changed;
+		om_free(h->reason);
+		h->reason = e->reason ? om_strdup(e->reason) : NULL;
+		om_free(h->result);
+		h->result = e->result ? om_strdup(e->result) : NULL;
+		flush_partial(c, h);
+	}
+	return 0;
+}
+
 static int
 cmd_run(struct ctl *c, int argc, char **argv)
 {
@@ -621,6 +794,8 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	        {"become", no_argument, NULL, 'b'},
 	        {"become-user", required_argument, NULL, 'u'},
 	        {"check", no_argument, NULL, 'C'},
+	        {"retry-lost", no_argument, NULL, 'L'},
+	        {"reconnect-timeout", required_argument, NULL, 'R'},
 	        {NULL, 0, NULL, 0},
 	};
 	struct om_msg req = {.type = OM_MSG_SUBMIT}, rep;
@@ -635,8 +810,6 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	bool batch_pct = false, has_max_fail = false, become = false, check = false;
 	const char *become_user = NULL;
 	uint64_t job, cursor = 0;
-	int64_t last_contact;
-	bool done = false;
 	int ch, rv;
 
 	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
@@ -693,6 +866,13 @@ cmd_run(struct ctl *c, int argc, char **argv)
 		case 'C':
 			check = true;
 			break;
+		case 'L':
+			req.u.submit.retry_lost = true;
+			break;
+		case 'R':
+			if (om_parse_u32(optarg, 0, 86400, &c->reconnect_s) != 0)
+				return die("--reconnect-timeout wants seconds (0..86400)");
+			break;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
@@ -720,9 +900,16 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	req.u.submit.become = become;
 	req.u.submit.become_user = (char *)become_user;
 	req.u.submit.check = check;
-	rv = call(c, &req, &rep, OM_MSG_SUBMITTED);
+	rv = om_rpc_call(c->rpc, &req, &rep, CALL_TIMEOUT_MS);
 	om_args_release(&margs);
-	if (rv != 0)
+	if (call_lost(rv) && rv != OM_EAUTH && rv != OM_ESESSION) {
+		/* Sent, answer lost: the master may have created the job.  Never twice. */
+		die("no answer from the master to the submit (%s); the job may have been "
+		    "created: not submitting it again",
+		    om_strerror(rv));
+		return EXIT_LOST;
+	}
+	if ((rv = call_check(rv, &rep, OM_MSG_SUBMITTED)) != 0)
 		return rv;
 	job = rep.u.submitted.job_id;
 	if (c->json) {
@@ -741,68 +928,17 @@ cmd_run(struct ctl *c, int argc, char **argv)
 	if (wait_s == 0)
 		wait_s = timeout ? timeout + 120 : 3600;
 	deadline = om_now_ms() + (int64_t)wait_s * 1000;
-	last_contact = om_now_ms();
-	while (!done) {
-		if (om_now_ms() > deadline) {
-			fprintf(stderr, "omctl: job %llu not finished after %u s (--wait); "
-			                "hosts without a result are not counted\n",
-			        (unsigned long long)job, wait_s);
-			print_summary(c, job, &tab);
-			hosttab_free(&tab);
-			return EXIT_NOT_OK;
-		}
-		struct om_msg f = {.type = OM_MSG_FOLLOW}, ev;
-		uint32_t i;
-
-		f.u.follow.job_id = job;
-		f.u.follow.cursor = cursor;
-		f.u.follow.wait_ms = FOLLOW_WAIT_MS;
-		rv = om_rpc_call(c->rpc, &f, &ev, FOLLOW_WAIT_MS + CALL_TIMEOUT_MS);
-		if (rv != 0 || ev.type != OM_MSG_EVENTS) {
-			if (rv == 0 && ev.type == OM_MSG_ERROR) {
-				die("%s", ev.u.error.text ? ev.u.error.text : "error");
-				om_msg_release(&ev);
-				hosttab_free(&tab);
-				return EXIT_USAGE;
-			}
-			if (rv == 0)
-				om_msg_release(&ev);
-			if (om_now_ms() - last_contact > LOST_CONTACT_MS) {
-				hosttab_free(&tab);
-				return die("lost contact with the master while following job %llu",
-				           (unsigned long long)job);
-			}
-			usleep(500 * 1000); /* the master may be restarting: keep the cursor */
-			continue;
-		}
-		last_contact = om_now_ms();
-		for (i = 0; i < ev.u.events.nevents; i++) {
-			const struct om_event *e = &ev.u.events.events[i];
-			struct hoststate *h = e->host ? hosttab_get(&tab, e->host) : NULL;
-			if (e->kind == OM_EV_OUTPUT && h != NULL) {
-				/* Fetched file bytes are for `job fetch`, never the terminal. */
-				if (e->stream == OM_STREAM_STDOUT || e->stream == OM_STREAM_STDERR)
-					feed_output(c, h, (int)e->stream, e->data, e->len);
-			} else if (e->kind == OM_EV_STATE && h != NULL &&
-			           om_host_state_final((int)e->state)) {
-				h->final = true;
-				h->state = e->state;
-				h->exit_code = e->exit_code;
-				h->duration_ms = e->duration_ms;
-				h->changed = e->changed;
-				om_free(h->reason);
-				h->reason = e->reason ? om_strdup(e->reason) : NULL;
-				om_free(h->result);
-				h->result = e->result ? om_strdup(e->result) : NULL;
-				flush_partial(c, h);
-			}
-		}
-		fflush(stdout);
-		cursor = ev.u.events.cursor;
-		done = ev.u.events.done;
-		om_msg_release(&ev);
+	rv = follow_events(c, job, &cursor, 0, deadline, run_event, &tab);
+	if (rv == FOLLOW_EXPIRED) {
+		fprintf(stderr, "omctl: job %llu not finished after %u s (--wait); "
+		                "hosts without a result are not counted\n",
+		        (unsigned long long)job, wait_s);
+		print_summary(c, job, &tab);
+		hosttab_free(&tab);
+		return EXIT_NOT_OK;
 	}
-	rv = print_summary(c, job, &tab);
+	if (rv == 0)
+		rv = print_summary(c, job, &tab);
 	hosttab_free(&tab);
 	return rv;
 }
@@ -1600,43 +1736,8 @@ job_events(struct ctl *c, uint64_t job, bool files,
            int (*fn)(struct ctl *, const struct om_event *, void *), void *arg)
 {
 	uint64_t cursor = 0;
-	int64_t last_contact = om_now_ms();
-	bool done = false;
-	uint32_t i;
-	int rv;
 
-	while (!done) {
-		struct om_msg f = {.type = OM_MSG_FOLLOW}, ev;
-
-		f.u.follow.job_id = job;
-		f.u.follow.cursor = cursor;
-		f.u.follow.wait_ms = FOLLOW_WAIT_MS;
-		f.u.follow.files = files;
-		rv = om_rpc_call(c->rpc, &f, &ev, FOLLOW_WAIT_MS + CALL_TIMEOUT_MS);
-		if (rv == 0 && ev.type == OM_MSG_ERROR) {
-			die("%s", ev.u.error.text ? ev.u.error.text : "error");
-			om_msg_release(&ev);
-			return EXIT_USAGE;
-		}
-		if (rv != 0 || ev.type != OM_MSG_EVENTS) {
-			if (rv == 0)
-				om_msg_release(&ev);
-			if (om_now_ms() - last_contact > LOST_CONTACT_MS)
-				return die("lost contact with the master while reading job %llu",
-				           (unsigned long long)job);
-			usleep(500 * 1000);
-			continue;
-		}
-		last_contact = om_now_ms();
-		for (i = 0, rv = 0; i < ev.u.events.nevents && rv == 0; i++)
-			rv = fn(c, &ev.u.events.events[i], arg);
-		cursor = ev.u.events.cursor;
-		done = ev.u.events.done;
-		om_msg_release(&ev);
-		if (rv != 0)
-			return rv;
-	}
-	return 0;
+	return follow_events(c, job, &cursor, files ? FOLLOW_FILES : 0, 0, fn, arg);
 }
 
 /* Pass 1: the final state and result of every host. */
@@ -1837,23 +1938,422 @@ out:
 	return rv;
 }
 
+/* ----------------------------------------------------------- job history */
+
+/* The cell under column name in row r of a TABLE reply; NULL when nil or no such column. */
+static const char *
+cell_of(const struct om_msg *t, uint32_t r, const char *name)
+{
+	uint32_t k, nc = t->u.table.ncolumns;
+
+	for (k = 0; k < nc; k++)
+		if (strcmp(t->u.table.columns[k], name) == 0)
+			return t->u.table.cells[r * nc + k];
+	return NULL;
+}
+
+/* A number cell into *v; false when nil or not a number. */
+static bool
+cell_int(const struct om_msg *t, uint32_t r, const char *name, long long *v)
+{
+	const char *s = cell_of(t, r, name);
+	char *end;
+
+	if (s == NULL)
+		return false;
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0';
+}
+
+static json_t *
+json_int_or_null(const struct om_msg *t, uint32_t r, const char *name)
+{
+	long long v;
+
+	return cell_int(t, r, name, &v) ? json_integer((json_int_t)v) : json_null();
+}
+
+static json_t *
+json_str_or_null(const struct om_msg *t, uint32_t r, const char *name)
+{
+	const char *s = cell_of(t, r, name);
+
+	return s != NULL ? json_string(s) : json_null();
+}
+
+/* The job TABLE's column of a host state: its name in capitals. */
+static void
+state_column(int state, char *out, size_t cap)
+{
+	const char *s = om_host_state_name(state);
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < cap; i++)
+		out[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 'a' + 'A' : s[i]);
+	out[i] = '\0';
+}
+
+/* "ok 8 failed 1": the non-zero host counts of job row r in state order ("-" when none). */
+static const char *
+counts_text(const struct om_msg *t, uint32_t r, char *buf, size_t cap)
+{
+	char col[32];
+	long long n;
+	size_t o = 0;
+	int s;
+
+	buf[0] = '\0';
+	for (s = 0; s < OM_HS_COUNT_ && o < cap; s++) {
+		state_column(s, col, sizeof(col));
+		if (cell_int(t, r, col, &n) && n > 0)
+			o += (size_t)snprintf(buf + o, cap - o, "%s%s %lld", o ? " " : "",
+			                      om_host_state_name(s), n);
+	}
+	return o ? buf : "-";
+}
+
+/* The same counts as a JSON object, in state order. */
+static json_t *
+counts_json(const struct om_msg *t, uint32_t r)
+{
+	json_t *o = json_object();
+	char col[32];
+	long long n;
+	int s;
+
+	for (s = 0; s < OM_HS_COUNT_; s++) {
+		state_column(s, col, sizeof(col));
+		if (cell_int(t, r, col, &n) && n > 0)
+			json_object_set_new(o, om_host_state_name(s), json_integer((json_int_t)n));
+	}
+	return o;
+}
+
+/* Row r of a job TABLE as a JSON object, without its hosts. */
+static json_t *
+job_json(const struct om_msg *t, uint32_t r)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", json_int_or_null(t, r, "ID"));
+	json_object_set_new(o, "created", json_str_or_null(t, r, "CREATED"));
+	json_object_set_new(o, "user", json_str_or_null(t, r, "USER"));
+	json_object_set_new(o, "module", json_str_or_null(t, r, "MODULE"));
+	json_object_set_new(o, "selector", json_str_or_null(t, r, "SELECTOR"));
+	json_object_set_new(o, "state", json_str_or_null(t, r, "STATE"));
+	json_object_set_new(o, "finished", json_str_or_null(t, r, "FINISHED"));
+	json_object_set_new(o, "duration_ms", json_int_or_null(t, r, "DURATION_MS"));
+	json_object_set_new(o, "counts", counts_json(t, r));
+	return o;
+}
+
+/* Milliseconds as "12.34 s"; "-" when unknown. */
+static const char *
+seconds_text(const struct om_msg *t, uint32_t r, const char *col, char *buf, size_t cap)
+{
+	long long ms;
+
+	if (!cell_int(t, r, col, &ms) || ms < 0)
+		return "-";
+	snprintf(buf, cap, "%.2f s", (double)ms / 1000.0);
+	return buf;
+}
+
+/*
+ * Every host of job id in state, a page at a time in name order: printed,
+ * or appended to arr (--json).  Prints why and returns 2 on failure.
+ */
+static int
+job_hosts_in(struct ctl *c, uint64_t id, int state, json_t *arr)
+{
+	char after[OM_MAX_NAME + 1] = "", b1[OM_MAX_TEXT + 1], b2[OM_MAX_NAME + 1], b3[32], b4[32];
+	uint32_t nrows, i;
+	int rv;
+
+	do {
+		struct om_msg req = {.type = OM_MSG_JOB_HOSTS}, rep;
+		const char *last = NULL;
+
+		req.u.job_hosts.job_id = id;
+		req.u.job_hosts.state = (uint32_t)state;
+		req.u.job_hosts.after = after[0] ? after : NULL;
+		req.u.job_hosts.limit = OM_MAX_JOB_ROWS;
+		if ((rv = call(c, &req, &rep, OM_MSG_TABLE)) != 0)
+			return rv;
+		nrows = rep.u.table.ncells / rep.u.table.ncolumns;
+		for (i = 0; i < nrows; i++) {
+			const char *name = cell_of(&rep, i, "HOST");
+			const char *exit_s = cell_of(&rep, i, "EXIT");
+			const char *prev = last != NULL ? last : after[0] ? after : NULL;
+
+			/* pages go forward by name (byte order), or the loop would not end */
+			if (name == NULL || !om_name_valid(name) ||
+			    (prev != NULL && strcmp(name, prev) <= 0)) {
+				om_msg_release(&rep);
+				return die("unexpected answer from master");
+			}
+			last = name;
+			if (arr != NULL) {
+				json_t *o = json_object();
+				const char *sn = om_host_state_name(state);
+				json_object_set_new(o, "name", json_string(name));
+				json_object_set_new(o, "state", json_string(sn));
+				json_object_set_new(o, "exit", json_int_or_null(&rep, i, "EXIT"));
+				json_object_set_new(o, "duration_ms",
+				                    json_int_or_null(&rep, i, "DURATION_MS"));
+				json_object_set_new(o, "worker",
+				                    json_str_or_null(&rep, i, "WORKER"));
+				json_object_set_new(o, "reason",
+				                    json_str_or_null(&rep, i, "REASON"));
+				json_array_append_new(arr, o);
+				continue;
+			}
+			printf("%-24s %-11s %-4s %-9s %-16s %s\n", name, om_host_state_name(state),
+			       printable(exit_s, b3, sizeof(b3)),
+			       seconds_text(&rep, i, "DURATION_MS", b4, sizeof(b4)),
+			       printable(cell_of(&rep, i, "WORKER"), b2, sizeof(b2)),
+			       printable(cell_of(&rep, i, "REASON"), b1, sizeof(b1)));
+		}
+		if (last != NULL)
+			snprintf(after, sizeof(after), "%s", last);
+		om_msg_release(&rep);
+	} while (nrows == OM_MAX_JOB_ROWS);
+	return 0;
+}
+
+/* job show ID [--state S]: the job, its host counts, then its hosts by state and name. */
+static int
+job_show(struct ctl *c, uint64_t id, int only)
+{
+	struct om_msg req = {.type = OM_MSG_JOB_SHOW}, rep;
+	char b1[OM_MAX_TEXT + 1], b2[512], b3[32];
+	json_t *o = NULL, *hosts = NULL;
+	int rv, s;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	req.u.by_id.id = id;
+	if ((rv = call(c, &req, &rep, OM_MSG_TABLE)) != 0)
+		return rv;
+	if (rep.u.table.ncells != rep.u.table.ncolumns || cell_of(&rep, 0, "ID") == NULL) {
+		om_msg_release(&rep);
+		return die("unexpected answer from master");
+	}
+	if (c->json) {
+		o = job_json(&rep, 0);
+		hosts = json_array();
+	} else {
+		printf("job:       %s\n", printable(cell_of(&rep, 0, "ID"), b2, sizeof(b2)));
+		printf("module:    %s\n", printable(cell_of(&rep, 0, "MODULE"), b2, sizeof(b2)));
+		printf("selector:  %s\n", printable(cell_of(&rep, 0, "SELECTOR"), b1, sizeof(b1)));
+		printf("user:      %s\n", printable(cell_of(&rep, 0, "USER"), b2, sizeof(b2)));
+		printf("created:   %s\n", printable(cell_of(&rep, 0, "CREATED"), b2, sizeof(b2)));
+		printf("state:     %s\n", printable(cell_of(&rep, 0, "STATE"), b2, sizeof(b2)));
+		printf("finished:  %s\n", printable(cell_of(&rep, 0, "FINISHED"), b2, sizeof(b2)));
+		printf("duration:  %s\n", seconds_text(&rep, 0, "DURATION_MS", b3, sizeof(b3)));
+		printf("hosts:     %s\n", counts_text(&rep, 0, b2, sizeof(b2)));
+		printf("\n%-24s %-11s %-4s %-9s %-16s %s\n", "HOST", "STATE", "EXIT", "DURATION",
+		       "WORKER", "REASON");
+	}
+	om_msg_release(&rep);
+	for (s = 0, rv = 0; s < OM_HS_COUNT_ && rv == 0; s++)
+		if (only < 0 || s == only)
+			rv = job_hosts_in(c, id, s, hosts);
+	if (c->json) {
+		if (rv == 0) {
+			json_object_set_new(o, "hosts", hosts);
+			json_print(o);
+		} else {
+			json_decref(hosts);
+			json_decref(o);
+		}
+	}
+	return rv;
+}
+
+/* Prints every host's unfinished last line, hosts by name. */
+static int
+flush_all(struct ctl *c, struct hosttab *t)
+{
+	struct hoststate **list;
+	size_t i, n = 0;
+
+	if ((list = om_calloc(t->n + 1, sizeof(*list))) == NULL)
+		return die("out of memory");
+	for (i = 0; i < t->cap; i++)
+		if (t->slots[i] != NULL)
+			list[n++] = t->slots[i];
+	qsort(list, n, sizeof(*list), cmp_host);
+	for (i = 0; i < n; i++)
+		flush_partial(c, list[i]);
+	om_free(list);
+	return 0;
+}
+
+/*
+ * job output ID [--host H]: the stored output in event order.  Every host:
+ * line by line through run's printer ("host | line", "host ! line" for
+ * stderr, or --json objects).  One host without --json: the bytes exactly as
+ * stored, stdout's to stdout and stderr's to stderr, nothing added.
+ */
+static int
+job_output(struct ctl *c, uint64_t id, const char *host)
+{
+	bool raw = host != NULL && !c->json, done = false;
+	struct hosttab tab = {0};
+	FILE *last = NULL;
+	uint64_t cursor = 0;
+	uint32_t i;
+	int rv;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	while (!done && rv == 0) {
+		struct om_msg req = {.type = OM_MSG_JOB_OUTPUT}, rep;
+
+		req.u.job_output.job_id = id;
+		req.u.job_output.cursor = cursor;
+		req.u.job_output.host = (char *)host;
+		if ((rv = call(c, &req, &rep, OM_MSG_EVENTS)) != 0)
+			break;
+		for (i = 0; i < rep.u.events.nevents && rv == 0; i++) {
+			const struct om_event *e = &rep.u.events.events[i];
+			struct hoststate *h;
+
+			if (e->kind != OM_EV_OUTPUT || e->host == NULL || e->len == 0 ||
+			    (e->stream != OM_STREAM_STDOUT && e->stream != OM_STREAM_STDERR))
+				continue;
+			if (raw) {
+				FILE *f = e->stream == OM_STREAM_STDERR ? stderr : stdout;
+				/* on a shared terminal the two streams keep their order */
+				if (last != NULL && last != f)
+					fflush(last);
+				fwrite(e->data, 1, e->len, f);
+				last = f;
+			} else if ((h = hosttab_get(&tab, e->host)) == NULL) {
+				rv = die("out of memory");
+			} else {
+				feed_output(c, h, (int)e->stream, e->data, e->len);
+			}
+		}
+		/* a cursor that does not move would repeat this page forever */
+		if (rv == 0 && !rep.u.events.done && rep.u.events.cursor <= cursor)
+			rv = die("unexpected answer from master");
+		cursor = rep.u.events.cursor;
+		done = rep.u.events.done;
+		om_msg_release(&rep);
+	}
+	if (rv == 0 && !raw)
+		rv = flush_all(c, &tab);
+	hosttab_free(&tab);
+	if (fflush(stdout) != 0 && rv == 0)
+		rv = die("cannot write the output: %s", strerror(errno));
+	return rv;
+}
+
+/* jobs list [--state running|done] [--user NAME] [--since DURATION] [--limit N] */
+static int
+cmd_jobs_list(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"state", required_argument, NULL, 'S'}, {"user", required_argument, NULL, 'U'},
+	        {"since", required_argument, NULL, 'W'}, {"limit", required_argument, NULL, 'L'},
+	        {NULL, 0, NULL, 0},
+	};
+	struct om_msg req = {.type = OM_MSG_JOBS_LIST}, rep;
+	char id[32], created[64], user[OM_MAX_NAME + 1], module[OM_MAX_NAME + 1], hosts[32];
+	char state[32], counts[512];
+	uint32_t nrows, r;
+	int ch, rv;
+
+	req.u.jobs_list.limit = 50;
+	optind = 0; /* 0: glibc fully re-initialises getopt (main parsed with "+") */
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'S':
+			if (strcmp(optarg, "running") == 0)
+				req.u.jobs_list.state = OM_JOBS_RUNNING;
+			else if (strcmp(optarg, "done") == 0)
+				req.u.jobs_list.state = OM_JOBS_DONE;
+			else
+				return die("--state wants running or done");
+			break;
+		case 'U':
+			if (!om_name_valid(optarg))
+				return die("invalid user name '%s'", optarg);
+			req.u.jobs_list.user = optarg;
+			break;
+		case 'W':
+			if ((req.u.jobs_list.since_s = parse_duration(optarg)) == 0)
+				return die("--since wants a duration like 10m, 2h or 7d");
+			break;
+		case 'L':
+			if (om_parse_u32(optarg, 1, OM_MAX_JOB_ROWS, &req.u.jobs_list.limit) != 0)
+				return die("--limit wants 1..%d", OM_MAX_JOB_ROWS);
+			break;
+		default:
+			return usage(stderr), EXIT_USAGE;
+		}
+	}
+	if (optind != argc)
+		return die("usage: omctl jobs list [--state running|done] [--user NAME] "
+		           "[--since DURATION] [--limit N]");
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	if ((rv = call(c, &req, &rep, OM_MSG_TABLE)) != 0)
+		return rv;
+	nrows = rep.u.table.ncells / rep.u.table.ncolumns;
+	if (!c->json)
+		printf("%-8s %-20s %-16s %-16s %-6s %-8s %s\n", "ID", "CREATED", "USER", "MODULE",
+		       "HOSTS", "STATE", "COUNTS");
+	for (r = 0; r < nrows; r++) {
+		if (c->json) {
+			json_t *o = job_json(&rep, r);
+			json_object_set_new(o, "hosts", json_int_or_null(&rep, r, "HOSTS"));
+			json_print(o);
+			continue;
+		}
+		printf("%-8s %-20s %-16s %-16s %-6s %-8s %s\n",
+		       printable(cell_of(&rep, r, "ID"), id, sizeof(id)),
+		       printable(cell_of(&rep, r, "CREATED"), created, sizeof(created)),
+		       printable(cell_of(&rep, r, "USER"), user, sizeof(user)),
+		       printable(cell_of(&rep, r, "MODULE"), module, sizeof(module)),
+		       printable(cell_of(&rep, r, "HOSTS"), hosts, sizeof(hosts)),
+		       printable(cell_of(&rep, r, "STATE"), state, sizeof(state)),
+		       counts_text(&rep, r, counts, sizeof(counts)));
+	}
+	om_msg_release(&rep);
+	return 0;
+}
+
 static int
 cmd_job(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        {"dest", required_argument, NULL, 'D'},
+	        {"state", required_argument, NULL, 'S'},
+	        {"host", required_argument, NULL, 'H'},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *sub = argv[0], *dest = NULL;
+	const char *sub = argv[0], *dest = NULL, *state = NULL, *host = NULL;
 	uint64_t id;
-	int ch;
+	int ch, only = -1;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'D')
+		if (ch == 'D')
+			dest = optarg;
+		else if (ch == 'S')
+			state = optarg;
+		else if (ch == 'H')
+			host = optarg;
+		else
 			return usage(stderr), EXIT_USAGE;
-		dest = optarg;
 	}
+	if ((state != NULL && strcmp(sub, "show") != 0) ||
+	    (host != NULL && strcmp(sub, "output") != 0))
+		return usage(stderr), EXIT_USAGE;
 	if (strcmp(sub, "cancel") == 0) {
 		if (optind != argc - 1 || dest != NULL || parse_id(argv[optind], &id) != 0)
 			return die("usage: omctl job cancel ID");
@@ -1864,6 +2364,21 @@ cmd_job(struct ctl *c, int argc, char **argv)
 		    parse_id(argv[optind], &id) != 0)
 			return die("usage: omctl job fetch ID --dest DIR");
 		return job_fetch(c, id, dest);
+	}
+	if (strcmp(sub, "show") == 0) {
+		if (optind != argc - 1 || dest != NULL || parse_id(argv[optind], &id) != 0)
+			return die("usage: omctl job show ID [--state S]");
+		if (state != NULL && (only = om_host_state_parse(state)) < 0)
+			return die("--state wants queued, dispatched, running, ok, failed, "
+			           "unreachable, timeout, cancelled, skipped or lost");
+		return job_show(c, id, only);
+	}
+	if (strcmp(sub, "output") == 0) {
+		if (optind != argc - 1 || dest != NULL || parse_id(argv[optind], &id) != 0)
+			return die("usage: omctl job output ID [--host H]");
+		if (host != NULL && !om_name_valid(host))
+			return die("invalid host name '%s'", host);
+		return job_output(c, id, host);
 	}
 	return usage(stderr), EXIT_USAGE;
 }
@@ -1878,6 +2393,7 @@ main(int argc, char **argv)
 	        {"json", no_argument, NULL, 'j'},
 	        {"user", required_argument, NULL, 'U'},
 	        {"password-file", required_argument, NULL, 'P'},
+	        {"reconnect-timeout", required_argument, NULL, 'R'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1891,6 +2407,7 @@ main(int argc, char **argv)
 	c.token = getenv("OM_TOKEN");
 	c.user = getenv("OM_USER");
 	c.password = getenv("OM_PASSWORD");
+	c.reconnect_s = RECONNECT_S;
 	om_log_setup("omctl", OM_LOG_ERROR);
 	/* '+': stop at the command word, the rest is the command's. */
 	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -1916,6 +2433,10 @@ main(int argc, char **argv)
 				return EXIT_USAGE;
 			c.password = pwbuf;
 			break;
+		case 'R':
+			if (om_parse_u32(optarg, 0, 86400, &c.reconnect_s) != 0)
+				return die("--reconnect-timeout wants seconds (0..86400)");
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1938,6 +2459,8 @@ main(int argc, char **argv)
 		rv = cmd_hosts_show(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "job") == 0)
 		rv = cmd_job(&c, argc - 1, argv + 1);
+	else if (argc >= 2 && strcmp(argv[0], "jobs") == 0 && strcmp(argv[1], "list") == 0)
+		rv = cmd_jobs_list(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "keys") == 0)
 		rv = cmd_keys(&c, argc - 1, argv + 1);
 	else if (argc >= 2 && strcmp(argv[0], "users") == 0)

@@ -374,6 +374,19 @@ auth_host_visible(const struct peer *p, const struct om_host *h)
 	return group_ok;
 }
 
+void
+auth_job_scope(const struct peer *p, struct om_job_scope *s)
+{
+	memset(s, 0, sizeof(*s));
+	/* the same rule as auth_host_visible, in the form the store's queries take */
+	if (p->kind != PEER_CLIENT || p->user.role != OM_ROLE_OPERATOR)
+		return;
+	s->idcs = p->user.idcs;
+	s->nidcs = p->user.nidcs;
+	s->groups = p->user.groups;
+	s->ngroups = p->user.ngroups;
+}
+
 int
 auth_check_target(const struct peer *p, const struct om_host *hosts, size_t n, const char *module,
                   char *why, size_t whylen)
@@ -1016,6 +1029,11 @@ static const struct op {
 	{OM_MSG_HOST_SHOW, "hosts.show", PEER_CLIENT, PERM_READ, master_op_host_show},
 	{OM_MSG_MODULES_LIST, "modules.list", PEER_CLIENT, PERM_READ, master_op_modules_list},
 	{OM_MSG_MODULE_SHOW, "modules.show", PEER_CLIENT, PERM_READ, master_op_module_show},
+	/* Job history: an operator sees only the hosts of its scope (jobview.c). */
+	{OM_MSG_JOB_SHOW, "job.show", PEER_CLIENT, PERM_READ, master_op_job_show},
+	{OM_MSG_JOB_HOSTS, "job.hosts", PEER_CLIENT, PERM_READ, master_op_job_hosts},
+	{OM_MSG_JOBS_LIST, "jobs.list", PEER_CLIENT, PERM_READ, master_op_jobs_list},
+	{OM_MSG_JOB_OUTPUT, "job.output", PEER_CLIENT, PERM_READ, master_op_job_output},
 	{OM_MSG_KEYS_LIST, "keys.list", PEER_CLIENT, PERM_ADMIN, op_keys_list},
 	{OM_MSG_KEY_SET, "keys.set", PEER_CLIENT, PERM_ADMIN, op_key_set},
 	{OM_MSG_ENROLL_CREATE, "keys.enroll-token", PEER_CLIENT, PERM_ADMIN, op_enroll_create},

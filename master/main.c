@@ -29,7 +29,8 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: om-master [--config FILE] --db CONNINFO --key FILE\n"
 	           "                 --worker-listen URL --client-listen URL\n"
-	           "                 [--heartbeat-ms N] [--log-level error|warn|info|debug]\n"
+	           "                 [--heartbeat-ms N] [--pending-timeout SECONDS]\n"
+	           "                 [--log-level error|warn|info|debug]\n"
 	           "       om-master --key FILE --print-public-key\n"
 	           "       om-master --db CONNINFO --init-admin NAME [--password-file FILE]\n");
 }
@@ -53,6 +54,11 @@ set_option(struct master_config *c, const char *key, const char *val)
 	} else if (strcmp(key, "heartbeat-ms") == 0 || strcmp(key, "heartbeat_ms") == 0) {
 		if (om_parse_u32(val, 100, 600000, &c->heartbeat_ms) != 0)
 			return fprintf(stderr, "om-master: heartbeat-ms wants 100..600000\n"), -1;
+	} else if (strcmp(key, "pending-timeout") == 0 || strcmp(key, "pending_timeout") == 0) {
+		uint32_t s;
+		if (om_parse_u32(val, 1, 86400, &s) != 0)
+			return fprintf(stderr, "om-master: pending-timeout wants 1..86400 s\n"), -1;
+		c->pending_ms = s * 1000;
 	} else {
 		fprintf(stderr, "om-master: unknown setting '%s'\n", key);
 		return -1;
@@ -132,6 +138,7 @@ main(int argc, char **argv)
 	        {"init-admin", required_argument, NULL, 'A'},
 	        {"password-file", required_argument, NULL, 'P'},
 	        {"heartbeat-ms", required_argument, NULL, 1},
+	        {"pending-timeout", required_argument, NULL, 1},
 	        {"log-level", required_argument, NULL, 1},
 	        {"print-public-key", no_argument, NULL, 'p'},
 	        {"help", no_argument, NULL, 'h'},

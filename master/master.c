@@ -4,9 +4,12 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "jobs.h"
 #include "master_int.h"
 #include "selector.h"
 
@@ -17,6 +20,7 @@
 #define MAX_TIMEOUT_S      (7 * 86400)
 #define MAX_FORKS          10000
 #define HOUSEKEEPING_MS    200
+#define SWEEP_MS           1000
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -44,53 +48,6 @@ wconn_find(struct master *m, const char *name)
 		if (strcmp(w->name, name) == 0)
 			return w;
 	return NULL;
-}
-
-static bool
-wconn_live(const struct wconn *w)
-{
-	return w->session != NULL && !w->gone && !w->suspect;
-}
-
-static struct task *
-task_find(struct master *m, uint64_t id)
-{
-	struct task *t;
-
-	for (t = m->tasks; t != NULL; t = t->next)
-		if (t->id == id)
-			return t;
-	return NULL;
-}
-
-void
-task_free(struct task *t)
-{
-	om_msg_release(&t->msg);
-	om_free(t->final);
-	om_free(t->jidx);
-	om_free(t);
-}
-
-void
-task_unlink(struct master *m, struct task *t)
-{
-	struct task **pp;
-
-	for (pp = &m->tasks; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == t) {
-			*pp = t->next;
-			break;
-		}
-	if (t->worker != NULL) {
-		for (pp = &t->worker->queue; *pp != NULL; pp = &(*pp)->qnext)
-			if (*pp == t) {
-				*pp = t->qnext;
-				break;
-			}
-		if (t->worker->running > 0)
-			t->worker->running--;
-	}
 }
 
 /* ------------------------------------------------------------- followers */
@@ -165,79 +122,150 @@ ingest_states(struct master *m, const struct om_store_state *st, size_t n)
 			followers_wake(m, st[i].job_id, false);
 }
 
-/* Marks every unfinished host of t lost and forgets the task. */
-static void
-task_lose(struct master *m, struct task *t, const char *reason)
-{
-	struct om_store_state *st;
-	uint64_t job_id = t->job_id;
-	uint32_t i, n = 0;
+/* ------------------------------------------------------------ task metadata */
 
-	if ((st = om_calloc(t->msg.u.task.nhosts + 1, sizeof(*st))) != NULL) {
-		for (i = 0; i < t->msg.u.task.nhosts; i++) {
-			if (t->final[i])
-				continue;
-			st[n].job_id = t->job_id;
-			st[n].host = t->msg.u.task.hosts[i].name;
-			st[n].state = OM_HS_LOST;
-			st[n].exit_code = -1;
-			st[n].reason = reason;
-			n++;
-		}
-		ingest_states(m, st, n);
-		om_free(st);
-		for (i = 0; i < t->msg.u.task.nhosts; i++)
-			if (!t->final[i])
-				jobs_host_final(m, job_id, t->jidx[i], OM_HS_LOST);
+/*
+ * Reports name a task and a host index; what they map to never changes once
+ * the task exists, so it is cached.  Bounded: a full cache is emptied.
+ */
+static struct om_task_meta *
+meta_get(struct master *m, uint64_t id)
+{
+	size_t b = (size_t)(id % META_BUCKETS);
+	struct meta_entry *e;
+	int rv;
+
+	for (e = m->meta[b]; e != NULL; e = e->next)
+		if (e->meta.id == id)
+			return &e->meta;
+	if (m->nmeta >= META_MAX)
+		meta_clear(m);
+	if ((e = om_calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	if ((rv = om_store_task_meta(m->store, id, &e->meta)) != 0) {
+		if (rv != OM_ENOTFOUND)
+			om_err("cannot read task %llu: %s", (unsigned long long)id,
+			       om_store_errmsg(m->store));
+		om_free(e);
+		return NULL;
 	}
-	task_unlink(m, t);
-	task_free(t);
-	jobs_advance(m, job_id);
+	e->next = m->meta[b];
+	m->meta[b] = e;
+	m->nmeta++;
+	return &e->meta;
+}
+
+void
+meta_clear(struct master *m)
+{
+	size_t b;
+	struct meta_entry *e;
+
+	for (b = 0; b < META_BUCKETS; b++)
+		while ((e = m->meta[b]) != NULL) {
+			m->meta[b] = e->next;
+			om_task_meta_release(&e->meta);
+			om_free(e);
+		}
+	m->nmeta = 0;
 }
 
 /* ------------------------------------------------------------ workers */
 
 void
-worker_poll_try(struct wconn *w, bool force)
+workers_wake(struct master *m, char **names, size_t n)
+{
+	size_t i;
+	struct wconn *w;
+
+	for (i = 0; i < n; i++)
+		if ((w = wconn_find(m, names[i])) != NULL && w->poll != NULL)
+			worker_poll_try(m, w, false);
+}
+
+void
+jobs_advance(struct master *m, uint64_t job_id)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int rv;
+
+	if ((rv = om_store_job_advance(m->store, job_id, &names, &n)) != 0 && rv != OM_ENOTFOUND)
+		om_err("job %llu: cannot dispatch: %s", (unsigned long long)job_id,
+		       om_store_errmsg(m->store));
+	workers_wake(m, names, n);
+	om_store_names_free(names, n);
+	followers_wake(m, job_id, false);
+}
+
+/* Tasks that will not report: lost (or re-run), then their jobs move on. */
+void
+tasks_lose(struct master *m, const uint64_t *ids, size_t n, const char *reason)
+{
+	uint64_t *jobs = NULL, lost = 0, retried = 0;
+	size_t nj = 0, i;
+	int rv;
+
+	if (n == 0)
+		return;
+	if ((rv = om_store_tasks_lose(m->store, ids, n, reason, &jobs, &nj, &lost, &retried)) != 0) {
+		om_err("cannot mark %zu tasks lost: %s", n, om_store_errmsg(m->store));
+		return;
+	}
+	if (lost + retried > 0)
+		om_warn("%s: %llu hosts lost, %llu queued to run again", reason,
+		        (unsigned long long)lost, (unsigned long long)retried);
+	for (i = 0; i < nj; i++)
+		jobs_advance(m, jobs[i]);
+	om_free(jobs);
+}
+
+void
+worker_poll_try(struct master *m, struct wconn *w, bool force)
 {
 	struct om_rpc_req *r = w->poll;
-	struct task *t;
+	struct om_msg t;
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	int rv;
 
 	if (r == NULL)
 		return;
-	if (w->ncancels > 0) {
+	if (om_store_cancels_take(m->store, w->name, OM_MAX_ITEMS, &ids, &n) == 0 && n > 0) {
 		struct om_msg c = {.type = OM_MSG_CANCEL};
-		uint32_t n = w->ncancels > OM_MAX_ITEMS ? OM_MAX_ITEMS : w->ncancels;
 
 		w->poll = NULL;
-		c.u.cancel.tasks = w->cancels;
-		c.u.cancel.ntasks = n;
-		om_info("cancel of %u tasks -> worker '%s'", n, w->name);
-		/* Not sent: they go with the next poll. */
-		if (om_rpc_reply(r, &c) == 0) {
-			memmove(w->cancels, w->cancels + n,
-			        (w->ncancels - n) * sizeof(*w->cancels));
-			w->ncancels -= n;
-		}
+		c.u.cancel.tasks = ids;
+		c.u.cancel.ntasks = (uint32_t)n;
+		om_info("cancel of %zu tasks -> worker '%s'", n, w->name);
+		/* Not sent: the store sends them again after 10 s. */
+		om_rpc_reply(r, &c);
+		om_free(ids);
 		return;
 	}
-	/* A busy worker has no slot for a task: it keeps its queue. */
-	if ((t = w->queue) != NULL && !w->poll_busy) {
-		w->poll = NULL;
-		w->queue = t->qnext;
-		t->qnext = NULL;
-		om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
-		        (unsigned long long)t->id, (unsigned long long)t->job_id, w->name,
-		        t->msg.u.task.nhosts);
-		if (om_rpc_reply(r, &t->msg) != 0) {
-			/* Not sent: back at the head of the queue for the next poll. */
-			t->qnext = w->queue;
-			w->queue = t;
+	om_free(ids);
+	/* A busy worker has no slot for a task: its tasks stay queued. */
+	if (!w->poll_busy) {
+		rv = om_store_task_claim(m->store, w->name, m->id, &t);
+		if (rv == 0) {
+			uint64_t tid = t.u.task.task_id;
+			w->poll = NULL;
+			om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
+			        (unsigned long long)tid, (unsigned long long)t.u.task.job_id, w->name,
+			        t.u.task.nhosts);
+			if (om_rpc_reply(r, &t) != 0) {
+				/* Not sent: queued again for the next poll. */
+				om_store_task_unclaim(m->store, tid);
+			}
+			/* Sent is not received: heartbeats confirm it (master_op_heartbeat). */
+			om_msg_release(&t);
 			return;
 		}
-		/* Sent is not received: heartbeats confirm it (master_op_heartbeat). */
-		t->delivered_ms = om_now_ms();
-	} else if (force) {
+		if (rv != OM_ENOTFOUND)
+			om_err("cannot claim a task for worker '%s': %s", w->name,
+			       om_store_errmsg(m->store));
+	}
+	if (force) {
 		struct om_msg none = {.type = OM_MSG_NOTASK};
 		w->poll = NULL;
 		om_rpc_reply(r, &none);
@@ -247,9 +275,10 @@ worker_poll_try(struct wconn *w, bool force)
 void
 worker_disconnect(struct master *m, struct wconn *w, const char *reason)
 {
-	struct task *t, *next;
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	char why[OM_MAX_TEXT];
 
-	(void)m;
 	if (w->poll != NULL) {
 		struct om_msg none = {.type = OM_MSG_NOTASK};
 		om_rpc_reply(w->poll, &none);
@@ -258,17 +287,14 @@ worker_disconnect(struct master *m, struct wconn *w, const char *reason)
 	if (w->gone)
 		return;
 	w->gone = true;
-	w->ncancels = 0; /* its tasks are lost below: nothing left to stop */
 	om_warn("worker '%s' (IDC '%s') is gone: %s", w->name, w->idc, reason);
-	for (t = m->tasks; t != NULL; t = next) {
-		next = t->next;
-		if (t->worker == w) {
-			char why[OM_MAX_TEXT];
-			snprintf(why, sizeof(why), "lost: worker '%s' %s", w->name, reason);
-			task_lose(m, t, why);
-		}
+	om_store_worker_offline(m->store, w->name, m->id);
+	/* Everything it was given: lost now (it will not be heard again). */
+	if (om_store_worker_holds(m->store, w->name, NULL, 0, 0, &ids, &n) == 0) {
+		snprintf(why, sizeof(why), "lost: worker '%s' %s", w->name, reason);
+		tasks_lose(m, ids, n, why);
 	}
-	w->running = 0;
+	om_free(ids);
 }
 
 void
@@ -288,6 +314,8 @@ on_session_end(void *arg, void *user)
 			p->w->poll = NULL;
 		}
 		p->w->session = NULL;
+		/* No new tasks for it from any master until it says HELLO again. */
+		om_store_worker_offline(m->store, p->w->name, m->id);
 	}
 	if (p->kind == PEER_CLIENT) {
 		pp = &m->followers;
@@ -320,34 +348,39 @@ master_op_heartbeat(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct om_msg ack = {.type = OM_MSG_ACK};
 	const struct om_msg *hb = &r->msg;
-	int64_t now = om_now_ms(), grace = 2 * (int64_t)m->cfg.heartbeat_ms + 1000;
-	struct task *t, *next;
+	int64_t grace = 2 * (int64_t)m->cfg.heartbeat_ms + 1000;
+	uint64_t *missing = NULL;
+	size_t nmissing = 0, i;
 	char why[OM_MAX_TEXT];
-	uint32_t i;
+	int rv;
 
-	p->w->last_ms = now;
+	p->w->last_ms = om_now_ms();
+	if ((rv = om_store_worker_alive(m->store, p->w->name, m->id)) != 0) {
+		/* Not acknowledged: the worker keeps its results and tries again. */
+		reply_error(r, OM_EDB, "master database unavailable, retry later");
+		return;
+	}
 	/*
 	 * A task delivered a while ago that the worker does not hold never
 	 * arrived (the reply was lost with its connection) or belongs to a
 	 * process that restarted: its unfinished hosts are lost, not left
-	 * running forever.  Queued tasks and fresh deliveries wait.
+	 * running forever.  Fresh deliveries wait.
 	 */
-	for (t = m->tasks; t != NULL; t = next) {
-		bool held = false;
-		next = t->next;
-		if (t->worker != p->w || t->delivered_ms == 0 || now - t->delivered_ms < grace)
-			continue;
-		for (i = 0; i < hb->u.heartbeat.ntasks && !held; i++)
-			held = hb->u.heartbeat.tasks[i] == t->id;
-		if (held)
-			continue;
+	rv = om_store_worker_holds(m->store, p->w->name, hb->u.heartbeat.tasks,
+	                           hb->u.heartbeat.ntasks, grace, &missing, &nmissing);
+	if (rv != 0) {
+		reply_error(r, OM_EDB, "master database unavailable, retry later");
+		return;
+	}
+	for (i = 0; i < nmissing; i++) {
 		snprintf(why, sizeof(why),
 		         "lost: worker '%s' does not hold task %llu (lost in transit or the worker "
 		         "restarted)",
-		         p->w->name, (unsigned long long)t->id);
-		om_warn("job %llu: %s", (unsigned long long)t->job_id, why);
-		task_lose(m, t, why);
+		         p->w->name, (unsigned long long)missing[i]);
+		om_warn("%s", why);
+		tasks_lose(m, &missing[i], 1, why);
 	}
+	om_free(missing);
 	om_rpc_reply(r, &ack);
 }
 
@@ -357,7 +390,6 @@ master_op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
 	struct wconn *w = p->w;
 	uint32_t wait = r->msg.u.poll.wait_ms;
 
-	(void)m;
 	w->last_ms = om_now_ms();
 	if (w->poll != NULL) {
 		struct om_msg none = {.type = OM_MSG_NOTASK};
@@ -366,7 +398,7 @@ master_op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
 	w->poll = r;
 	w->poll_busy = r->msg.u.poll.busy;
 	w->poll_deadline = om_now_ms() + (wait > POLL_HOLD_MAX_MS ? POLL_HOLD_MAX_MS : wait);
-	worker_poll_try(w, wait == 0);
+	worker_poll_try(m, w, wait == 0);
 }
 
 void
@@ -377,27 +409,26 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 	struct om_store_state *states = NULL;
 	struct om_msg ack = {.type = OM_MSG_ACK};
 	uint32_t i, nc = 0, ns = 0, ignored = 0;
-	struct task *t;
+	uint64_t *tids = NULL, *jids = NULL;
+	size_t ntids = 0, njids = 0, k;
+	struct om_task_meta *t;
 	int rv;
 
 	p->w->last_ms = om_now_ms();
 	/*
 	 * A report naming a task that went to another worker is refused whole
-	 * and audited: nothing from it is stored.  Unknown tasks (declared lost,
-	 * or from before a master restart) are acknowledged and dropped, so the
-	 * worker's outbox drains.
+	 * and audited: nothing from it is stored.  Unknown tasks are
+	 * acknowledged and dropped, so the worker's outbox drains.
 	 */
 	for (i = 0; i < q->u.report.nchunks + q->u.report.nresults; i++) {
 		uint64_t tid = i < q->u.report.nchunks
 		                       ? q->u.report.chunks[i].task_id
 		                       : q->u.report.results[i - q->u.report.nchunks].task_id;
-		t = task_find(m, tid);
-		if (t != NULL && t->worker != p->w) {
+		t = meta_get(m, tid);
+		if (t != NULL && strcmp(t->worker, p->w->name) != 0) {
 			audit(m, p->who, p->source, "report", "task", "refused",
-			      "task %llu of job %llu belongs to worker '%s' (IDC '%s'), not to "
-			      "'%s' (IDC '%s')",
-			      (unsigned long long)tid, (unsigned long long)t->job_id,
-			      t->worker ? t->worker->name : "?", t->worker ? t->worker->idc : "?",
+			      "task %llu of job %llu belongs to worker '%s', not to '%s' (IDC '%s')",
+			      (unsigned long long)tid, (unsigned long long)t->job_id, t->worker,
 			      p->w->name, p->w->idc);
 			reply_error(r, OM_EPERM, "task %llu is not assigned to this worker",
 			            (unsigned long long)tid);
@@ -406,47 +437,60 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 	}
 	chunks = om_calloc(q->u.report.nchunks + 1, sizeof(*chunks));
 	states = om_calloc(q->u.report.nresults + 1, sizeof(*states));
-	if (chunks == NULL || states == NULL) {
+	tids = om_calloc(q->u.report.nchunks + q->u.report.nresults + 1, sizeof(*tids));
+	jids = om_calloc(q->u.report.nresults + 1, sizeof(*jids));
+	if (chunks == NULL || states == NULL || tids == NULL || jids == NULL) {
 		reply_error(r, OM_ENOMEM, "master out of memory");
 		goto out;
 	}
 	for (i = 0; i < q->u.report.nchunks; i++) {
 		const struct om_chunk *c = &q->u.report.chunks[i];
-		t = task_find(m, c->task_id);
-		/* Only the worker a task went to may report for it. */
-		if (t == NULL || t->worker != p->w || c->host >= t->msg.u.task.nhosts) {
+		t = meta_get(m, c->task_id);
+		if (t == NULL || c->host >= t->nhosts) {
 			ignored++;
 			continue;
 		}
 		chunks[nc].job_id = t->job_id;
-		chunks[nc].host = t->msg.u.task.hosts[c->host].name;
+		chunks[nc].host = t->hosts[c->host];
 		chunks[nc].stream = c->stream;
 		chunks[nc].seq = c->seq;
 		chunks[nc].data = c->data;
 		chunks[nc].len = c->len;
+		chunks[nc].attempt = t->attempt;
 		nc++;
 	}
 	for (i = 0; i < q->u.report.nresults; i++) {
 		const struct om_result *res = &q->u.report.results[i];
-		t = task_find(m, res->task_id);
-		if (t == NULL || t->worker != p->w || res->host >= t->msg.u.task.nhosts ||
-		    !om_host_state_final((int)res->state)) {
+		t = meta_get(m, res->task_id);
+		if (t == NULL || res->host >= t->nhosts || !om_host_state_final((int)res->state)) {
 			ignored++;
 			continue;
 		}
 		states[ns].job_id = t->job_id;
-		states[ns].host = t->msg.u.task.hosts[res->host].name;
+		states[ns].host = t->hosts[res->host];
 		states[ns].state = res->state;
 		states[ns].exit_code = res->exit_code;
 		states[ns].reason = res->reason;
 		states[ns].duration_ms = res->duration_ms;
 		states[ns].changed = res->changed;
 		states[ns].result = res->data;
+		states[ns].task_id = t->id;
 		ns++;
+		for (k = 0; k < ntids && tids[k] != t->id; k++)
+			;
+		if (k == ntids)
+			tids[ntids++] = t->id;
+		for (k = 0; k < njids && jids[k] != t->job_id; k++)
+			;
+		if (k == njids)
+			jids[njids++] = t->job_id;
+		/* A host key the worker accepted (policy accept-new) is a trust decision. */
+		if (res->note != NULL)
+			audit(m, p->who, p->source, "hostkey.accept-new", t->hosts[res->host], "ok",
+			      "%s", res->note);
 	}
 	if (ignored > 0)
-		om_warn("%s: ignored %u report items for tasks not assigned to it", p->who,
-		        ignored);
+		om_warn("%s: ignored %u report items for unknown tasks or hosts", p->who, ignored);
 	if ((rv = om_store_ingest(m->store, chunks, nc, states, ns)) != 0) {
 		/* Not acknowledged: the worker keeps the items and sends them again. */
 		om_err("cannot store a report from %s: %s", p->who, om_store_errmsg(m->store));
@@ -455,26 +499,9 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 	}
 	ack.u.ack.nchunks = q->u.report.nchunks;
 	ack.u.ack.nresults = q->u.report.nresults;
-	/* Mark finished hosts before replying: the reply releases r->msg. */
-	for (i = 0; i < q->u.report.nresults; i++) {
-		const struct om_result *res = &q->u.report.results[i];
-		t = task_find(m, res->task_id);
-		if (t == NULL || t->worker != p->w || res->host >= t->msg.u.task.nhosts ||
-		    !om_host_state_final((int)res->state))
-			continue;
-		if (!t->final[res->host]) {
-			t->final[res->host] = true;
-			t->nfinal++;
-			jobs_host_final(m, t->job_id, t->jidx[res->host], res->state);
-			/* A host key the worker accepted (policy accept-new) is a trust decision. */
-			if (res->note != NULL)
-				audit(m, p->who, p->source, "hostkey.accept-new",
-				      t->msg.u.task.hosts[res->host].name, "ok", "%s", res->note);
-		}
-	}
 	{
 		uint64_t touched[64];
-		size_t nt = 0, k;
+		size_t nt = 0;
 		for (i = 0; i < nc + ns; i++) {
 			uint64_t j = i < nc ? chunks[i].job_id : states[i - nc].job_id;
 			for (k = 0; k < nt && touched[k] != j; k++)
@@ -486,41 +513,20 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		for (k = 0; k < nt; k++)
 			followers_wake(m, touched[k], false);
 	}
-	/* Forget tasks whose every host is final. */
-	{
-		struct task *next;
-		for (t = m->tasks; t != NULL; t = next) {
-			next = t->next;
-			if (t->worker == p->w && t->nfinal == t->msg.u.task.nhosts) {
-				task_unlink(m, t);
-				task_free(t);
-			}
-		}
-	}
+	/* After the acknowledgement: nothing below decides what is durable. */
+	if (om_store_tasks_settle(m->store, tids, ntids) != 0)
+		om_warn("cannot settle tasks: %s", om_store_errmsg(m->store));
 	/* Waves: a job whose running wave just finished moves on. */
-	for (i = 0; i < ns; i++)
-		if (i == 0 || states[i].job_id != states[i - 1].job_id)
-			jobs_advance(m, states[i].job_id);
+	for (k = 0; k < njids; k++)
+		jobs_advance(m, jids[k]);
 out:
+	om_free(jids);
+	om_free(tids);
 	om_free(chunks);
 	om_free(states);
 }
 
 /* ------------------------------------------------------------ client ops */
-
-struct wconn *
-pick_worker(struct master *m, const char *idc)
-{
-	struct wconn *w, *best = NULL;
-
-	for (w = m->workers; w != NULL; w = w->next) {
-		if (!wconn_live(w) || strcmp(w->idc, idc) != 0)
-			continue;
-		if (best == NULL || w->running < best->running)
-			best = w;
-	}
-	return best;
-}
 
 void
 master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
@@ -542,11 +548,6 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	}
 	if (sub->u.submit.batch_pct && sub->u.submit.batch > 100) {
 		reply_error(r, OM_ERANGE, "a batch in percent is at most 100%%");
-		return;
-	}
-	/* In-memory job state is bounded: past this, new jobs wait. */
-	if (m->njobs >= JOBS_MAX) {
-		reply_error(r, OM_EBUSY, "%zu jobs are running, try again later", m->njobs);
 		return;
 	}
 	if (om_selector_parse(sub->u.submit.selector, &sel, err, sizeof(err)) != 0) {
@@ -589,6 +590,19 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	spec.nparams = sub->u.submit.nparams;
 	spec.timeout_s = sub->u.submit.timeout_s;
 	spec.forks = sub->u.submit.forks;
+	spec.become = sub->u.submit.become;
+	spec.become_user = sub->u.submit.become_user;
+	spec.check = sub->u.submit.check;
+	spec.retry_lost = sub->u.submit.retry_lost;
+	spec.has_max_fail = sub->u.submit.has_max_fail;
+	spec.max_fail = sub->u.submit.max_fail;
+	spec.wave_size = om_wave_size((uint32_t)nm, sub->u.submit.batch, sub->u.submit.batch_pct);
+	spec.nwaves = om_wave_count((uint32_t)nm, spec.wave_size);
+	if (nm > OM_MAX_HOSTS) {
+		reply_error(r, OM_ERANGE, "selector '%s' matches %zu hosts, at most %u per job",
+		            sub->u.submit.selector, nm, OM_MAX_HOSTS);
+		goto out;
+	}
 	if ((rv = om_store_job_create(m->store, &spec, matched, nm, &job_id)) != 0) {
 		om_err("cannot create a job: %s", om_store_errmsg(m->store));
 		reply_error(r, OM_EDB, "cannot record the job: %s", om_strerror(rv));
@@ -599,14 +613,12 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	audit(m, p->who, p->source, "job.submit", sub->u.submit.selector, "ok",
 	      "job %llu, module '%s', %zu hosts", (unsigned long long)job_id,
 	      sub->u.submit.module, nm);
-	/* Before the reply, which releases sub. */
-	if ((rv = jobs_start(m, job_id, &spec, sub, matched, nm)) != 0) {
-		om_err("job %llu: cannot dispatch: %s", (unsigned long long)job_id,
-		       om_strerror(rv));
-		reply_error(r, rv, "job %llu recorded but not dispatched: %s",
-		            (unsigned long long)job_id, om_strerror(rv));
-		goto out;
-	}
+	if (spec.nwaves > 1)
+		om_info("job %llu: %u waves of up to %u hosts", (unsigned long long)job_id,
+		        spec.nwaves, spec.wave_size);
+	/* Recorded: from here the job is owed to the store, whatever happens to
+	 * this master; a failed first dispatch is retried by the sweep. */
+	jobs_advance(m, job_id);
 	ok.u.submitted.job_id = job_id;
 	ok.u.submitted.nhosts = (uint32_t)nm;
 	om_rpc_reply(r, &ok);
@@ -712,7 +724,7 @@ master_op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct om_worker_info *ws = NULL;
 	struct om_msg rep = {.type = OM_MSG_WORKERS};
-	size_t n = 0, i;
+	size_t n = 0;
 	int rv;
 
 	(void)p;
@@ -720,13 +732,7 @@ master_op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 		reply_error(r, OM_EDB, "cannot read workers: %s", om_strerror(rv));
 		return;
 	}
-	for (i = 0; i < n; i++) {
-		struct wconn *w = wconn_find(m, ws[i].name);
-		if (w != NULL && wconn_live(w)) {
-			ws[i].connected = true;
-			ws[i].running = w->running;
-		}
-	}
+	/* connected and running come from the store: workers of every master. */
 	rep.u.workers.workers = ws;
 	rep.u.workers.nworkers = (uint32_t)n;
 	om_rpc_reply(r, &rep);
@@ -747,21 +753,89 @@ wake(void *arg)
 }
 
 static void
+on_notify(void *arg, const char *channel, const char *payload)
+{
+	struct master *m = arg;
+	struct wconn *w;
+
+	if (strcmp(channel, "om_dispatch") == 0) {
+		if ((w = wconn_find(m, payload)) != NULL && w->poll != NULL)
+			worker_poll_try(m, w, false);
+	} else if (strcmp(channel, "om_events") == 0) {
+		followers_wake(m, strtoull(payload, NULL, 10), false);
+	}
+}
+
+/*
+ * What no single request triggers, on every master (the store keeps it
+ * idempotent): tasks whose worker is gone, hosts pending too long, jobs
+ * owed a dispatch or a wave (a master died before doing it).
+ *
+ * Loss is declared only after this master has been up, and its database
+ * reachable, for longer than the liveness window: a worker's silence while
+ * no master could record its heartbeats says nothing about the worker.
+ */
+static void
+sweep(struct master *m)
+{
+	int64_t now = om_now_ms(), live = 3 * (int64_t)m->cfg.heartbeat_ms;
+	struct om_orphan *o = NULL;
+	uint64_t *ids = NULL, *jobs = NULL, ended = 0;
+	size_t n = 0, nids = 0, nj = 0, i;
+	bool may_lose = now - m->started_ms > live && now - om_store_last_failure_ms(m->store) > live;
+
+	if (om_store_tasks_orphaned(m->store, &o, &n) == 0 && n > 0) {
+		/* Never delivered: they go to another worker. */
+		if ((ids = om_calloc(n, sizeof(*ids))) != NULL) {
+			for (i = 0; i < n; i++)
+				if (!o[i].delivered)
+					ids[nids++] = o[i].task_id;
+			if (nids > 0 &&
+			    om_store_tasks_unassign(m->store, ids, nids, &jobs, &nj) == 0) {
+				for (i = 0; i < nj; i++)
+					jobs_advance(m, jobs[i]);
+			}
+			om_free(jobs);
+			jobs = NULL;
+		}
+		om_free(ids);
+		ids = NULL;
+		for (i = 0; may_lose && i < n; i++) {
+			char why[OM_MAX_TEXT];
+			if (!o[i].delivered || !o[i].stale)
+				continue;
+			if (o[i].silent_s < 0)
+				snprintf(why, sizeof(why), "lost: worker '%s' was never heard from",
+				         o[i].worker);
+			else
+				snprintf(why, sizeof(why),
+				         "lost: worker '%s' missed 3 heartbeats (silent for %lld s)",
+				         o[i].worker, (long long)o[i].silent_s);
+			tasks_lose(m, &o[i].task_id, 1, why);
+		}
+	}
+	om_free(o);
+	if (om_store_pending_expire(m->store, (int64_t)m->cfg.pending_ms, &ended) == 0 && ended > 0)
+		om_warn("%llu hosts unreachable: no live worker in their IDC for %u s",
+		        (unsigned long long)ended, m->cfg.pending_ms / 1000);
+	if (om_store_jobs_open(m->store, 200, &jobs, &nj) == 0)
+		for (i = 0; i < nj; i++)
+			jobs_advance(m, jobs[i]);
+	om_free(jobs);
+}
+
+static void
 housekeeping(struct master *m)
 {
 	int64_t now = om_now_ms();
-	int64_t dead_after = 3 * (int64_t)m->cfg.heartbeat_ms;
 	struct wconn *w;
 
-	for (w = m->workers; w != NULL; w = w->next) {
+	for (w = m->workers; w != NULL; w = w->next)
 		if (w->poll != NULL && now >= w->poll_deadline)
-			worker_poll_try(w, true);
-		if (!w->gone && w->last_ms > 0 && now - w->last_ms > dead_after) {
-			char why[128];
-			snprintf(why, sizeof(why), "missed 3 heartbeats (silent for %lld s)",
-			         (long long)((now - w->last_ms) / 1000));
-			worker_disconnect(m, w, why);
-		}
+			worker_poll_try(m, w, true);
+	if (now - m->last_sweep >= SWEEP_MS) {
+		m->last_sweep = now;
+		sweep(m);
 	}
 	followers_wake(m, 0, true);
 	om_rpc_server_expire(m->wsrv, on_session_end, m);
@@ -780,8 +854,10 @@ on_disconnect(void *arg, void *user)
 
 	(void)arg;
 	if (p != NULL && p->kind == PEER_WORKER && p->w != NULL && !p->w->suspect) {
+		struct master *m = arg;
 		p->w->suspect = true;
 		om_info("worker '%s': connection closed, no new tasks until it is back", p->w->name);
+		om_store_worker_offline(m->store, p->w->name, m->id);
 	}
 }
 
@@ -798,6 +874,10 @@ master_run(struct master *m, const volatile int *stop)
 	while (!*stop) {
 		struct om_rpc_req *r;
 		struct timespec ts;
+
+		/* Other masters' dispatches and events (and our own echoes). */
+		if (om_store_notifications(m->store, on_notify, m) < 0)
+			om_warn("database notifications: %s", om_store_errmsg(m->store));
 
 		pthread_mutex_lock(&m->wake_lock);
 		if (!m->woken) {
@@ -852,6 +932,20 @@ master_open(struct master *m, const struct master_config *cfg)
 		return rv;
 	}
 	om_info("database schema version %d", om_store_schema_version(m->store));
+	om_store_set_live_ms(m->store, 3 * (int64_t)cfg->heartbeat_ms);
+	if ((rv = om_store_listen(m->store)) != 0) {
+		om_err("cannot listen for database notifications: %s", om_store_errmsg(m->store));
+		return rv;
+	}
+	{
+		char host[64] = "?";
+		gethostname(host, sizeof(host) - 1);
+		snprintf(m->id, sizeof(m->id), "%s:%ld:%llx", host, (long)getpid(),
+		         (unsigned long long)(om_now_ms() & 0xffffff));
+	}
+	m->started_ms = om_now_ms();
+	if (m->cfg.pending_ms == 0)
+		m->cfg.pending_ms = 30000;
 	memset(&so, 0, sizeof(so));
 	so.key = &m->key;
 	so.max_frame = OM_MAX_FRAME + 64;
@@ -887,7 +981,6 @@ void
 master_close(struct master *m)
 {
 	struct wconn *w;
-	struct task *t;
 	struct follower *f;
 
 	/* The database first: it is the only durable state. */
@@ -900,14 +993,9 @@ master_close(struct master *m)
 		m->followers = f->next;
 		om_free(f);
 	}
-	while ((t = m->tasks) != NULL) {
-		m->tasks = t->next;
-		task_free(t);
-	}
-	jobs_free_all(m);
+	meta_clear(m);
 	while ((w = m->workers) != NULL) {
 		m->workers = w->next;
-		om_free(w->cancels);
 		om_free(w);
 	}
 	om_wipe(&m->key, sizeof(m->key));

@@ -20,14 +20,22 @@ struct master_config {
 	const char *key_path;
 	enum om_log_level log_level;
 	uint32_t heartbeat_ms; /* a worker silent 3x this long is gone */
+	uint32_t pending_ms;   /* hosts wait this long for a live worker of their IDC; 0: 30 s */
 	unsigned worker_ctx;   /* concurrent worker requests */
 	unsigned client_ctx;   /* concurrent client requests */
 };
 
 struct wconn;    /* a connected worker */
-struct task;     /* a task in flight */
 struct follower; /* a held FOLLOW request */
-struct job;      /* a job with hosts not final yet */
+
+#define META_BUCKETS 1024
+#define META_MAX     4096 /* cached task descriptions */
+
+/* A task as reports need it (store.h), cached: it never changes. */
+struct meta_entry {
+	struct om_task_meta meta;
+	struct meta_entry *next;
+};
 
 struct master {
 	struct master_config cfg;
@@ -43,12 +51,13 @@ struct master {
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;
 	bool woken;
+	char id[128];       /* this process, as recorded on the workers it serves */
+	int64_t started_ms;
 	struct wconn *workers;
-	struct task *tasks;
-	struct job *jobs; /* jobs with hosts not final yet (jobs.c) */
-	size_t njobs;
+	struct meta_entry *meta[META_BUCKETS];
+	size_t nmeta;
 	struct follower *followers;
-	int64_t last_housekeeping;
+	int64_t last_housekeeping, last_sweep;
 };
 
 /* Loads keys and secrets, opens the store and both endpoints. */

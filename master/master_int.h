@@ -42,28 +42,12 @@ struct wconn {
 	bool revoked;			/* its key was rejected or revoked */
 	struct om_rpc_session *session; /* NULL while disconnected */
 	int64_t last_ms;
-	bool gone;		 /* declared dead; its tasks were marked lost */
+	bool gone;		 /* cut off (key revoked); its tasks were marked lost */
 	bool suspect;		 /* its connection closed: no new tasks until it speaks again */
-	uint32_t running;	 /* tasks assigned and not finished */
 	struct om_rpc_req *poll; /* a held POLL */
 	int64_t poll_deadline;
-	bool poll_busy;    /* the held POLL said busy: it may carry CANCEL, never a TASK */
-	uint64_t *cancels; /* delivered tasks to stop, sent before any TASK (owned) */
-	uint32_t ncancels, cancels_cap;
-	struct task *queue; /* assigned, not yet delivered (FIFO via qnext) */
+	bool poll_busy; /* the held POLL said busy: it may carry CANCEL, never a TASK */
 	struct wconn *next;
-};
-
-struct task {
-	uint64_t id, job_id;
-	struct wconn *worker;
-	struct om_msg msg; /* the TASK message, owned */
-	int64_t delivered_ms; /* when a POLL reply carried it; 0: still queued */
-	bool *final;          /* per host */
-	uint32_t *jidx;       /* per host: its index in the job's host list (struct job) */
-	uint32_t nfinal;
-	struct task *next;  /* m->tasks */
-	struct task *qnext; /* worker queue */
 };
 
 struct follower {
@@ -76,49 +60,26 @@ struct follower {
 
 typedef void (*op_fn)(struct master *, struct om_rpc_req *, struct peer *);
 
-#define JOBS_MAX 4096 /* jobs with unfinished hosts the master keeps in memory */
-
-/*
- * A job while any of its hosts is not final (jobs.c): the submit spec for
- * the TASKs of later waves, and where each host stands.  Hosts are in
- * submission order; wave k is hosts [k * wave_size, (k + 1) * wave_size).
- * Freed when its last host is final, or when the master closes.
- */
-struct job {
-	uint64_t id;
-	char *module;
-	struct om_kv *params;
-	uint32_t nparams;
-	uint32_t timeout_s, forks;
-	bool become, check;
-	char *become_user;
-	bool has_max_fail;
-	uint32_t max_fail; /* percent */
-	struct om_host *hosts;
-	uint8_t *state; /* per host: enum om_host_state (queued, dispatched or final) */
-	uint32_t nhosts, nfinal;
-	uint32_t wave_size, nwaves, wave; /* wave: the one running (0-based) */
-	uint32_t wave_final, wave_failed; /* of the running wave */
-	bool cancelled;                   /* no more waves; undispatched hosts are cancelled */
-	struct job *next;
-};
 
 /* master.c */
 void reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 struct wconn *wconn_find(struct master *m, const char *name);
-/* The least loaded live worker of an IDC, or NULL. */
-struct wconn *pick_worker(struct master *m, const char *idc);
 /*
- * Answers w's held POLL if there is something to say: pending cancels first,
- * then a queued TASK unless the poll is busy; NOTASK only when force.
+ * Answers w's held POLL if there is something to say: cancels the store
+ * holds for it first, then its oldest queued task unless the poll is busy;
+ * NOTASK only when force.
  */
-void worker_poll_try(struct wconn *w, bool force);
-/* Records master-made host states (no job bookkeeping) and wakes followers. */
+void worker_poll_try(struct master *m, struct wconn *w, bool force);
+/* Offers the held polls of these workers (when attached here) what the store has for them. */
+void workers_wake(struct master *m, char **names, size_t n);
+/* Records master-made host states and wakes followers. */
 void ingest_states(struct master *m, const struct om_store_state *st, size_t n);
-/* Takes t out of m->tasks and its worker's queue; the caller frees it. */
-void task_unlink(struct master *m, struct task *t);
-void task_free(struct task *t);
+/* om_store_job_advance, then wakes the workers that got a task and the job's followers. */
+void jobs_advance(struct master *m, uint64_t job_id);
+/* om_store_tasks_lose, then advances the jobs touched. */
+void tasks_lose(struct master *m, const uint64_t *ids, size_t n, const char *reason);
+void meta_clear(struct master *m);
 void worker_disconnect(struct master *m, struct wconn *w, const char *reason);
 void peer_free(struct peer *p);
 void on_session_end(void *arg, void *user);
@@ -132,20 +93,15 @@ void master_op_hosts_add(struct master *m, struct om_rpc_req *r, struct peer *p)
 void master_op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p);
 
 /* jobs.c */
-/*
- * Takes over a job just recorded with these hosts (spec as stored, sub for
- * waves, become and check): dispatches its first wave, marks hosts without
- * a worker unreachable.  Copies what it keeps; sub is only read.
- */
-int jobs_start(struct master *m, uint64_t job_id, const struct om_job_spec *spec,
-	const struct om_msg *sub, const struct om_host *hosts, size_t n);
-/* Host jidx of a job became final (recorded already); no decisions yet. */
-void jobs_host_final(struct master *m, uint64_t job_id, uint32_t jidx, uint32_t state);
-/* After finals: dispatches the next wave, or skips the rest, or ends the job. */
-void jobs_advance(struct master *m, uint64_t job_id);
-void jobs_free_all(struct master *m);
 void master_op_job_cancel(struct master *m, struct om_rpc_req *r, struct peer *p);
 void master_op_host_show(struct master *m, struct om_rpc_req *r, struct peer *p);
+
+/* jobview.c: job history for omctl (job show, jobs list, job output) */
+/* JOB_SHOW, JOB_HOSTS, JOBS_LIST: reply TABLE.  JOB_OUTPUT: reply EVENTS. */
+void master_op_job_show(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_job_hosts(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_jobs_list(struct master *m, struct om_rpc_req *r, struct peer *p);
+void master_op_job_output(struct master *m, struct om_rpc_req *r, struct peer *p);
 
 /* modules.c: the module catalog the workers announce, and submit validation */
 /* W->M MODULES: keeps every module whose schema parses (the rest refused and logged). */
@@ -177,6 +133,8 @@ void auth_dispatch(struct master *m, struct om_rpc_server *srv, struct om_rpc_re
 int auth_check_target(const struct peer *p, const struct om_host *hosts, size_t n,
 	const char *module, char *why, size_t whylen);
 bool auth_host_visible(const struct peer *p, const struct om_host *h);
+/* The hosts p may see as a store scope (auth_host_visible's rule); *s points into p. */
+void auth_job_scope(const struct peer *p, struct om_job_scope *s);
 /* om-master --init-admin: first admin user and token, printed once. */
 int auth_init_admin(struct om_store *st, const char *name, const char *password_file);
 

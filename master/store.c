@@ -231,6 +231,57 @@ static const char *const migrations[] = {
         [3] = "ALTER TABLE job_hosts ADD COLUMN changed boolean NOT NULL DEFAULT false,"
               " ADD COLUMN result jsonb;"
               "ALTER TABLE hosts ADD COLUMN facts jsonb, ADD COLUMN facts_at timestamptz;",
+        /* 5: durable dispatch (store_dispatch.c).  PostgreSQL holds all of a
+         * job's dispatch state, so any master can deliver, advance, cancel or
+         * recover it: the job's options and waves, each host's submission
+         * order and attempt, each task's delivery state and its hosts in
+         * index order (a report names hosts by index), worker liveness, and
+         * one row per re-run of a host (the retry record).  Output chunks
+         * are keyed by attempt too: a re-run starts its seq at 0 again.
+         * Hosts left open by a master of schema 4 cannot be recovered (their
+         * tasks have no host order): they end lost. */
+        [4] = "ALTER TABLE jobs ADD COLUMN become boolean NOT NULL DEFAULT false,"
+              " ADD COLUMN become_user text,"
+              " ADD COLUMN check_mode boolean NOT NULL DEFAULT false,"
+              " ADD COLUMN retry_lost boolean NOT NULL DEFAULT false,"
+              " ADD COLUMN wave_size int NOT NULL DEFAULT 0,"
+              " ADD COLUMN nwaves int NOT NULL DEFAULT 1,"
+              " ADD COLUMN wave int NOT NULL DEFAULT 0,"
+              " ADD COLUMN has_max_fail boolean NOT NULL DEFAULT false,"
+              " ADD COLUMN max_fail int NOT NULL DEFAULT 0,"
+              " ADD COLUMN cancelled_by text;"
+              "ALTER TABLE job_hosts ADD COLUMN seq int NOT NULL DEFAULT 0,"
+              " ADD COLUMN attempt int NOT NULL DEFAULT 1,"
+              " ADD COLUMN pending_since timestamptz;"
+              "ALTER TABLE tasks ADD COLUMN state text NOT NULL DEFAULT 'done'"
+              " CHECK (state IN ('queued','delivered','done','lost')),"
+              " ADD COLUMN hosts text[] NOT NULL DEFAULT '{}',"
+              " ADD COLUMN attempt int NOT NULL DEFAULT 1,"
+              " ADD COLUMN delivered_at timestamptz,"
+              " ADD COLUMN delivered_by text,"
+              " ADD COLUMN cancel boolean NOT NULL DEFAULT false,"
+              " ADD COLUMN cancel_sent_at timestamptz;"
+              "CREATE INDEX tasks_open ON tasks (worker, id) WHERE state IN ('queued','delivered');"
+              "ALTER TABLE workers ADD COLUMN connected boolean NOT NULL DEFAULT false,"
+              " ADD COLUMN alive_at timestamptz,"
+              " ADD COLUMN master text;"
+              "CREATE TABLE job_host_attempts ("
+              " job_id bigint REFERENCES jobs ON DELETE CASCADE,"
+              " host text NOT NULL,"
+              " attempt int NOT NULL,"
+              " task_id bigint,"
+              " worker text,"
+              " reason text NOT NULL,"
+              " at timestamptz NOT NULL DEFAULT now(),"
+              " PRIMARY KEY (job_id, host, attempt));"
+              "ALTER TABLE job_events ADD COLUMN attempt int NOT NULL DEFAULT 1;"
+              "DROP INDEX job_events_chunk;"
+              "CREATE UNIQUE INDEX job_events_chunk ON job_events (job_id, host, attempt, stream, seq)"
+              " WHERE kind = 1;"
+              "UPDATE job_hosts SET state = 'lost', finished_at = now(),"
+              " reason = 'lost: dispatched by a master older than schema 5'"
+              " WHERE state NOT IN " FINAL_STATES ";"
+              "UPDATE jobs SET state = 'done', finished_at = now() WHERE state <> 'done';",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -249,13 +300,21 @@ static const struct {
         /* One chunk with id last_event - $6 from the reserved block.  A missing
          * job gives an id that the foreign key refuses: the batch fails instead
          * of silently dropping output. */
-        {"om_chunk", "INSERT INTO job_events (job_id, id, kind, host, stream, seq, data)"
+        {"om_chunk", "INSERT INTO job_events (job_id, id, kind, host, stream, seq, data,"
+                     " attempt)"
                      " SELECT $1::bigint, coalesce((SELECT last_event FROM jobs"
                      " WHERE id = $1::bigint), 0) - $6::bigint, 1,"
-                     " $2::text, $3::smallint, $4::bigint, $5::bytea"
-                     " ON CONFLICT (job_id, host, stream, seq) WHERE kind = 1 DO NOTHING"},
-        /* One host state.  Final states are sticky; only a final state that
-         * actually moved the host gets an event (id last_event - $7). */
+                     " $2::text, $3::smallint, $4::bigint, $5::bytea, $7::int"
+                     " ON CONFLICT (job_id, host, attempt, stream, seq) WHERE kind = 1"
+                     " DO NOTHING"},
+        /* One host state.  Final states are sticky, with one exception: a
+         * host declared lost takes the real result its own task reports
+         * late (the worker was cut off, not dead), so no acknowledged result
+         * ends lost.  A worker's report ($10, its task) only moves a host
+         * that is still on that task: a host re-run elsewhere ignores its
+         * old attempt.  Master-made states have $10 = 0.  Only a final
+         * state that actually moved the host gets an event (id last_event
+         * - $7). */
         {"om_state",
          "WITH u AS (UPDATE job_hosts SET state = $3::text, reason = $5::text,"
          " exit_code = CASE WHEN $3::text IN " FINAL_STATES " THEN $4::int END,"
@@ -266,7 +325,9 @@ static const struct {
          " changed = CASE WHEN $3::text IN " FINAL_STATES " THEN $8::bool ELSE false END,"
          " result = CASE WHEN $3::text IN " FINAL_STATES " THEN $9::jsonb END"
          " WHERE job_id = $1::bigint AND host = $2::text"
-         " AND state NOT IN " FINAL_STATES " RETURNING 1)"
+         " AND ($10::bigint = 0 OR task_id = $10::bigint)"
+         " AND (state NOT IN " FINAL_STATES " OR ($10::bigint <> 0 AND state = 'lost'"
+         " AND $3::text IN " FINAL_STATES " AND $3::text <> 'lost')) RETURNING 1)"
          " INSERT INTO job_events (job_id, id, kind, host, state, exit_code, reason,"
          " duration_ms)"
          " SELECT $1::bigint, j.last_event - $7::bigint, 2, $2::text, $3::text, $4::int,"
@@ -303,6 +364,7 @@ static const struct {
                       " LEFT JOIN job_hosts h ON e.kind = 2 AND h.job_id = j.id"
                       " AND h.host = e.host"
                       " WHERE j.id = $1::bigint ORDER BY e.id"},
+        {"om_notify", "SELECT pg_notify('om_events', $1::text)"},
         {"om_host_put", "INSERT INTO hosts (name, addr, port, ssh_user, idc, groups)"
                         " VALUES ($1::text, $2::text, $3::int, $4::text, $5::text, $6::text[])"
                         " ON CONFLICT (name) DO UPDATE SET addr = EXCLUDED.addr,"
@@ -319,6 +381,7 @@ om__store_set_err(struct om_store *st, const char *what, const char *msg)
 	size_t n;
 
 	snprintf(st->err, sizeof(st->err), "%s: %s", what, msg && *msg ? msg : "unknown error");
+	st->fail_ms = om_now_ms();
 	/* libpq messages end in a newline; logs add their own. */
 	n = strlen(st->err);
 	while (n > 0 && (st->err[n - 1] == '\n' || st->err[n - 1] == ' '))
@@ -607,6 +670,8 @@ om__store_ready(struct om_store *st)
 		}
 		if (session_setup(st) != 0)
 			return OM_EDB;
+		if (st->listen && om__store_listen_now(st) != 0)
+			return OM_EDB;
 	}
 	ts = PQtransactionStatus(st->conn);
 	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
@@ -834,6 +899,7 @@ om_store_open(struct om_store **out, const char *conninfo, char *err, size_t err
 		return OM_EINVAL;
 	if ((st = om_calloc(1, sizeof(*st))) == NULL)
 		return OM_ENOMEM;
+	st->live_ms = 15000;
 	{
 		/* Bounded waits unless the conninfo says otherwise (it is expanded
 		 * after these, so its own settings win). */
@@ -875,6 +941,12 @@ int
 om_store_schema_version(struct om_store *st)
 {
 	return st->version;
+}
+
+int64_t
+om_store_last_failure_ms(struct om_store *st)
+{
+	return st->fail_ms;
 }
 
 const char *
@@ -1036,17 +1108,23 @@ om_store_workers_load(struct om_store *st, struct om_worker_info **out, size_t *
 {
 	struct om_worker_info *ws;
 	PGresult *r;
+	char live[24];
+	const char *lv[1] = {live};
 	int rv = 0, i, rows;
 
 	*out = NULL;
 	*n = 0;
+	snprintf(live, sizeof(live), "%" PRId64, st->live_ms);
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	if ((r = run(st, "workers load",
 	             "SELECT name, idc, fingerprint,"
-	             " (extract(epoch FROM last_seen) * 1000)::bigint FROM workers"
+	             " (extract(epoch FROM last_seen) * 1000)::bigint,"
+	             " connected AND alive_at > now() - $1::bigint * interval '1 millisecond',"
+	             " (SELECT count(*) FROM tasks t WHERE t.worker = w.name"
+	             " AND t.state IN ('queued','delivered')) FROM workers w"
 	             " ORDER BY idc COLLATE \"C\", name COLLATE \"C\"",
-	             0, NULL, 0)) == NULL)
+	             1, lv, 0)) == NULL)
 		return OM_EDB;
 	rows = PQntuples(r);
 	if ((ws = om_calloc((size_t)rows, sizeof(*ws))) == NULL) {
@@ -1058,6 +1136,8 @@ om_store_workers_load(struct om_store *st, struct om_worker_info **out, size_t *
 		ws[i].idc = om_strdup(PQgetvalue(r, i, 1));
 		ws[i].fingerprint = om_strdup(PQgetvalue(r, i, 2));
 		ws[i].last_seen_ms = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+		ws[i].connected = PQgetvalue(r, i, 4)[0] == 't';
+		ws[i].running = (uint32_t)strtoul(PQgetvalue(r, i, 5), NULL, 10);
 		if (ws[i].name == NULL || ws[i].idc == NULL || ws[i].fingerprint == NULL) {
 			rv = OM_ENOMEM;
 			break;
@@ -1080,8 +1160,8 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
                     const struct om_host *hosts, size_t n, uint64_t *job_id)
 {
 	struct om_buf a[7]; /* keys, vals, names, idcs, addrs, ports, users */
-	char timeout[16], forks[16], nh[16];
-	const char *v[13];
+	char timeout[16], forks[16], nh[16], wsize[16], nwaves[16], maxf[16];
+	const char *v[21];
 	PGresult *r;
 	size_t i;
 	int rv = 0, k;
@@ -1136,23 +1216,36 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	v[7] = nh;
 	for (k = 2; k < 7; k++)
 		v[6 + k] = (const char *)a[k].data;
+	snprintf(wsize, sizeof(wsize), "%u", spec->wave_size ? spec->wave_size : (uint32_t)n);
+	snprintf(nwaves, sizeof(nwaves), "%u", spec->nwaves ? spec->nwaves : 1u);
+	snprintf(maxf, sizeof(maxf), "%u", spec->max_fail);
+	v[13] = spec->become ? "true" : "false";
+	v[14] = spec->become_user;
+	v[15] = spec->check ? "true" : "false";
+	v[16] = spec->retry_lost ? "true" : "false";
+	v[17] = wsize;
+	v[18] = nwaves;
+	v[19] = spec->has_max_fail ? "true" : "false";
+	v[20] = maxf;
 	/* One statement is one transaction.  A job without hosts is done at
 	 * once, with its job-done event, so a follower does not wait forever. */
 	r = run(st, "job create",
 	        "WITH j AS (INSERT INTO jobs (created_by, selector, module, param_keys, param_vals,"
-	        " timeout_s, forks, nhosts, state, last_event, finished_at)"
+	        " timeout_s, forks, nhosts, state, last_event, finished_at, become, become_user,"
+	        " check_mode, retry_lost, wave_size, nwaves, has_max_fail, max_fail)"
 	        " VALUES ($1::text, $2::text, $3::text, $4::text[], $5::text[], $6::int, $7::int,"
 	        " $8::int, CASE WHEN $8::int = 0 THEN 'done' ELSE 'running' END,"
 	        " CASE WHEN $8::int = 0 THEN 1 ELSE 0 END,"
-	        " CASE WHEN $8::int = 0 THEN now() END) RETURNING id, state),"
-	        " h AS (INSERT INTO job_hosts (job_id, host, idc, addr, port, ssh_user)"
-	        " SELECT j.id, u.host, u.idc, u.addr, u.port, u.ssh_user FROM j,"
+	        " CASE WHEN $8::int = 0 THEN now() END, $14::bool, $15::text, $16::bool,"
+	        " $17::bool, $18::int, $19::int, $20::bool, $21::int) RETURNING id, state),"
+	        " h AS (INSERT INTO job_hosts (job_id, host, idc, addr, port, ssh_user, seq)"
+	        " SELECT j.id, u.host, u.idc, u.addr, u.port, u.ssh_user, u.i - 1 FROM j,"
 	        " unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[])"
-	        " AS u(host, idc, addr, port, ssh_user)),"
+	        " WITH ORDINALITY AS u(host, idc, addr, port, ssh_user, i)),"
 	        " e AS (INSERT INTO job_events (job_id, id, kind)"
 	        " SELECT j.id, 1, 3 FROM j WHERE j.state = 'done')"
 	        " SELECT id FROM j",
-	        13, v, 0);
+	        21, v, 0);
 	if (r == NULL) {
 		rv = OM_EDB;
 		goto out;
@@ -1208,8 +1301,9 @@ om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, cons
 	/* Only queued hosts move: one already dispatched (by another master, or
 	 * an earlier task) must not run twice. */
 	r = PQexecParams(st->conn,
-	                 "WITH t AS (INSERT INTO tasks (job_id, idc, worker)"
-	                 " VALUES ($1::bigint, $2::text, $3::text) RETURNING id),"
+	                 "WITH t AS (INSERT INTO tasks (job_id, idc, worker, state, hosts)"
+	                 " VALUES ($1::bigint, $2::text, $3::text, 'delivered', $4::text[])"
+	                 " RETURNING id),"
 	                 " u AS (UPDATE job_hosts h SET state = 'dispatched', task_id = t.id,"
 	                 " worker = $3::text FROM t WHERE h.job_id = $1::bigint"
 	                 " AND h.host = ANY($4::text[]) AND h.state = 'queued' RETURNING 1)"
@@ -1368,7 +1462,7 @@ int
 om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t nchunks,
                 const struct om_store_state *states, size_t nstates)
 {
-	static const int chunk_fmts[6] = {0, 0, 0, 0, 1, 0}; /* data is binary bytea */
+	static const int chunk_fmts[7] = {0, 0, 0, 0, 1, 0, 0}; /* data is binary bytea */
 	static const char empty[1] = "";
 	struct ingest_job *jobs;
 	char jid[24], num[24], num2[24], back[24], reason[OM_MAX_TEXT + 1];
@@ -1396,45 +1490,53 @@ om_store_ingest(struct om_store *st, const struct om_store_chunk *chunks, size_t
 	for (i = 0; i < nchunks && st->pipe_err == 0; i++) {
 		const struct om_store_chunk *c = &chunks[i];
 		char stream[8];
-		const char *v[6] = {
-		        jid, c->host, stream, num, c->len ? (const char *)c->data : empty, back};
-		int lens[6] = {0, 0, 0, 0, (int)c->len, 0};
+		char attempt[16];
+		const char *v[7] = {jid,  c->host, stream, num, c->len ? (const char *)c->data : empty,
+		                    back, attempt};
+		int lens[7] = {0, 0, 0, 0, (int)c->len, 0, 0};
 
 		snprintf(jid, sizeof(jid), "%" PRIu64, c->job_id);
 		snprintf(stream, sizeof(stream), "%u", c->stream);
 		snprintf(num, sizeof(num), "%" PRIu64, c->seq);
+		snprintf(attempt, sizeof(attempt), "%u", c->attempt ? c->attempt : 1u);
 		job_next(job_find(jobs, njobs, c->job_id), back, sizeof(back));
-		pipe_send(st, "om_chunk", 6, v, lens, chunk_fmts);
+		pipe_send(st, "om_chunk", 7, v, lens, chunk_fmts);
 	}
 	for (i = 0; i < nstates && st->pipe_err == 0; i++) {
 		const struct om_store_state *s = &states[i];
 		const char *result = result_ok(s->result) ? s->result : NULL;
-		const char *v[9] = {jid,
-		                    s->host,
-		                    state_names[s->state],
-		                    num,
-		                    s->reason ? reason : NULL,
-		                    num2,
-		                    back,
-		                    s->changed ? "true" : "false",
-		                    result};
+		char tid[24];
+		const char *v[10] = {jid,
+		                     s->host,
+		                     state_names[s->state],
+		                     num,
+		                     s->reason ? reason : NULL,
+		                     num2,
+		                     back,
+		                     s->changed ? "true" : "false",
+		                     result,
+		                     tid};
 
 		snprintf(jid, sizeof(jid), "%" PRIu64, s->job_id);
 		snprintf(num, sizeof(num), "%" PRId32, s->exit_code);
 		snprintf(num2, sizeof(num2), "%" PRIu64, s->duration_ms);
+		snprintf(tid, sizeof(tid), "%" PRIu64, s->task_id);
 		if (s->reason)
 			om__store_utf8_clean(s->reason, reason, OM_MAX_TEXT);
 		if (state_final(s->state))
 			job_next(job_find(jobs, njobs, s->job_id), back, sizeof(back));
 		else
 			snprintf(back, sizeof(back), "0"); /* no event, the id is unused */
-		pipe_send(st, "om_state", 9, v, NULL, NULL);
+		pipe_send(st, "om_state", 10, v, NULL, NULL);
 		if (s->state == OM_HS_OK && result != NULL)
 			pipe_send(st, "om_facts", 2, v, NULL, NULL);
 	}
 	for (i = 0; i < njobs && st->pipe_err == 0; i++) {
 		const char *v[1] = {jid};
 
+		/* Followers on every master (om_store_listen). */
+		snprintf(jid, sizeof(jid), "%" PRIu64, jobs[i].id);
+		pipe_send(st, "om_notify", 1, v, NULL, NULL);
 		if (!jobs[i].finals)
 			continue;
 		snprintf(jid, sizeof(jid), "%" PRIu64, jobs[i].id);

@@ -48,6 +48,12 @@ struct om_job_spec {
 	size_t nparams;
 	uint32_t timeout_s;
 	uint32_t forks;
+	bool become, check, retry_lost;
+	const char *become_user; /* NULL: root */
+	uint32_t wave_size;      /* hosts per wave; 0: all */
+	uint32_t nwaves;         /* 0: 1 */
+	bool has_max_fail;
+	uint32_t max_fail; /* percent */
 };
 
 /*
@@ -68,6 +74,7 @@ struct om_store_chunk {
 	uint64_t seq;
 	const uint8_t *data;
 	size_t len;
+	uint32_t attempt; /* the host's run this chunk belongs to; 0 means 1 */
 };
 
 struct om_store_state {
@@ -79,6 +86,7 @@ struct om_store_state {
 	uint64_t duration_ms;
 	bool changed;       /* final states: the module changed the host */
 	const char *result; /* final states: NULL or a JSON object (anything else is dropped) */
+	uint64_t task_id;   /* a worker's report: its task (see om_store_ingest); 0: master-made */
 };
 
 /*
@@ -113,6 +121,110 @@ int om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, 
 int om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                           unsigned flags, struct om_event **out, size_t *n, bool *done);
 
+/* ---------------------------------------------------------------- dispatch (store_dispatch.c) */
+
+/*
+ * PostgreSQL holds all dispatch state; every function here is one
+ * transaction and may run on any master.  A worker is live when it is
+ * connected to some master and was heard from within live_ms
+ * (om_store_set_live_ms, default 15 s) and its key is accepted.
+ */
+void om_store_set_live_ms(struct om_store *st, int64_t live_ms);
+void om_store_names_free(char **v, size_t n);
+
+/* The worker spoke to master (connected, alive now); offline: its session with master ended. */
+int om_store_worker_alive(struct om_store *st, const char *name, const char *master);
+int om_store_worker_offline(struct om_store *st, const char *name, const char *master);
+
+/*
+ * Moves a job on: the queued hosts of its running wave without a task get
+ * one task per IDC on the least loaded live worker (or wait, reason
+ * "pending: no live worker in IDC 'x'"); a finished wave starts the next
+ * one, or skips every later host when it failed more than --max-fail; a
+ * job whose hosts are all final is done.  Nothing for a done or cancelled
+ * job.  *workers (names, caller frees with om_store_names_free; may be NULL)
+ * gets the workers that received a task; they are also NOTIFYed.
+ */
+int om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size_t *nworkers);
+
+/*
+ * The oldest queued task of worker, now delivered by master, as a TASK
+ * message in *out (caller releases).  OM_ENOTFOUND: none.
+ */
+int om_store_task_claim(struct om_store *st, const char *worker, const char *master,
+                        struct om_msg *out);
+/* A claimed task whose TASK could not be sent goes back to queued. */
+int om_store_task_unclaim(struct om_store *st, uint64_t task_id);
+/* Up to max delivered tasks of worker to stop (not sent in the last 10 s); caller frees *ids. */
+int om_store_cancels_take(struct om_store *st, const char *worker, size_t max, uint64_t **ids,
+                          size_t *n);
+
+/* What a report about a task needs: never changes once the task exists. */
+struct om_task_meta {
+	uint64_t id, job_id;
+	char *worker;
+	char **hosts; /* index i: the task's host i */
+	uint32_t nhosts;
+	uint32_t attempt;
+};
+void om_task_meta_release(struct om_task_meta *t);
+/* OM_ENOTFOUND: no such task. */
+int om_store_task_meta(struct om_store *st, uint64_t task_id, struct om_task_meta *out);
+/* Tasks among ids whose hosts are all final become done. */
+int om_store_tasks_settle(struct om_store *st, const uint64_t *ids, size_t n);
+
+/*
+ * A heartbeat: the hosts of held tasks of worker that were dispatched are
+ * running; *missing (caller frees) gets the tasks delivered to worker more
+ * than grace_ms ago that it does not hold.
+ */
+int om_store_worker_holds(struct om_store *st, const char *worker, const uint64_t *held,
+                          size_t nheld, int64_t grace_ms, uint64_t **missing, size_t *nmissing);
+/*
+ * Tasks that will not report: their unfinished hosts become lost with
+ * reason, or, for jobs with --retry-lost, queued again for another run (at
+ * most 3 runs per host, each recorded in job_host_attempts).  *jobs (caller
+ * frees) gets the jobs touched, to advance; *lost and *retried the counts.
+ */
+int om_store_tasks_lose(struct om_store *st, const uint64_t *ids, size_t n, const char *reason,
+                        uint64_t **jobs, size_t *njobs, uint64_t *lost, uint64_t *retried);
+
+/* An open task whose worker is not live. */
+struct om_orphan {
+	uint64_t task_id;
+	bool delivered;  /* else still queued: it never ran */
+	bool stale;      /* not heard from within live_ms (else only disconnected) */
+	int64_t silent_s; /* since the worker was last heard from; -1: never */
+	char worker[OM_MAX_NAME + 1];
+};
+/* At most 1000; caller frees *out. */
+int om_store_tasks_orphaned(struct om_store *st, struct om_orphan **out, size_t *n);
+/* Queued (never delivered) tasks among ids are withdrawn, their hosts queued again; *jobs to advance. */
+int om_store_tasks_unassign(struct om_store *st, const uint64_t *ids, size_t n, uint64_t **jobs,
+                            size_t *njobs);
+/* Running jobs with hosts waiting for a task, or all hosts final (at most max); caller frees. */
+int om_store_jobs_open(struct om_store *st, size_t max, uint64_t **jobs, size_t *njobs);
+/* Hosts pending longer than pending_ms become unreachable; *ended counts them. */
+int om_store_pending_expire(struct om_store *st, int64_t pending_ms, uint64_t *ended);
+/*
+ * Cancels job_id (reason recorded): queued hosts and undelivered tasks end
+ * cancelled now (*now), delivered tasks are marked for a CANCEL to their
+ * worker (*asked hosts; *workers get NOTIFYed, caller frees).
+ */
+int om_store_job_cancel(struct om_store *st, uint64_t job_id, const char *reason, uint64_t *now,
+                        uint64_t *asked, char ***workers, size_t *nworkers);
+
+/*
+ * LISTEN om_dispatch (payload: a worker name with a task or cancel) and
+ * om_events (payload: a job id with new events); kept across reconnects.
+ * om_store_notifications calls fn for each one arrived, without blocking;
+ * returns how many or OM_EDB.
+ */
+int om_store_listen(struct om_store *st);
+int om_store_notifications(struct om_store *st,
+                           void (*fn)(void *arg, const char *channel, const char *payload),
+                           void *arg);
+
 /* A job as recorded (store_jobs.c); release with om_job_info_release. */
 struct om_job_info {
 	uint64_t id;
@@ -135,6 +247,100 @@ int om_store_job_open_hosts(struct om_store *st, uint64_t job_id, char ***names,
  */
 int om_store_host_get(struct om_store *st, const char *name, struct om_host *h, char **facts,
                       int64_t *facts_at_ms);
+
+/* ------------------------------------------- job history (issue 5, store_jobs.c) */
+
+/*
+ * The hosts of jobs a caller may see: the SQL form of auth_host_visible
+ * (auth.c), which it must match.  With idcs, only hosts whose IDC as recorded
+ * for the job is one of them; with groups, only hosts whose groups in the
+ * inventory now meet them (a host gone from the inventory has none).  Both
+ * empty (or a NULL scope): every host.  The caller keeps the names.
+ */
+struct om_job_scope {
+	char *const *idcs;
+	size_t nidcs;
+	char *const *groups;
+	size_t ngroups;
+};
+
+/* A job with its hosts counted per state; release with om_job_summary_release. */
+struct om_job_summary {
+	uint64_t id;
+	char *created_by; /* as recorded: "user 'x'" */
+	char *selector;
+	char *module;
+	bool done;
+	int64_t created_ms, finished_ms; /* wall clock; finished_ms 0 while running */
+	uint32_t nhosts;                 /* hosts in scope */
+	uint32_t counts[OM_HS_COUNT_];   /* hosts in scope per enum om_host_state */
+};
+void om_job_summary_release(struct om_job_summary *j);
+void om_job_summaries_free(struct om_job_summary *j, size_t n);
+
+/*
+ * Job job_id.  OM_ENOTFOUND: no such job, or a scope that leaves none of its
+ * hosts (without a scope, a job of no hosts is found).
+ */
+int om_store_job_summary(struct om_store *st, uint64_t job_id, const struct om_job_scope *scope,
+                         struct om_job_summary *out);
+
+struct om_jobs_filter {
+	uint32_t state;         /* enum om_job_filter (om/msg.h) */
+	const char *created_by; /* NULL or as recorded: "user 'x'" */
+	uint64_t since_s;       /* created in the last since_s seconds; 0: any time */
+	size_t limit;           /* at most this many, at most OM_MAX_JOB_ROWS */
+};
+
+/*
+ * Jobs newest first (by id), those with no host in scope left out.  Caller
+ * frees with om_job_summaries_free(*out, *n).
+ */
+int om_store_jobs_list(struct om_store *st, const struct om_jobs_filter *filter,
+                       const struct om_job_scope *scope, struct om_job_summary **out, size_t *n);
+
+/* One host of a job as it stands; release with om_job_hosts_free. */
+struct om_job_host {
+	char *host;
+	uint32_t state;      /* enum om_host_state */
+	bool has_exit;       /* exit_code is known */
+	int32_t exit_code;
+	bool has_duration;   /* duration_ms is known */
+	uint64_t duration_ms;
+	char *worker;        /* NULL before dispatch */
+	char *reason;        /* NULL or text for a person */
+};
+void om_job_hosts_free(struct om_job_host *h, size_t n);
+
+/*
+ * 0 when job job_id exists and, with host, host is one of its hosts in
+ * scope, or without host, the scope leaves at least one of its hosts (no
+ * scope: any job).  OM_ENOTFOUND otherwise.  Cheap whatever the job's size.
+ */
+int om_store_job_visible(struct om_store *st, uint64_t job_id, const struct om_job_scope *scope,
+                         const char *host);
+
+/*
+ * One page of job job_id's hosts in scope that are in state: names after
+ * after (byte order; NULL: from the first), at most limit (at most
+ * OM_MAX_JOB_ROWS).  Caller frees with om_job_hosts_free(*out, *n).  An
+ * unknown job has no hosts (om_store_job_visible tells).
+ */
+int om_store_job_hosts_page(struct om_store *st, uint64_t job_id, const struct om_job_scope *scope,
+                            uint32_t state, const char *after, size_t limit,
+                            struct om_job_host **out, size_t *n);
+
+/*
+ * Stored output of job job_id: output events (kind 1) of streams 1 and 2
+ * (fetched file bytes left out), with id > cursor in id order, at most limit
+ * (at most OM_MAX_ITEMS), of host (NULL: every host) and only of hosts in
+ * scope.  *more: further such events exist now.  Caller frees with
+ * om_events_free(*out, *n).  An unknown job or host has no output
+ * (om_store_job_visible tells).
+ */
+int om_store_job_output(struct om_store *st, uint64_t job_id, const struct om_job_scope *scope,
+                        const char *host, uint64_t cursor, size_t limit, struct om_event **out,
+                        size_t *n, bool *more);
 
 /* ---------------------------------------------------------------- trust (issue 3) */
 
@@ -280,6 +486,8 @@ int om_store_audit_verify(struct om_store *st, uint64_t *nrows, uint64_t *bad_id
 
 /* Last error text from libpq (for logs); valid until the next call. */
 const char *om_store_errmsg(struct om_store *st);
+/* om_now_ms() of the last failed statement or connection attempt; 0: none yet. */
+int64_t om_store_last_failure_ms(struct om_store *st);
 
 /* ------------------------------------------------- module catalog (issue 4) */
 

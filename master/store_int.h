@@ -27,6 +27,9 @@ struct om_store {
 	int npipe;     /* queries sent in the open pipeline */
 	int pipe_err;  /* first failure while sending the open pipeline */
 	bool have_msg; /* err already holds the first failure of this call */
+	bool listen;   /* LISTEN om_dispatch, om_events (again after a reconnect) */
+	int64_t live_ms; /* a worker heard from within this long is live */
+	int64_t fail_ms; /* om_now_ms() of the last failure */
 	char err[512];
 };
 
@@ -52,6 +55,8 @@ void om__store_utf8_clean(const char *s, char *out, size_t max);
 int om__store_ready(struct om_store *st);
 void om__store_rollback(struct om_store *st);
 /* One parameterized statement (text params), its rows dropped; OM_EDB on failure. */
+/* LISTEN on the dispatch and event channels (store_dispatch.c). */
+int om__store_listen_now(struct om_store *st);
 int om__store_run_cmd(struct om_store *st, const char *what, const char *sql, int n,
                       const char *const *vals);
 

@@ -56,6 +56,14 @@
  *               cells R (row-major strings of <= OM_MAX_TEXT or nil, at most
  *               OM_MAX_TABLE_CELLS, a multiple of the number of columns)
  *
+ *   job history (issue 5):
+ *   JOB_SHOW    id R
+ *   JOB_HOSTS   job R, state R (< OM_HS_COUNT_), after o (name),
+ *               limit o (0..OM_MAX_JOB_ROWS)
+ *   JOBS_LIST   state o (0..2: enum om_job_filter), user o (name), since o (since_s),
+ *               limit o (0..OM_MAX_JOB_ROWS)
+ *   JOB_OUTPUT  job R, cursor o, host o (name)
+ *
  *   (secret) is a string of at most OM_MAX_SECRET bytes.  No string anywhere
  *   may hold a NUL byte.
  *
@@ -292,6 +300,7 @@ static const struct field submit_f[] = {
 	BOOL("become", OPT, M(submit.become)),
 	NAME("buser", OPT, M(submit.become_user)),
 	BOOL("check", OPT, M(submit.check)),
+	BOOL("retrylost", OPT, M(submit.retry_lost)),
 };
 static const struct field cancel_f[] = {
 	U64S("tasks", REQ, M(cancel.tasks), M(cancel.ntasks), OM_MAX_ITEMS),
@@ -386,6 +395,24 @@ static const struct field table_f[] = {
 	     true),
 };
 
+static const struct field job_hosts_f[] = {
+	U64("job", REQ, M(job_hosts.job_id)),
+	U32R("state", REQ, M(job_hosts.state), 0, OM_HS_COUNT_ - 1),
+	NAME("after", OPT, M(job_hosts.after)),
+	U32R("limit", OPT, M(job_hosts.limit), 0, OM_MAX_JOB_ROWS),
+};
+static const struct field jobs_list_f[] = {
+	U32R("state", OPT, M(jobs_list.state), OM_JOBS_ANY, OM_JOBS_DONE),
+	NAME("user", OPT, M(jobs_list.user)),
+	U64("since", OPT, M(jobs_list.since_s)),
+	U32R("limit", OPT, M(jobs_list.limit), 0, OM_MAX_JOB_ROWS),
+};
+static const struct field job_output_f[] = {
+	U64("job", REQ, M(job_output.job_id)),
+	U64("cursor", OPT, M(job_output.cursor)),
+	NAME("host", OPT, M(job_output.host)),
+};
+
 /* Whole rows only. */
 static bool
 table_check(const void *base)
@@ -440,6 +467,10 @@ static const struct {
 	{OM_MSG_MODULES_LIST, {NULL, 0, 0, NULL}},
 	{OM_MSG_MODULE_SHOW, SCHEMA(by_name_f, 0)},
 	{OM_MSG_HOST_SHOW, SCHEMA(by_name_f, 0)},
+	{OM_MSG_JOB_SHOW, SCHEMA(by_id_f, 0)},
+	{OM_MSG_JOB_HOSTS, SCHEMA(job_hosts_f, 0)},
+	{OM_MSG_JOBS_LIST, SCHEMA(jobs_list_f, 0)},
+	{OM_MSG_JOB_OUTPUT, SCHEMA(job_output_f, 0)},
 };
 
 /* clang-format on */

@@ -171,9 +171,9 @@ case_noworker() {
 	rc_note g2
 	check "exit code $RC, want 1" [ "$RC" -eq 1 ]
 	check "took $MS ms, want under 20 s" [ "$MS" -lt 20000 ]
-	check "no 'lonely-1: unreachable ...: ...no connected worker...' line" \
-		out_re g2 '^lonely-1: unreachable.*no connected worker'
-	finish "g. a host in an IDC without workers is unreachable: no connected worker" g1 g2
+	check "no 'lonely-1: unreachable ...: no live worker in IDC 'gz' for 3 s' line" \
+		out_re g2 "^lonely-1: unreachable.*no live worker in IDC 'gz' for 3 s"
+	finish "g. a host in an IDC without workers waits 3 s (--pending-timeout), then is unreachable" g1 g2
 }
 
 # --- h. wrong token -------------------------------------------------------------------------------

@@ -84,7 +84,12 @@ enum om_msg_type {
 	OM_MSG_MODULES_LIST = 65, /* C->M: reply MODULES (every module) */
 	OM_MSG_MODULE_SHOW = 66,  /* C->M: name; reply MODULES with that one module */
 	OM_MSG_HOST_SHOW = 67,    /* C->M: name; reply TABLE (field, value) with facts */
-	OM_MSG_TYPE_MAX_ = 67
+	/* job history (issue 5), omctl <-> master: only of the hosts the caller may see */
+	OM_MSG_JOB_SHOW = 68,   /* C->M: by_id; reply TABLE, one row: the job, its host counts */
+	OM_MSG_JOB_HOSTS = 69,  /* C->M: a page of a job's hosts in one state; reply TABLE */
+	OM_MSG_JOBS_LIST = 70,  /* C->M: recent jobs, newest first; reply TABLE (as JOB_SHOW) */
+	OM_MSG_JOB_OUTPUT = 71, /* C->M: a page of stored output; reply EVENTS (done: the last) */
+	OM_MSG_TYPE_MAX_ = 71
 };
 
 /* Worker key states (DESIGN.md: key acceptance workflow). */
@@ -97,6 +102,10 @@ enum om_key_state {
 };
 const char *om_key_state_name(int state); /* "pending", ...; "unknown" */
 int om_key_state_parse(const char *name);  /* -1 when unknown */
+
+/* JOBS_LIST state filter. */
+enum om_job_filter { OM_JOBS_ANY = 0, OM_JOBS_RUNNING = 1, OM_JOBS_DONE = 2 };
+#define OM_MAX_JOB_ROWS 1000 /* rows of one JOB_HOSTS or JOBS_LIST reply */
 
 #define OM_MAX_TABLE_COLUMNS 32
 #define OM_MAX_TABLE_CELLS (OM_MAX_TABLE_COLUMNS * OM_MAX_ITEMS)
@@ -268,6 +277,7 @@ struct om_msg {
 			bool batch_pct;     /* batch is a percentage of the hosts */
 			uint32_t max_fail;  /* percent of failed hosts that stops later waves */
 			bool has_max_fail;  /* max_fail applies */
+			bool retry_lost;    /* hosts of a worker that died are run again elsewhere */
 			bool become;
 			char *become_user;
 			bool check;
@@ -334,7 +344,7 @@ struct om_msg {
 			uint32_t nscopes;
 			uint64_t ttl_s; /* 0: the master's default */
 		} token;
-		struct { /* TOKEN_REVOKE */
+		struct { /* TOKEN_REVOKE, JOB_CANCEL, JOB_SHOW */
 			uint64_t id;
 		} by_id;
 		struct { /* AUDIT_LIST */
@@ -347,6 +357,23 @@ struct om_msg {
 			char *secret;
 			int64_t expires_ms;
 		} secret;
+		struct { /* JOB_HOSTS */
+			uint64_t job_id;
+			uint32_t state; /* enum om_host_state: the page holds hosts in this state */
+			char *after;    /* optional: hosts named after this one (byte order) */
+			uint32_t limit; /* 1..OM_MAX_JOB_ROWS; 0: OM_MAX_JOB_ROWS */
+		} job_hosts;
+		struct { /* JOBS_LIST */
+			uint32_t state; /* enum om_job_filter */
+			char *user;     /* optional: jobs this user submitted */
+			uint64_t since_s; /* jobs created in the last since_s seconds; 0: any */
+			uint32_t limit;   /* 1..OM_MAX_JOB_ROWS; 0: 50 */
+		} jobs_list;
+		struct { /* JOB_OUTPUT */
+			uint64_t job_id;
+			uint64_t cursor; /* events with a greater id */
+			char *host;      /* optional: this host's output only */
+		} job_output;
 		struct { /* TABLE: ncells is a multiple of ncolumns, row-major */
 			char **columns;
 			uint32_t ncolumns;
