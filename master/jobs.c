@@ -10,7 +10,6 @@
 #include "jobs.h"
 #include "master_int.h"
 
-
 /* ------------------------------------------------------------ wave arithmetic */
 
 uint32_t

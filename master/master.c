@@ -208,7 +208,8 @@ tasks_lose(struct master *m, const uint64_t *ids, size_t n, const char *reason)
 
 	if (n == 0)
 		return;
-	if ((rv = om_store_tasks_lose(m->store, ids, n, reason, &jobs, &nj, &lost, &retried)) != 0) {
+	if ((rv = om_store_tasks_lose(m->store, ids, n, reason, &jobs, &nj, &lost, &retried)) !=
+	    0) {
 		om_err("cannot mark %zu tasks lost: %s", n, om_store_errmsg(m->store));
 		return;
 	}
@@ -251,8 +252,8 @@ worker_poll_try(struct master *m, struct wconn *w, bool force)
 			uint64_t tid = t.u.task.task_id;
 			w->poll = NULL;
 			om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
-			        (unsigned long long)tid, (unsigned long long)t.u.task.job_id, w->name,
-			        t.u.task.nhosts);
+			        (unsigned long long)tid, (unsigned long long)t.u.task.job_id,
+			        w->name, t.u.task.nhosts);
 			if (om_rpc_reply(r, &t) != 0) {
 				/* Not sent: queued again for the next poll. */
 				om_store_task_unclaim(m->store, tid);
@@ -427,7 +428,8 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		t = meta_get(m, tid);
 		if (t != NULL && strcmp(t->worker, p->w->name) != 0) {
 			audit(m, p->who, p->source, "report", "task", "refused",
-			      "task %llu of job %llu belongs to worker '%s', not to '%s' (IDC '%s')",
+			      "task %llu of job %llu belongs to worker '%s', not to '%s' (IDC "
+			      "'%s')",
 			      (unsigned long long)tid, (unsigned long long)t->job_id, t->worker,
 			      p->w->name, p->w->idc);
 			reply_error(r, OM_EPERM, "task %llu is not assigned to this worker",
@@ -611,8 +613,8 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	om_info("job %llu by %s: module '%s' on '%s' (%zu hosts)", (unsigned long long)job_id,
 	        p->who, sub->u.submit.module, sub->u.submit.selector, nm);
 	audit(m, p->who, p->source, "job.submit", sub->u.submit.selector, "ok",
-	      "job %llu, module '%s', %zu hosts", (unsigned long long)job_id,
-	      sub->u.submit.module, nm);
+	      "job %llu, module '%s', %zu hosts", (unsigned long long)job_id, sub->u.submit.module,
+	      nm);
 	if (spec.nwaves > 1)
 		om_info("job %llu: %u waves of up to %u hosts", (unsigned long long)job_id,
 		        spec.nwaves, spec.wave_size);
@@ -771,9 +773,11 @@ on_notify(void *arg, const char *channel, const char *payload)
  * idempotent): tasks whose worker is gone, hosts pending too long, jobs
  * owed a dispatch or a wave (a master died before doing it).
  *
- * Loss is declared only after this master has been up, and its database
- * reachable, for longer than the liveness window: a worker's silence while
- * no master could record its heartbeats says nothing about the worker.
+ * Loss is declared only after this master has been running, and its
+ * database reachable, for longer than the liveness window: a worker's
+ * silence while no master could record its heartbeats (this one was not
+ * started, was stopped, or its database was away) says nothing about the
+ * worker.
  */
 static void
 sweep(struct master *m)
@@ -782,7 +786,7 @@ sweep(struct master *m)
 	struct om_orphan *o = NULL;
 	uint64_t *ids = NULL, *jobs = NULL, ended = 0;
 	size_t n = 0, nids = 0, nj = 0, i;
-	bool may_lose = now - m->started_ms > live && now - om_store_last_failure_ms(m->store) > live;
+	bool may_lose = now - m->awake_ms > live && now - om_store_last_failure_ms(m->store) > live;
 
 	if (om_store_tasks_orphaned(m->store, &o, &n) == 0 && n > 0) {
 		/* Never delivered: they go to another worker. */
@@ -808,9 +812,10 @@ sweep(struct master *m)
 				snprintf(why, sizeof(why), "lost: worker '%s' was never heard from",
 				         o[i].worker);
 			else
-				snprintf(why, sizeof(why),
-				         "lost: worker '%s' missed 3 heartbeats (silent for %lld s)",
-				         o[i].worker, (long long)o[i].silent_s);
+				snprintf(
+				        why, sizeof(why),
+				        "lost: worker '%s' missed 3 heartbeats (silent for %lld s)",
+				        o[i].worker, (long long)o[i].silent_s);
 			tasks_lose(m, &o[i].task_id, 1, why);
 		}
 	}
@@ -856,7 +861,8 @@ on_disconnect(void *arg, void *user)
 	if (p != NULL && p->kind == PEER_WORKER && p->w != NULL && !p->w->suspect) {
 		struct master *m = arg;
 		p->w->suspect = true;
-		om_info("worker '%s': connection closed, no new tasks until it is back", p->w->name);
+		om_info("worker '%s': connection closed, no new tasks until it is back",
+		        p->w->name);
 		om_store_worker_offline(m->store, p->w->name, m->id);
 	}
 }
@@ -889,6 +895,16 @@ master_run(struct master *m, const volatile int *stop)
 		}
 		m->woken = false;
 		pthread_mutex_unlock(&m->wake_lock);
+
+		/* A loop that did not turn for a heartbeat (SIGSTOP, swap, a
+		 * suspended VM) was not hearing workers either. */
+		if (om_now_ms() - m->loop_ms > (int64_t)m->cfg.heartbeat_ms) {
+			om_warn("the master did not run for %lld ms: no worker is declared lost "
+			        "for the next %u ms",
+			        (long long)(om_now_ms() - m->loop_ms), 3 * m->cfg.heartbeat_ms);
+			m->awake_ms = om_now_ms();
+		}
+		m->loop_ms = om_now_ms();
 
 		while ((r = om_rpc_server_take(m->wsrv)) != NULL) {
 			if (r->kind == OM_RPC_HANDSHAKE)
@@ -943,7 +959,7 @@ master_open(struct master *m, const struct master_config *cfg)
 		snprintf(m->id, sizeof(m->id), "%s:%ld:%llx", host, (long)getpid(),
 		         (unsigned long long)(om_now_ms() & 0xffffff));
 	}
-	m->started_ms = om_now_ms();
+	m->awake_ms = m->loop_ms = om_now_ms();
 	if (m->cfg.pending_ms == 0)
 		m->cfg.pending_ms = 30000;
 	memset(&so, 0, sizeof(so));

@@ -52,7 +52,8 @@ struct master {
 	pthread_cond_t wake_cond;
 	bool woken;
 	char id[128];       /* this process, as recorded on the workers it serves */
-	int64_t started_ms;
+	int64_t awake_ms; /* running (and hearing workers) since */
+	int64_t loop_ms;  /* the core loop's last turn */
 	struct wconn *workers;
 	struct meta_entry *meta[META_BUCKETS];
 	size_t nmeta;

@@ -202,14 +202,15 @@ finish_jobs(struct om_store *st, const char *ids_lit)
 {
 	const char *v[1] = {ids_lit};
 
-	return cmd(st, "finish jobs",
-	           "WITH d AS (UPDATE jobs SET state = 'done', finished_at = now(),"
-	           " last_event = last_event + 1 WHERE id = ANY($1::bigint[]) AND state <> 'done'"
-	           " AND NOT EXISTS (SELECT 1 FROM job_hosts h WHERE h.job_id = jobs.id"
-	           " AND h.state NOT IN " FINAL ") RETURNING id, last_event),"
-	           " e AS (INSERT INTO job_events (job_id, id, kind) SELECT id, last_event, 3 FROM d)"
-	           " SELECT pg_notify('om_events', id::text) FROM d",
-	           1, v);
+	return cmd(
+	        st, "finish jobs",
+	        "WITH d AS (UPDATE jobs SET state = 'done', finished_at = now(),"
+	        " last_event = last_event + 1 WHERE id = ANY($1::bigint[]) AND state <> 'done'"
+	        " AND NOT EXISTS (SELECT 1 FROM job_hosts h WHERE h.job_id = jobs.id"
+	        " AND h.state NOT IN " FINAL ") RETURNING id, last_event),"
+	        " e AS (INSERT INTO job_events (job_id, id, kind) SELECT id, last_event, 3 FROM d)"
+	        " SELECT pg_notify('om_events', id::text) FROM d",
+	        1, v);
 }
 
 /* ------------------------------------------------------------------ liveness */
@@ -236,9 +237,10 @@ om_store_worker_offline(struct om_store *st, const char *name, const char *maste
 
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	return cmd(st, "worker offline",
-	           "UPDATE workers SET connected = false WHERE name = $1::text AND master = $2::text",
-	           2, v);
+	return cmd(
+	        st, "worker offline",
+	        "UPDATE workers SET connected = false WHERE name = $1::text AND master = $2::text",
+	        2, v);
 }
 
 /* ------------------------------------------------------------------ dispatch */
@@ -301,7 +303,8 @@ dispatch_locked(struct om_store *st, uint64_t job_id, uint32_t lo, uint32_t hi, 
 			      " array_agg(host ORDER BY seq), $6::int FROM job_hosts"
 			      " WHERE job_id = $1::bigint AND idc = $2::text AND state = 'queued'"
 			      " AND task_id IS NULL AND attempt = $6::int"
-			      " AND seq >= $4::int AND seq < $5::int HAVING count(*) > 0 RETURNING id",
+			      " AND seq >= $4::int AND seq < $5::int HAVING count(*) > 0 RETURNING "
+			      "id",
 			      6, tv);
 			if (t == NULL) {
 				rv = OM_EDB;
@@ -323,13 +326,15 @@ dispatch_locked(struct om_store *st, uint64_t job_id, uint32_t lo, uint32_t hi, 
 		} else {
 			/* Waits for a worker; the sweep ends it after the pending timeout. */
 			const char *uv[5] = {jid, idc, slo, shi, att};
-			rv = cmd(st, "pending",
-			         "UPDATE job_hosts SET reason = 'pending: no live worker in IDC '''"
-			         " || $2::text || '''', pending_since = coalesce(pending_since, now())"
-			         " WHERE job_id = $1::bigint AND idc = $2::text AND state = 'queued'"
-			         " AND task_id IS NULL AND attempt = $5::int"
-			         " AND seq >= $3::int AND seq < $4::int",
-			         5, uv);
+			rv = cmd(
+			        st, "pending",
+			        "UPDATE job_hosts SET reason = 'pending: no live worker in IDC '''"
+			        " || $2::text || '''', pending_since = coalesce(pending_since, "
+			        "now())"
+			        " WHERE job_id = $1::bigint AND idc = $2::text AND state = 'queued'"
+			        " AND task_id IS NULL AND attempt = $5::int"
+			        " AND seq >= $3::int AND seq < $4::int",
+			        5, uv);
 		}
 		PQclear(w);
 	}
@@ -409,11 +414,12 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 			         wave + 1, failed, total, failed * 100 / (total ? total : 1), maxf);
 			rv = finalize(st, "skip",
 			              "SELECT job_id, host, $3::text AS reason FROM job_hosts"
-			              " WHERE job_id = $1::bigint AND seq >= $2::int AND state = 'queued'",
+			              " WHERE job_id = $1::bigint AND seq >= $2::int AND state = "
+			              "'queued'",
 			              3, sv, "skipped", &n);
 			if (rv == 0)
-				om_warn("job %" PRIu64 ": %s; %" PRIu64 " later hosts skipped", job_id,
-				        reason + 9, n);
+				om_warn("job %" PRIu64 ": %s; %" PRIu64 " later hosts skipped",
+				        job_id, reason + 9, n);
 			break;
 		}
 		wave++;
@@ -421,8 +427,8 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 			char sw[16];
 			const char *wv[2] = {jid, sw};
 			snprintf(sw, sizeof(sw), "%u", wave);
-			rv = cmd(st, "next wave", "UPDATE jobs SET wave = $2::int WHERE id = $1::bigint",
-			         2, wv);
+			rv = cmd(st, "next wave",
+			         "UPDATE jobs SET wave = $2::int WHERE id = $1::bigint", 2, wv);
 		}
 		if (rv == 0)
 			om_info("job %" PRIu64 ": wave %u of %u", job_id, wave + 1, nwaves);
@@ -435,8 +441,7 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 /* ------------------------------------------------------------------ delivery */
 
 int
-om_store_task_claim(struct om_store *st, const char *worker, const char *master,
-                    struct om_msg *out)
+om_store_task_claim(struct om_store *st, const char *worker, const char *master, struct om_msg *out)
 {
 	const char *v[2] = {worker, master};
 	char tid[24], jid[24];
@@ -482,13 +487,12 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 		tk->become_user = om_strdup(PQgetvalue(r, 0, 4));
 	tk->check = PQgetvalue(r, 0, 5)[0] == 't';
 	rv = tk->module == NULL || (tk->become_user == NULL && !PQgetisnull(r, 0, 4)) ? OM_ENOMEM
-	                                                                             : 0;
+	                                                                              : 0;
 	PQclear(r);
-	if (rv == 0 &&
-	    (r = q(st, "task params",
-	           "SELECT p.k, p.v FROM jobs, unnest(param_keys, param_vals) AS p(k, v)"
-	           " WHERE id = $1::bigint",
-	           1, jv)) == NULL)
+	if (rv == 0 && (r = q(st, "task params",
+	                      "SELECT p.k, p.v FROM jobs, unnest(param_keys, param_vals) AS p(k, v)"
+	                      " WHERE id = $1::bigint",
+	                      1, jv)) == NULL)
 		rv = OM_EDB;
 	if (rv == 0) {
 		rows = PQntuples(r);
@@ -505,13 +509,12 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 		}
 		PQclear(r);
 	}
-	if (rv == 0 &&
-	    (r = q(st, "task hosts",
-	           "SELECT h.host, h.addr, h.port, h.ssh_user, h.idc FROM tasks t,"
-	           " unnest(t.hosts) WITH ORDINALITY AS u(host, i)"
-	           " JOIN job_hosts h ON h.host = u.host"
-	           " WHERE t.id = $1::bigint AND h.job_id = t.job_id ORDER BY u.i",
-	           1, tv)) == NULL)
+	if (rv == 0 && (r = q(st, "task hosts",
+	                      "SELECT h.host, h.addr, h.port, h.ssh_user, h.idc FROM tasks t,"
+	                      " unnest(t.hosts) WITH ORDINALITY AS u(host, i)"
+	                      " JOIN job_hosts h ON h.host = u.host"
+	                      " WHERE t.id = $1::bigint AND h.job_id = t.job_id ORDER BY u.i",
+	                      1, tv)) == NULL)
 		rv = OM_EDB;
 	if (rv == 0) {
 		rows = PQntuples(r);
@@ -660,7 +663,8 @@ om_store_tasks_settle(struct om_store *st, const uint64_t *ids, size_t n)
 		v[0] = (const char *)b.data;
 		rv = cmd(st, "tasks settle",
 		         "UPDATE tasks SET state = 'done' WHERE id = ANY($1::bigint[])"
-		         " AND state IN ('queued','delivered','lost') AND NOT EXISTS (SELECT 1 FROM job_hosts h"
+		         " AND state IN ('queued','delivered','lost') AND NOT EXISTS (SELECT 1 "
+		         "FROM job_hosts h"
 		         " WHERE h.task_id = tasks.id AND h.state NOT IN " FINAL ")",
 		         1, v);
 	}
@@ -671,8 +675,8 @@ om_store_tasks_settle(struct om_store *st, const uint64_t *ids, size_t n)
 /* ------------------------------------------------------------------ heartbeats, loss */
 
 int
-om_store_worker_holds(struct om_store *st, const char *worker, const uint64_t *held,
-                      size_t nheld, int64_t grace_ms, uint64_t **missing, size_t *nmissing)
+om_store_worker_holds(struct om_store *st, const char *worker, const uint64_t *held, size_t nheld,
+                      int64_t grace_ms, uint64_t **missing, size_t *nmissing)
 {
 	struct om_buf b;
 	char grace[24];
@@ -693,7 +697,8 @@ om_store_worker_holds(struct om_store *st, const char *worker, const uint64_t *h
 	/* Held means received: its hosts are running there. */
 	if (nheld > 0 &&
 	    (rv = cmd(st, "hosts running",
-	              "UPDATE job_hosts SET state = 'running', started_at = coalesce(started_at, now())"
+	              "UPDATE job_hosts SET state = 'running', started_at = coalesce(started_at, "
+	              "now())"
 	              " WHERE task_id IN (SELECT id FROM tasks WHERE id = ANY($1::bigint[])"
 	              " AND worker = $2::text) AND state = 'dispatched'",
 	              2, v)) != 0)
@@ -779,7 +784,8 @@ om_store_tasks_lose(struct om_store *st, const uint64_t *ids, size_t n, const ch
 	           " reason = 'retry ' || (h.attempt + 1) || ': ' || $2::text,"
 	           " pending_since = NULL FROM tasks t, jobs j"
 	           " WHERE t.id = ANY($1::bigint[]) AND h.task_id = t.id AND j.id = h.job_id"
-	           " AND j.retry_lost AND j.cancelled_by IS NULL AND h.attempt < 3 AND h.state NOT IN " FINAL " RETURNING h.job_id, h.host, h.attempt,"
+	           " AND j.retry_lost AND j.cancelled_by IS NULL AND h.attempt < 3 AND h.state NOT "
+	           "IN " FINAL " RETURNING h.job_id, h.host, h.attempt,"
 	           " t.id AS task_id, t.worker),"
 	           " a AS (INSERT INTO job_host_attempts (job_id, host, attempt, task_id, worker,"
 	           " reason) SELECT job_id, host, attempt - 1, task_id, worker, $2::text FROM r)"
@@ -827,7 +833,8 @@ om_store_tasks_orphaned(struct om_store *st, struct om_orphan **out, size_t *n)
 	           " coalesce(w.alive_at < now() - $1::bigint * interval '1 millisecond', true)"
 	           " FROM tasks t LEFT JOIN workers w ON w.name = t.worker"
 	           " WHERE t.state IN ('queued','delivered') AND (w.name IS NULL OR NOT w.connected"
-	           " OR w.alive_at IS NULL OR w.alive_at < now() - $1::bigint * interval '1 millisecond')"
+	           " OR w.alive_at IS NULL OR w.alive_at < now() - $1::bigint * interval '1 "
+	           "millisecond')"
 	           " ORDER BY t.id LIMIT 1000",
 	           1, v)) == NULL)
 		return OM_EDB;
@@ -877,7 +884,8 @@ om_store_tasks_unassign(struct om_store *st, const uint64_t *ids, size_t n, uint
 	      " WHERE id = ANY($1::bigint[]) AND state = 'queued' FOR UPDATE SKIP LOCKED)"
 	      " RETURNING id, job_id),"
 	      " h AS (UPDATE job_hosts SET state = 'queued', task_id = NULL, worker = NULL"
-	      " FROM t WHERE job_hosts.task_id = t.id AND job_hosts.state = 'dispatched' RETURNING 1)"
+	      " FROM t WHERE job_hosts.task_id = t.id AND job_hosts.state = 'dispatched' RETURNING "
+	      "1)"
 	      " SELECT DISTINCT job_id, (SELECT count(*) FROM h) FROM t",
 	      1, v);
 	if (r == NULL) {
@@ -915,7 +923,8 @@ om_store_jobs_open(struct om_store *st, size_t max, uint64_t **jobs, size_t *njo
 	 * later wave, a re-run), or every host final but the job not done. */
 	if ((r = q(st, "open jobs",
 	           "SELECT id FROM jobs j WHERE state = 'running' AND (EXISTS (SELECT 1 FROM"
-	           " job_hosts h WHERE h.job_id = j.id AND h.state = 'queued' AND h.task_id IS NULL)"
+	           " job_hosts h WHERE h.job_id = j.id AND h.state = 'queued' AND h.task_id IS "
+	           "NULL)"
 	           " OR NOT EXISTS (SELECT 1 FROM job_hosts h WHERE h.job_id = j.id"
 	           " AND h.state NOT IN " FINAL ")) ORDER BY id LIMIT $1::int",
 	           1, v)) == NULL)
@@ -944,7 +953,8 @@ om_store_pending_expire(struct om_store *st, int64_t pending_ms, uint64_t *ended
 	om_buf_init(&jb, IDS_MAX);
 	snprintf(pend, sizeof(pend), "%" PRId64, pending_ms);
 	if ((r = q(st, "pending jobs",
-	           "SELECT DISTINCT job_id FROM job_hosts WHERE state = 'queued' AND task_id IS NULL"
+	           "SELECT DISTINCT job_id FROM job_hosts WHERE state = 'queued' AND task_id IS "
+	           "NULL"
 	           " AND pending_since < now() - $1::bigint * interval '1 millisecond'"
 	           " ORDER BY job_id LIMIT 100",
 	           1, v)) == NULL)
@@ -967,7 +977,8 @@ om_store_pending_expire(struct om_store *st, int64_t pending_ms, uint64_t *ended
 			              " || ''' for ' || ($2::bigint / 1000) || ' s' AS reason"
 			              " FROM job_hosts WHERE job_id = ANY($1::bigint[])"
 			              " AND state = 'queued' AND task_id IS NULL"
-			              " AND pending_since < now() - $2::bigint * interval '1 millisecond'",
+			              " AND pending_since < now() - $2::bigint * interval '1 "
+			              "millisecond'",
 			              2, fv, "unreachable", ended);
 		if (rv == 0)
 			rv = finish_jobs(st, fv[0]);
@@ -1000,13 +1011,15 @@ om_store_job_cancel(struct om_store *st, uint64_t job_id, const char *reason, ui
 	/* Not delivered yet: withdrawn, never runs. */
 	if (rv == 0)
 		rv = cmd(st, "withdraw",
-		         "UPDATE tasks SET state = 'done' WHERE job_id = $1::bigint AND state = 'queued'",
+		         "UPDATE tasks SET state = 'done' WHERE job_id = $1::bigint AND state = "
+		         "'queued'",
 		         1, v);
 	if (rv == 0)
 		rv = finalize(st, "cancel",
 		              "SELECT h.job_id, h.host, $2::text AS reason FROM job_hosts h"
 		              " LEFT JOIN tasks t ON t.id = h.task_id WHERE h.job_id = $1::bigint"
-		              " AND (h.state = 'queued' OR (h.state = 'dispatched' AND t.state = 'done'))",
+		              " AND (h.state = 'queued' OR (h.state = 'dispatched' AND t.state = "
+		              "'done'))",
 		              2, v, "cancelled", now);
 	/* Delivered: the worker stops them and reports the hosts cancelled. */
 	if (rv == 0 &&
@@ -1057,9 +1070,8 @@ om__store_listen_now(struct om_store *st)
 }
 
 int
-om_store_notifications(struct om_store *st, void (*fn)(void *arg, const char *channel,
-                                                       const char *payload),
-                       void *arg)
+om_store_notifications(struct om_store *st,
+                       void (*fn)(void *arg, const char *channel, const char *payload), void *arg)
 {
 	PGnotify *nf;
 	int n = 0;

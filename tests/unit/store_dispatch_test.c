@@ -56,8 +56,7 @@ worker(struct fx *f, const char *name, const char *idc)
 
 /* Hosts prefix-0..n-1 (the first nb in idc dc1, the rest in dc2) and a job over them. */
 static uint64_t
-job(struct fx *f, const char *prefix, size_t n, size_t in_dc1, uint32_t wave, bool retry,
-    bool mf)
+job(struct fx *f, const char *prefix, size_t n, size_t in_dc1, uint32_t wave, bool retry, bool mf)
 {
 	struct om_host hs[16];
 	char buf[16][64];
@@ -240,7 +239,8 @@ test_waves_max_fail(void **state)
 		char jid[24];
 		const char *v[1] = {jid};
 		snprintf(jid, sizeof(jid), "%" PRIu64, id);
-		assert_int_equal(q_int(f, "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'done'",
+		assert_int_equal(q_int(f,
+		                       "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'done'",
 		                       1, v),
 		                 1);
 		/* one state event per host and one job-done event, ids 1..6 without a hole */
@@ -280,8 +280,9 @@ test_lose_retry_late(void **state)
 	ch[0].len = 3;
 	ch[0].attempt = 1;
 	assert_int_equal(om_store_ingest(f->st, ch, 1, NULL, 0), 0);
-	assert_int_equal(om_store_tasks_lose(f->st, &tid, 1, "lost: worker 'lr-1' missed 3 heartbeats",
-	                                     &jobs, &nj, &lost, &retried),
+	assert_int_equal(om_store_tasks_lose(f->st, &tid, 1,
+	                                     "lost: worker 'lr-1' missed 3 heartbeats", &jobs, &nj,
+	                                     &lost, &retried),
 	                 0);
 	assert_int_equal(retried, 1);
 	assert_int_equal(lost, 0);
@@ -300,9 +301,9 @@ test_lose_retry_late(void **state)
 	ch[1].data = (const uint8_t *)"two";
 	ch[1].attempt = 2;
 	assert_int_equal(om_store_ingest(f->st, &ch[1], 1, NULL, 0), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 1",
-	                       1, v),
-	                 2);
+	assert_int_equal(
+	        q_int(f, "SELECT count(*) FROM job_events WHERE job_id = $1 AND kind = 1", 1, v),
+	        2);
 	/* A late result of run 1 does not touch the host now on run 2. */
 	st[0] = res(id, "lr-0", OM_HS_FAILED, tid);
 	assert_int_equal(om_store_ingest(f->st, NULL, 0, st, 1), 0);
@@ -317,15 +318,14 @@ test_lose_retry_late(void **state)
 	assert_int_equal(om_store_task_claim(f->st, "lr-1", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	om_msg_release(&t);
-	assert_int_equal(om_store_tasks_lose(f->st, &tid, 1, "lost: test", &jobs, &nj, &lost,
-	                                     &retried),
-	                 0);
+	assert_int_equal(
+	        om_store_tasks_lose(f->st, &tid, 1, "lost: test", &jobs, &nj, &lost, &retried), 0);
 	om_free(jobs);
 	assert_int_equal(lost, 1);
 	assert_host(f, plain, "lp-0", "lost");
 	snprintf(jid, sizeof(jid), "%" PRIu64, plain);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'done'", 1, v),
-	                 1);
+	assert_int_equal(
+	        q_int(f, "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'done'", 1, v), 1);
 	st[0] = res(plain, "lp-0", OM_HS_OK, tid);
 	assert_int_equal(om_store_ingest(f->st, NULL, 0, st, 1), 0);
 	assert_host(f, plain, "lp-0", "ok");
@@ -352,9 +352,9 @@ test_cancel(void **state)
 	/* dc1's task is delivered, dc2's is still queued */
 	assert_int_equal(om_store_task_claim(f->st, "ca-1", "m1", &t), 0);
 	om_msg_release(&t);
-	assert_int_equal(om_store_job_cancel(f->st, id, "cancelled by user 'alice'", &now, &asked,
-	                                     &ws, &nw),
-	                 0);
+	assert_int_equal(
+	        om_store_job_cancel(f->st, id, "cancelled by user 'alice'", &now, &asked, &ws, &nw),
+	        0);
 	assert_int_equal(now, 1);
 	assert_int_equal(asked, 2);
 	assert_int_equal(nw, 1);
