@@ -102,26 +102,6 @@ followers_wake(struct master *m, uint64_t job_id, bool all_expired_only)
 	}
 }
 
-/* ---------------------------------------------------------------- ingest */
-
-void
-ingest_states(struct master *m, const struct om_store_state *st, size_t n)
-{
-	size_t i;
-	int rv;
-
-	if (n == 0)
-		return;
-	if ((rv = om_store_ingest(m->store, NULL, 0, st, n)) != 0) {
-		om_err("cannot record %zu host states: %s (%s)", n, om_strerror(rv),
-		       om_store_errmsg(m->store));
-		return;
-	}
-	for (i = 0; i < n; i++)
-		if (i == 0 || st[i].job_id != st[i - 1].job_id)
-			followers_wake(m, st[i].job_id, false);
-}
-
 /* ------------------------------------------------------------ task metadata */
 
 /*
@@ -402,53 +382,63 @@ master_op_poll(struct master *m, struct om_rpc_req *r, struct peer *p)
 	worker_poll_try(m, w, wait == 0);
 }
 
+/* Appends id to v[0..*n) unless it is there; v has room for every candidate. */
+static void
+id_add(uint64_t *v, size_t *n, uint64_t id)
+{
+	size_t k;
+
+	for (k = 0; k < *n; k++)
+		if (v[k] == id)
+			return;
+	v[(*n)++] = id;
+}
+
+/*
+ * The task of a report item, or NULL when unknown (declared lost long ago,
+ * or not a task at all: acknowledged and dropped, so the worker's outbox
+ * drains).  *foreign is set when it went to another worker.
+ */
+static struct om_task_meta *
+report_task(struct master *m, struct peer *p, uint64_t tid, bool *foreign)
+{
+	struct om_task_meta *t = meta_get(m, tid);
+
+	if (t != NULL && strcmp(t->worker, p->w->name) != 0)
+		*foreign = true;
+	return t;
+}
+
 void
 master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	const struct om_msg *q = &r->msg;
+	uint32_t nitems = q->u.report.nchunks + q->u.report.nresults;
 	struct om_store_chunk *chunks = NULL;
 	struct om_store_state *states = NULL;
 	struct om_msg ack = {.type = OM_MSG_ACK};
 	uint32_t i, nc = 0, ns = 0, ignored = 0;
-	uint64_t *tids = NULL, *jids = NULL;
-	size_t ntids = 0, njids = 0, k;
+	uint64_t *tids = NULL, *jobs = NULL, *fjobs = NULL, bad = 0;
+	size_t ntids = 0, njobs = 0, nfjobs = 0, k;
 	struct om_task_meta *t;
+	bool foreign = false;
 	int rv;
 
 	p->w->last_ms = om_now_ms();
-	/*
-	 * A report naming a task that went to another worker is refused whole
-	 * and audited: nothing from it is stored.  Unknown tasks are
-	 * acknowledged and dropped, so the worker's outbox drains.
-	 */
-	for (i = 0; i < q->u.report.nchunks + q->u.report.nresults; i++) {
-		uint64_t tid = i < q->u.report.nchunks
-		                       ? q->u.report.chunks[i].task_id
-		                       : q->u.report.results[i - q->u.report.nchunks].task_id;
-		t = meta_get(m, tid);
-		if (t != NULL && strcmp(t->worker, p->w->name) != 0) {
-			audit(m, p->who, p->source, "report", "task", "refused",
-			      "task %llu of job %llu belongs to worker '%s', not to '%s' (IDC "
-			      "'%s')",
-			      (unsigned long long)tid, (unsigned long long)t->job_id, t->worker,
-			      p->w->name, p->w->idc);
-			reply_error(r, OM_EPERM, "task %llu is not assigned to this worker",
-			            (unsigned long long)tid);
-			return;
-		}
-	}
 	chunks = om_calloc(q->u.report.nchunks + 1, sizeof(*chunks));
 	states = om_calloc(q->u.report.nresults + 1, sizeof(*states));
-	tids = om_calloc(q->u.report.nchunks + q->u.report.nresults + 1, sizeof(*tids));
-	jids = om_calloc(q->u.report.nresults + 1, sizeof(*jids));
-	if (chunks == NULL || states == NULL || tids == NULL || jids == NULL) {
+	tids = om_calloc(nitems + 1, sizeof(*tids));
+	jobs = om_calloc(nitems + 1, sizeof(*jobs));
+	fjobs = om_calloc(nitems + 1, sizeof(*fjobs));
+	if (chunks == NULL || states == NULL || tids == NULL || jobs == NULL || fjobs == NULL) {
 		reply_error(r, OM_ENOMEM, "master out of memory");
 		goto out;
 	}
-	for (i = 0; i < q->u.report.nchunks; i++) {
+	for (i = 0; i < q->u.report.nchunks && !foreign; i++) {
 		const struct om_chunk *c = &q->u.report.chunks[i];
-		t = meta_get(m, c->task_id);
-		if (t == NULL || c->host >= t->nhosts) {
+		if ((t = report_task(m, p, c->task_id, &foreign)) == NULL || foreign ||
+		    c->host >= t->nhosts) {
+			bad = c->task_id;
 			ignored++;
 			continue;
 		}
@@ -460,11 +450,13 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		chunks[nc].len = c->len;
 		chunks[nc].attempt = t->attempt;
 		nc++;
+		id_add(jobs, &njobs, t->job_id);
 	}
-	for (i = 0; i < q->u.report.nresults; i++) {
+	for (i = 0; i < q->u.report.nresults && !foreign; i++) {
 		const struct om_result *res = &q->u.report.results[i];
-		t = meta_get(m, res->task_id);
-		if (t == NULL || res->host >= t->nhosts || !om_host_state_final((int)res->state)) {
+		if ((t = report_task(m, p, res->task_id, &foreign)) == NULL || foreign ||
+		    res->host >= t->nhosts || !om_host_state_final((int)res->state)) {
+			bad = res->task_id;
 			ignored++;
 			continue;
 		}
@@ -478,18 +470,20 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		states[ns].result = res->data;
 		states[ns].task_id = t->id;
 		ns++;
-		for (k = 0; k < ntids && tids[k] != t->id; k++)
-			;
-		if (k == ntids)
-			tids[ntids++] = t->id;
-		for (k = 0; k < njids && jids[k] != t->job_id; k++)
-			;
-		if (k == njids)
-			jids[njids++] = t->job_id;
-		/* A host key the worker accepted (policy accept-new) is a trust decision. */
-		if (res->note != NULL)
-			audit(m, p->who, p->source, "hostkey.accept-new", t->hosts[res->host], "ok",
-			      "%s", res->note);
+		id_add(tids, &ntids, t->id);
+		id_add(fjobs, &nfjobs, t->job_id);
+	}
+	/* A report naming another worker's task is refused whole and audited:
+	 * nothing from it is stored. */
+	if (foreign) {
+		t = meta_get(m, bad);
+		audit(m, p->who, p->source, "report", "task", "refused",
+		      "task %llu of job %llu belongs to worker '%s', not to '%s' (IDC '%s')",
+		      (unsigned long long)bad, (unsigned long long)(t ? t->job_id : 0),
+		      t ? t->worker : "?", p->w->name, p->w->idc);
+		reply_error(r, OM_EPERM, "task %llu is not assigned to this worker",
+		            (unsigned long long)bad);
+		goto out;
 	}
 	if (ignored > 0)
 		om_warn("%s: ignored %u report items for unknown tasks or hosts", p->who, ignored);
@@ -499,30 +493,29 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 		reply_error(r, OM_EDB, "master database unavailable, retry later");
 		goto out;
 	}
+	/* Audit before the reply, which releases r->msg: a host key the worker
+	 * accepted (policy accept-new) is a trust decision. */
+	for (i = 0; i < q->u.report.nresults; i++) {
+		const struct om_result *res = &q->u.report.results[i];
+		if (res->note != NULL && (t = meta_get(m, res->task_id)) != NULL &&
+		    res->host < t->nhosts)
+			audit(m, p->who, p->source, "hostkey.accept-new", t->hosts[res->host], "ok",
+			      "%s", res->note);
+	}
 	ack.u.ack.nchunks = q->u.report.nchunks;
 	ack.u.ack.nresults = q->u.report.nresults;
-	{
-		uint64_t touched[64];
-		size_t nt = 0;
-		for (i = 0; i < nc + ns; i++) {
-			uint64_t j = i < nc ? chunks[i].job_id : states[i - nc].job_id;
-			for (k = 0; k < nt && touched[k] != j; k++)
-				;
-			if (k == nt && nt < 64)
-				touched[nt++] = j;
-		}
-		om_rpc_reply(r, &ack);
-		for (k = 0; k < nt; k++)
-			followers_wake(m, touched[k], false);
-	}
+	om_rpc_reply(r, &ack);
 	/* After the acknowledgement: nothing below decides what is durable. */
+	for (k = 0; k < njobs; k++)
+		followers_wake(m, jobs[k], false);
 	if (om_store_tasks_settle(m->store, tids, ntids) != 0)
 		om_warn("cannot settle tasks: %s", om_store_errmsg(m->store));
-	/* Waves: a job whose running wave just finished moves on. */
-	for (k = 0; k < njids; k++)
-		jobs_advance(m, jids[k]);
+	/* Waves: a job whose running wave just finished moves on (and its followers wake). */
+	for (k = 0; k < nfjobs; k++)
+		jobs_advance(m, fjobs[k]);
 out:
-	om_free(jids);
+	om_free(fjobs);
+	om_free(jobs);
 	om_free(tids);
 	om_free(chunks);
 	om_free(states);

@@ -73,8 +73,6 @@ struct wconn *wconn_find(struct master *m, const char *name);
 void worker_poll_try(struct master *m, struct wconn *w, bool force);
 /* Offers the held polls of these workers (when attached here) what the store has for them. */
 void workers_wake(struct master *m, char **names, size_t n);
-/* Records master-made host states and wakes followers. */
-void ingest_states(struct master *m, const struct om_store_state *st, size_t n);
 /* om_store_job_advance, then wakes the workers that got a task and the job's followers. */
 void jobs_advance(struct master *m, uint64_t job_id);
 /* om_store_tasks_lose, then advances the jobs touched. */

@@ -686,10 +686,9 @@ om__store_ready(struct om_store *st)
 	return 0;
 }
 
-/* Runs one parameterized statement; text params, results in format rfmt. */
-static PGresult *
-run(struct om_store *st, const char *what, const char *sql, int n, const char *const *vals,
-    int rfmt)
+PGresult *
+om__store_query(struct om_store *st, const char *what, const char *sql, int n,
+                const char *const *vals, int rfmt)
 {
 	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, rfmt);
 
@@ -705,7 +704,7 @@ int
 om__store_run_cmd(struct om_store *st, const char *what, const char *sql, int n,
                   const char *const *vals)
 {
-	PGresult *r = run(st, what, sql, n, vals, 0);
+	PGresult *r = om__store_query(st, what, sql, n, vals, 0);
 
 	PQclear(r);
 	return r ? 0 : OM_EDB;
@@ -837,7 +836,7 @@ migrate(struct om_store *st)
 	 * the highest: a number reserved by a change that lands later (a NULL
 	 * entry here) is filled in by the build that has it.
 	 */
-	if ((r = run(st, "schema version", "SELECT version FROM schema_migrations ORDER BY version",
+	if ((r = om__store_query(st, "schema version", "SELECT version FROM schema_migrations ORDER BY version",
 	             0, NULL, 0)) == NULL) {
 		rv = OM_EDB;
 		goto out;
@@ -1033,7 +1032,7 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 		return rv;
 	/* binary results: groups arrive as a self-describing array, no parsing of
 	 * quoted literals */
-	if ((r = run(st, "hosts load",
+	if ((r = om__store_query(st, "hosts load",
 	             "SELECT name, addr, port, ssh_user, idc, groups FROM hosts"
 	             " ORDER BY name COLLATE \"C\"",
 	             0, NULL, 1)) == NULL)
@@ -1087,7 +1086,7 @@ om_store_worker_seen(struct om_store *st, const char *name, const char *idc,
 		return OM_EINVAL;
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	if ((r = run(st, "worker seen",
+	if ((r = om__store_query(st, "worker seen",
 	             "INSERT INTO workers (name, idc, fingerprint)"
 	             " VALUES ($1::text, $2::text, $3::text) ON CONFLICT (name) DO UPDATE"
 	             " SET idc = EXCLUDED.idc, fingerprint = EXCLUDED.fingerprint,"
@@ -1117,7 +1116,7 @@ om_store_workers_load(struct om_store *st, struct om_worker_info **out, size_t *
 	snprintf(live, sizeof(live), "%" PRId64, st->live_ms);
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	if ((r = run(st, "workers load",
+	if ((r = om__store_query(st, "workers load",
 	             "SELECT name, idc, fingerprint,"
 	             " (extract(epoch FROM last_seen) * 1000)::bigint,"
 	             " connected AND alive_at > now() - $1::bigint * interval '1 millisecond',"
@@ -1229,7 +1228,7 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	v[20] = maxf;
 	/* One statement is one transaction.  A job without hosts is done at
 	 * once, with its job-done event, so a follower does not wait forever. */
-	r = run(st, "job create",
+	r = om__store_query(st, "job create",
 	        "WITH j AS (INSERT INTO jobs (created_by, selector, module, param_keys, param_vals,"
 	        " timeout_s, forks, nhosts, state, last_event, finished_at, become, become_user,"
 	        " check_mode, retry_lost, wave_size, nwaves, has_max_fail, max_fail)"

@@ -236,8 +236,6 @@ struct om_job_info {
 void om_job_info_release(struct om_job_info *j);
 /* OM_ENOTFOUND: no such job. */
 int om_store_job_get(struct om_store *st, uint64_t job_id, struct om_job_info *out);
-/* Hosts of a job that are not final yet, by name; caller frees each and *names. */
-int om_store_job_open_hosts(struct om_store *st, uint64_t job_id, char ***names, size_t *n);
 
 /*
  * An inventory host with its facts: *facts (caller frees, NULL when none) is

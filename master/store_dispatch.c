@@ -35,27 +35,9 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static PGresult *
-q(struct om_store *st, const char *what, const char *sql, int n, const char *const *vals)
-{
-	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, 0);
-
-	if (!om__store_res_ok(r)) {
-		om__store_set_err_res(st, what, r);
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
-
-static int
-cmd(struct om_store *st, const char *what, const char *sql, int n, const char *const *vals)
-{
-	PGresult *r = q(st, what, sql, n, vals);
-
-	PQclear(r);
-	return r ? 0 : OM_EDB;
-}
+/* Text-format results; the error is recorded in st on failure. */
+#define q(st, what, sql, n, vals)   om__store_query(st, what, sql, n, vals, 0)
+#define cmd(st, what, sql, n, vals) om__store_run_cmd(st, what, sql, n, vals)
 
 static int
 begin(struct om_store *st)
@@ -366,9 +348,14 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 		PQclear(r);
 		return commit(st, OM_ENOTFOUND);
 	}
-	if (strcmp(PQgetvalue(r, 0, 0), "done") == 0 || PQgetvalue(r, 0, 4)[0] == 't') {
+	if (strcmp(PQgetvalue(r, 0, 0), "done") == 0) {
 		PQclear(r);
 		return commit(st, 0);
+	}
+	/* Cancelled: no more dispatch, only the end once its last host is final. */
+	if (PQgetvalue(r, 0, 4)[0] == 't') {
+		PQclear(r);
+		return commit(st, finish_jobs(st, lit));
 	}
 	wave = (uint32_t)u64_at(r, 0, 1);
 	wsize = (uint32_t)u64_at(r, 0, 2);
@@ -919,14 +906,18 @@ om_store_jobs_open(struct om_store *st, size_t max, uint64_t **jobs, size_t *njo
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	snprintf(lim, sizeof(lim), "%zu", max);
-	/* Jobs something may be owed to: hosts waiting for a task (pending, a
-	 * later wave, a re-run), or every host final but the job not done. */
+	/* Jobs something is owed to: hosts of the running wave waiting for a
+	 * task (pending, a re-run, a dispatch a dead master left undone), or a
+	 * running wave all final (the next wave, or the end).  Hosts of later
+	 * waves wait for their wave: a rolling job is not touched every second. */
 	if ((r = q(st, "open jobs",
 	           "SELECT id FROM jobs j WHERE state = 'running' AND (EXISTS (SELECT 1 FROM"
-	           " job_hosts h WHERE h.job_id = j.id AND h.state = 'queued' AND h.task_id IS "
-	           "NULL)"
+	           " job_hosts h WHERE h.job_id = j.id AND h.state = 'queued' AND h.task_id IS NULL"
+	           " AND j.cancelled_by IS NULL AND h.seq >= j.wave * j.wave_size"
+	           " AND h.seq < (j.wave + 1) * j.wave_size)"
 	           " OR NOT EXISTS (SELECT 1 FROM job_hosts h WHERE h.job_id = j.id"
-	           " AND h.state NOT IN " FINAL ")) ORDER BY id LIMIT $1::int",
+	           " AND h.state NOT IN " FINAL " AND h.seq < (j.wave + 1) * j.wave_size))"
+	           " ORDER BY id LIMIT $1::int",
 	           1, v)) == NULL)
 		return OM_EDB;
 	rows = PQntuples(r);

@@ -54,6 +54,10 @@ void om__store_utf8_clean(const char *s, char *out, size_t max);
 /* --- connection and statements */
 int om__store_ready(struct om_store *st);
 void om__store_rollback(struct om_store *st);
+/* One parameterized statement (text params), results in format rfmt (0 text,
+ * 1 binary); NULL with the error recorded on failure.  Caller PQclears. */
+PGresult *om__store_query(struct om_store *st, const char *what, const char *sql, int n,
+                          const char *const *vals, int rfmt);
 /* One parameterized statement (text params), its rows dropped; OM_EDB on failure. */
 /* LISTEN on the dispatch and event channels (store_dispatch.c). */
 int om__store_listen_now(struct om_store *st);

@@ -1,7 +1,7 @@
 /*
  * The store's reads for job control and host details (contract in store.h):
- * a job's submitter and state (cancel), its unfinished hosts (cancel after a
- * master restart), one inventory host with its facts, and the job history
+ * a job's submitter and state (cancel), one inventory host with its facts,
+ * and the job history
  * (job show, jobs list, job output) limited to the hosts a caller may see.
  * Parameterized like the rest of the store; results in binary format where
  * the column types are fixed, so no text is parsed back.
@@ -17,19 +17,8 @@
 #include "store.h"
 #include "store_int.h"
 
-/* One parameterized query, binary results; NULL (error recorded) on failure. */
-static PGresult *
-query(struct om_store *st, const char *what, const char *sql, int n, const char *const *vals)
-{
-	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, 1);
-
-	if (!om__store_res_ok(r)) {
-		om__store_set_err_res(st, what, r);
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
+/* One parameterized query, binary results (om__store_query). */
+#define query(st, what, sql, n, vals) om__store_query(st, what, sql, n, vals, 1)
 
 /* Column col of row as an owned string; NULL stays NULL.  false when out of memory. */
 static bool
@@ -85,49 +74,6 @@ om_store_job_get(struct om_store *st, uint64_t job_id, struct om_job_info *out)
 	if (rv != 0)
 		om_job_info_release(out);
 	return rv;
-}
-
-int
-om_store_job_open_hosts(struct om_store *st, uint64_t job_id, char ***names, size_t *n)
-{
-	char jid[24];
-	const char *v[1] = {jid};
-	PGresult *r;
-	char **out;
-	int rv = 0, i, rows;
-
-	*names = NULL;
-	*n = 0;
-	if (job_id == 0 || job_id > INT64_MAX)
-		return OM_ENOTFOUND;
-	if ((rv = om__store_ready(st)) != 0)
-		return rv;
-	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);
-	/* The partial index job_hosts_open covers exactly these rows. */
-	if ((r = query(st, "job open hosts",
-	               "SELECT host FROM job_hosts WHERE job_id = $1::bigint AND state NOT IN"
-	               " ('ok','failed','unreachable','timeout','cancelled','skipped','lost')"
-	               " ORDER BY host COLLATE \"C\"",
-	               1, v)) == NULL)
-		return OM_EDB;
-	rows = PQntuples(r);
-	if ((out = om_calloc((size_t)rows + 1, sizeof(*out))) == NULL) {
-		PQclear(r);
-		return OM_ENOMEM;
-	}
-	for (i = 0; i < rows && rv == 0; i++)
-		if (!take_str(r, i, 0, &out[i]) || out[i] == NULL)
-			rv = OM_ENOMEM;
-	PQclear(r);
-	if (rv != 0) {
-		for (i = 0; i < rows; i++)
-			om_free(out[i]);
-		om_free(out);
-		return rv;
-	}
-	*names = out;
-	*n = (size_t)rows;
-	return 0;
 }
 
 int

@@ -222,12 +222,32 @@ test_waves_max_fail(void **state)
 	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
 	assert_host(f, id, "wv-1", "dispatched");
 	assert_host(f, id, "wv-2", "queued");
+	/* Later waves wait for theirs: the sweep leaves this job alone for now. */
+	{
+		uint64_t *open = NULL;
+		size_t nopen = 0, k;
+		assert_int_equal(om_store_jobs_open(f->st, 100, &open, &nopen), 0);
+		for (k = 0; k < nopen; k++)
+			assert_true(open[k] != id);
+		om_free(open);
+	}
 	assert_int_equal(om_store_task_claim(f->st, "wv-1", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	om_msg_release(&t);
 	st[0] = res(id, "wv-0", OM_HS_OK, tid);
 	st[1] = res(id, "wv-1", OM_HS_FAILED, tid);
 	assert_int_equal(om_store_ingest(f->st, NULL, 0, st, 2), 0);
+	/* Its running wave ended: now the sweep owes it a decision. */
+	{
+		uint64_t *open = NULL;
+		size_t nopen = 0, k;
+		bool found = false;
+		assert_int_equal(om_store_jobs_open(f->st, 100, &open, &nopen), 0);
+		for (k = 0; k < nopen; k++)
+			found = found || open[k] == id;
+		om_free(open);
+		assert_true(found);
+	}
 	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
 	assert_host(f, id, "wv-2", "skipped");
 	assert_host(f, id, "wv-4", "skipped");

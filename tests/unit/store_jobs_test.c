@@ -305,8 +305,6 @@ test_job_get_and_open(void **state)
 	uint64_t job = make_job(f, "jg", "shell", 3);
 	struct om_job_info info;
 	struct om_store_state s = final(job, "jg-1", OM_HS_OK, false, NULL);
-	char **names = NULL;
-	size_t n = 0, i;
 
 	assert_int_equal(om_store_job_get(f->st, job, &info), 0);
 	assert_int_equal(info.id, job);
@@ -316,22 +314,38 @@ test_job_get_and_open(void **state)
 	assert_int_equal(info.nhosts, 3);
 	om_job_info_release(&info);
 	assert_int_equal(om_store_ingest(f->st, NULL, 0, &s, 1), 0);
-	assert_int_equal(om_store_job_open_hosts(f->st, job, &names, &n), 0);
-	assert_int_equal(n, 2);
-	assert_string_equal(names[0], "jg-0");
-	assert_string_equal(names[1], "jg-2");
-	for (i = 0; i < n; i++)
-		om_free(names[i]);
-	om_free(names);
+	{
+		char jid[24];
+		const char *v[1] = {jid};
+		snprintf(jid, sizeof(jid), "%" PRIu64, job);
+		/* open: jg-0 and jg-2 */
+		assert_int_equal(q_int(f,
+		                       "SELECT count(*) FROM job_hosts WHERE job_id = $1 AND state"
+		                       " IN ('queued','dispatched','running')",
+		                       1, v),
+		                 2);
+		assert_int_equal(q_int(f,
+		                       "SELECT count(*) FROM job_hosts WHERE job_id = $1 AND state"
+		                       " IN ('queued','dispatched','running') AND host IN ('jg-0','jg-2')",
+		                       1, v),
+		                 2);
+	}
 	/* the rest cancelled: the job is done */
 	{
 		struct om_store_state c[2] = {final(job, "jg-0", OM_HS_CANCELLED, false, NULL),
 		                              final(job, "jg-2", OM_HS_CANCELLED, false, NULL)};
 		assert_int_equal(om_store_ingest(f->st, NULL, 0, c, 2), 0);
 	}
-	assert_int_equal(om_store_job_open_hosts(f->st, job, &names, &n), 0);
-	assert_int_equal(n, 0);
-	om_free(names);
+	{
+		char jid[24];
+		const char *v[1] = {jid};
+		snprintf(jid, sizeof(jid), "%" PRIu64, job);
+		assert_int_equal(q_int(f,
+		                       "SELECT count(*) FROM job_hosts WHERE job_id = $1 AND state"
+		                       " IN ('queued','dispatched','running')",
+		                       1, v),
+		                 0);
+	}
 	assert_int_equal(om_store_job_get(f->st, job, &info), 0);
 	assert_true(info.done);
 	om_job_info_release(&info);
