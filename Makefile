@@ -19,7 +19,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 B := build
 
-PKGS := msgpack libssh2 libpq libcrypto jansson
+PKGS := msgpack libssh2 libpq libcrypto jansson libmicrohttpd
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 # nng ships no .pc file on Debian 12
@@ -244,6 +244,8 @@ install: all sdk-install
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIB_PROTO) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/omserver/plugins/
+	install -d $(DESTDIR)$(PREFIX)/share/omserver/web
+	cp -R web/. $(DESTDIR)$(PREFIX)/share/omserver/web/
 
 # The plugin SDK alone (header and pkg-config file): what an out-of-tree
 # module needs, without building the daemons (tests/plugin_sdk.sh).

@@ -76,6 +76,8 @@ usage(FILE *f)
 	           "  job cancel ID | job fetch ID --dest DIR\n"
 	           "  job show ID [--state S]            (the job, its host counts, its hosts)\n"
 	           "  job output ID [--host H]           (stored output; one host: raw bytes)\n"
+	           "  job follow ID                      (output from the start, live, then the\n"
+	           "                                     summary; exit codes as run)\n"
 	           "  jobs list [--state running|done] [--user NAME] [--since DURATION]\n"
 	           "        [--limit N]                  (newest first; 50, at most 1000)\n"
 	           "  hosts import FILE [--idc DEFAULT]   (Ansible INI inventory)\n"
@@ -283,7 +285,8 @@ modules_list(struct ctl *c)
 	if ((rv = call(c, &req, &rep, OM_MSG_MODULES)) != 0)
 		return rv;
 	if (!c->json)
-		printf("%-20s %-10s %-7s %s\n", "NAME", "VERSION", "KIND", "DESCRIPTION");
+		printf("%-20s %-10s %-7s %-10s %s\n", "NAME", "VERSION", "KIND", "IDEMPOTENT",
+		       "DESCRIPTION");
 	for (i = 0; i < rep.u.modules.nmodules; i++) {
 		const struct om_module_info *mi = &rep.u.modules.modules[i];
 		if (c->json) {
@@ -291,14 +294,15 @@ modules_list(struct ctl *c)
 			json_object_set_new(o, "name", json_string(mi->name));
 			json_object_set_new(o, "version", json_string(mi->version));
 			json_object_set_new(o, "kind", json_string(mi->kind));
+			json_object_set_new(o, "idempotent", json_boolean(mi->idempotent));
 			json_object_set_new(o, "description",
 			                    json_string(mi->description ? mi->description : ""));
 			json_print(o);
 			continue;
 		}
-		printf("%-20s %-10s %-7s %s\n", mi->name, printable(mi->version, b2, sizeof(b2)),
-		       printable(mi->kind, b3, sizeof(b3)),
-		       printable(mi->description, b1, sizeof(b1)));
+		printf("%-20s %-10s %-7s %-10s %s\n", mi->name,
+		       printable(mi->version, b2, sizeof(b2)), printable(mi->kind, b3, sizeof(b3)),
+		       mi->idempotent ? "yes" : "no", printable(mi->description, b1, sizeof(b1)));
 	}
 	om_msg_release(&rep);
 	return 0;
@@ -329,8 +333,10 @@ module_show(struct ctl *c, const char *name)
 			rv = die("module '%s': unreadable schema from the master", name);
 		goto out;
 	}
-	printf("module %s %s (%s): %s\n\n", mi->name, printable(mi->version, b2, sizeof(b2)),
+	printf("module %s %s (%s): %s\n", mi->name, printable(mi->version, b2, sizeof(b2)),
 	       printable(mi->kind, b3, sizeof(b3)), printable(mi->description, b1, sizeof(b1)));
+	printf("idempotent: %s\n\n",
+	       mi->idempotent ? "yes (lost hosts run again on another worker)" : "no");
 	printf("%-16s %-7s %-8s %-16s %-20s %s\n", "NAME", "TYPE", "REQUIRED", "DEFAULT", "CHOICES",
 	       "DESCRIPTION");
 	for (i = 0; i < ns; i++) {
@@ -2044,6 +2050,7 @@ job_json(const struct om_msg *t, uint32_t r)
 	json_object_set_new(o, "state", json_str_or_null(t, r, "STATE"));
 	json_object_set_new(o, "finished", json_str_or_null(t, r, "FINISHED"));
 	json_object_set_new(o, "duration_ms", json_int_or_null(t, r, "DURATION_MS"));
+	json_object_set_new(o, "retry_lost", json_str_or_null(t, r, "RETRY_LOST"));
 	json_object_set_new(o, "counts", counts_json(t, r));
 	return o;
 }
@@ -2152,6 +2159,10 @@ job_show(struct ctl *c, uint64_t id, int only)
 		printf("state:     %s\n", printable(cell_of(&rep, 0, "STATE"), b2, sizeof(b2)));
 		printf("finished:  %s\n", printable(cell_of(&rep, 0, "FINISHED"), b2, sizeof(b2)));
 		printf("duration:  %s\n", seconds_text(&rep, 0, "DURATION_MS", b3, sizeof(b3)));
+		/* a master older than schema 6 does not say */
+		if (cell_of(&rep, 0, "RETRY_LOST") != NULL)
+			printf("retry lost: %s\n",
+			       printable(cell_of(&rep, 0, "RETRY_LOST"), b2, sizeof(b2)));
 		printf("hosts:     %s\n", counts_text(&rep, 0, b2, sizeof(b2)));
 		printf("\n%-24s %-11s %-4s %-9s %-16s %s\n", "HOST", "STATE", "EXIT", "DURATION",
 		       "WORKER", "REASON");
@@ -2327,6 +2338,27 @@ cmd_jobs_list(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * job follow ID: a job from its first event, live until it ends (omctl run
+ * without the submit): output, then each host's result, exit code as run.
+ * Bounded by --reconnect-timeout when the master goes away, as run is.
+ */
+static int
+job_follow(struct ctl *c, uint64_t id)
+{
+	struct hosttab tab = {0};
+	uint64_t cursor = 0;
+	int rv;
+
+	if ((rv = connect_master(c)) != 0)
+		return rv;
+	rv = follow_events(c, id, &cursor, 0, 0, run_event, &tab);
+	if (rv == 0)
+		rv = print_summary(c, id, &tab);
+	hosttab_free(&tab);
+	return rv;
+}
+
 static int
 cmd_job(struct ctl *c, int argc, char **argv)
 {
@@ -2372,6 +2404,11 @@ cmd_job(struct ctl *c, int argc, char **argv)
 			return die("--state wants queued, dispatched, running, ok, failed, "
 			           "unreachable, timeout, cancelled, skipped or lost");
 		return job_show(c, id, only);
+	}
+	if (strcmp(sub, "follow") == 0) {
+		if (optind != argc - 1 || dest != NULL || parse_id(argv[optind], &id) != 0)
+			return die("usage: omctl job follow ID");
+		return job_follow(c, id);
 	}
 	if (strcmp(sub, "output") == 0) {
 		if (optind != argc - 1 || dest != NULL || parse_id(argv[optind], &id) != 0)

@@ -748,6 +748,8 @@ op_user_passwd(struct master *m, struct om_rpc_req *r, struct peer *p)
 		return;
 	}
 	audit(m, p->who, p->source, "user.passwd", name, "ok", "password changed");
+	/* The old password's web sessions end with it. */
+	om_store_web_sessions_drop_user(m->store, name);
 	reply_done(r, 1, "password changed");
 }
 
@@ -772,6 +774,8 @@ op_user_disable(struct master *m, struct om_rpc_req *r, struct peer *p)
 	}
 	audit(m, p->who, p->source, flag ? "user.disable" : "user.enable", name, "ok", "%s",
 	      flag ? "disabled: its tokens stop working" : "enabled");
+	if (flag)
+		om_store_web_sessions_drop_user(m->store, name);
 	reply_done(r, 1, flag ? "disabled" : "enabled");
 }
 
@@ -1098,7 +1102,13 @@ end_peer(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r, cons
 void
 auth_dispatch(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r)
 {
-	struct peer *p = om_rpc_session_user(r->session);
+	auth_dispatch_peer(m, srv, r, om_rpc_session_user(r->session));
+}
+
+void
+auth_dispatch_peer(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r,
+                   struct peer *p)
+{
 	const struct op *op = NULL;
 	size_t i;
 
@@ -1125,6 +1135,11 @@ auth_dispatch(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r)
 			audit(m, p->who, p->source, op ? op->name : "unknown", "-", "refused",
 			      "operation %d is not available to a %s", (int)r->msg.type,
 			      p->kind == PEER_WORKER ? "worker" : "client");
+		if (srv == NULL) {
+			/* A local request (the web bridge) has no session to end. */
+			reply_error(r, OM_EPERM, "operation not permitted");
+			return;
+		}
 		{
 			/* The refusal goes out, then the session ends: the peer must
 			 * authenticate again.  (Replying releases r, keep the session.) */
@@ -1216,4 +1231,218 @@ auth_init_admin(struct om_store *st, const char *name, const char *password_file
 	om_wipe(token, strlen(token));
 	om_free(token);
 	return 0;
+}
+
+/* ------------------------------------------------------------ web console */
+
+#define WEB_IDLE_S     (60 * 60)      /* a web session unused this long ends */
+#define WEB_ABSOLUTE_S (12 * 60 * 60) /* and every one after this long */
+
+static const char *const web_me_cols[] = {"SESSION", "CSRF",   "USER",    "ROLE", "SCOPES",
+                                          "EXPIRES", "IDCS",   "GROUPS",  "MODULES",
+                                          "AUTH",    NULL};
+
+static void
+web_me_reply(struct om_rpc_req *r, const struct peer *p, const char *session, const char *csrf,
+             int64_t expires_ms)
+{
+	struct table t;
+	char sc[32];
+
+	table_init(&t, web_me_cols);
+	table_cell(&t, session);
+	table_cell(&t, csrf);
+	table_cell(&t, p->user.name);
+	table_cell(&t, om_role_name(p->user.role));
+	table_cell(&t, scopes_text(p->scopes, sc, sizeof(sc)));
+	table_time(&t, expires_ms);
+	table_list(&t, p->user.idcs, p->user.nidcs);
+	table_list(&t, p->user.groups, p->user.ngroups);
+	table_list(&t, p->user.modules, p->user.nmodules);
+	table_cell(&t, p->token_id ? "token" : "session");
+	table_reply(r, &t);
+}
+
+/*
+ * The peer behind a web call: an API token (as omctl's token login, no CSRF
+ * needed: browsers never send it on their own) or a cookie session (with
+ * the CSRF token on state-changing calls).  0, OM_EAUTH, OM_EPERM (CSRF) or
+ * OM_EDB; refusals are audited here.
+ */
+static int
+web_peer(struct master *m, struct web_call *c, struct peer *p, char **csrf)
+{
+	struct om_token_info tok;
+	const char *how = c->bearer[0] ? "token" : "session";
+	int rv;
+
+	memset(p, 0, sizeof(*p));
+	memset(&tok, 0, sizeof(tok));
+	p->kind = PEER_CLIENT;
+	snprintf(p->source, sizeof(p->source), "%s", c->source);
+	if (c->bearer[0]) {
+		rv = om_store_token_check(m->store, c->bearer, &tok, &p->user);
+		if (rv == 0) {
+			p->token_id = tok.id;
+			p->scopes = tok.scopes & role_scopes(p->user.role);
+		}
+		om_token_info_release(&tok);
+	} else if (c->session[0]) {
+		rv = om_store_web_session_check(m->store, c->session,
+		                                c->state_changing ? c->csrf : NULL, &p->user, NULL,
+		                                csrf);
+		if (rv == 0)
+			p->scopes = role_scopes(p->user.role);
+	} else {
+		return OM_EAUTH; /* nothing presented: not worth an audit row */
+	}
+	if (rv == 0) {
+		snprintf(p->who, sizeof(p->who), "user '%s'", p->user.name);
+		return 0;
+	}
+	if (rv == OM_EPERM) {
+		om_warn("web call from %s: CSRF token missing or wrong", c->source);
+		audit(m, p->user.name ? p->user.name : "-", c->source, "web.csrf", "-", "refused",
+		      "state-changing call without the session's CSRF token");
+	} else if (rv == OM_EAUTH) {
+		audit(m, "-", c->source, "web.auth", how, "refused", "%s",
+		      "invalid, expired or revoked credentials");
+	} else {
+		om_err("cannot check web credentials: %s", om_store_errmsg(m->store));
+		rv = OM_EDB;
+	}
+	om_user_release(&p->user);
+	return rv;
+}
+
+static void
+web_login(struct master *m, struct web_call *c)
+{
+	struct peer p;
+	char *secret = NULL, *csrf = NULL;
+	int64_t exp = 0;
+	int rv;
+
+	memset(&p, 0, sizeof(p));
+	p.kind = PEER_CLIENT;
+	snprintf(p.source, sizeof(p.source), "%s", c->source);
+	rv = om_store_user_login(m->store, c->user, c->password, &p.user);
+	if (rv != 0) {
+		if (rv != OM_EAUTH)
+			om_err("cannot check credentials: %s", om_store_errmsg(m->store));
+		om_warn("refused web login from %s: %s", c->source,
+		        rv == OM_EAUTH ? "invalid credentials" : "database unavailable");
+		audit(m, c->user[0] ? c->user : "-", c->source, "login", "web", "refused", "%s",
+		      rv == OM_EAUTH ? "invalid credentials or disabled user"
+		                     : "database unavailable");
+		reply_error(c->req, rv == OM_EAUTH ? OM_EAUTH : OM_EDB, "%s",
+		            rv == OM_EAUTH ? "invalid user name or password"
+		                           : "master database unavailable, retry later");
+		om_user_release(&p.user);
+		return;
+	}
+	p.scopes = role_scopes(p.user.role);
+	snprintf(p.who, sizeof(p.who), "user '%s'", p.user.name);
+	rv = om_store_web_session_create(m->store, p.user.id, c->source, WEB_IDLE_S, WEB_ABSOLUTE_S,
+	                                 &secret, &csrf, &exp);
+	if (rv != 0) {
+		om_err("cannot create a web session: %s", om_store_errmsg(m->store));
+		reply_error(c->req, OM_EDB, "master database unavailable, retry later");
+	} else {
+		audit(m, p.who, c->source, "login", "web", "ok", "web session, expires in %d s",
+		      WEB_ABSOLUTE_S);
+		web_me_reply(c->req, &p, secret, csrf, exp);
+	}
+	if (secret != NULL)
+		om_wipe(secret, strlen(secret));
+	if (csrf != NULL)
+		om_wipe(csrf, strlen(csrf));
+	om_free(secret);
+	om_free(csrf);
+	om_user_release(&p.user);
+}
+
+static enum perm
+web_perm_of(enum web_perm w)
+{
+	switch (w) {
+	case WEB_READ:
+		return PERM_READ;
+	case WEB_RUN:
+		return PERM_RUN;
+	case WEB_ADMIN:
+		return PERM_ADMIN;
+	default:
+		return PERM_SELF;
+	}
+}
+
+void
+auth_web_call(struct master *m, struct web_call *c)
+{
+	struct om_rpc_req *r = c->req;
+	struct peer p;
+	char *csrf = NULL;
+	int rv;
+
+	if (om_rpc_local_cancelled(r)) {
+		om_rpc_drop(r, "the HTTP client went away");
+		goto out;
+	}
+	if (c->kind == WEB_LOGIN) {
+		web_login(m, c);
+		goto out;
+	}
+	rv = web_peer(m, c, &p, c->kind == WEB_ME ? &csrf : NULL);
+	if (rv != 0) {
+		reply_error(r, rv, "%s",
+		            rv == OM_EAUTH   ? "authentication required: log in or send an API token"
+		            : rv == OM_EPERM ? "missing or wrong X-CSRF-Token header"
+		                             : "master database unavailable, retry later");
+		goto out;
+	}
+	switch (c->kind) {
+	case WEB_ME:
+		web_me_reply(r, &p, NULL, csrf, 0);
+		break;
+	case WEB_LOGOUT:
+		if (c->bearer[0]) {
+			reply_done(r, 0, "an API token has no web session to end");
+			break;
+		}
+		rv = om_store_web_session_delete(m->store, c->session);
+		if (rv != 0 && rv != OM_ENOTFOUND) {
+			reply_error(r, OM_EDB, "master database unavailable, retry later");
+			break;
+		}
+		audit(m, p.who, c->source, "logout", "web", "ok", "web session ended");
+		reply_done(r, 1, "logged out");
+		break;
+	default:
+		if (!perm_ok(&p, web_perm_of(c->perm))) {
+			audit(m, p.who, p.source, "web.route", "-", "refused", "needs %s",
+			      perm_name(web_perm_of(c->perm)));
+			reply_error(r, OM_EPERM, "permission denied: needs %s",
+			            perm_name(web_perm_of(c->perm)));
+			break;
+		}
+		auth_dispatch_peer(m, NULL, r, &p);
+		break;
+	}
+	om_user_release(&p.user);
+out:
+	if (csrf != NULL) {
+		om_wipe(csrf, strlen(csrf));
+		om_free(csrf);
+	}
+	web_call_free(c);
+}
+
+void
+auth_web_expire(struct master *m)
+{
+	uint64_t n = 0;
+
+	if (om_store_web_sessions_expire(m->store, &n) == 0 && n > 0)
+		om_debug("%llu web sessions expired", (unsigned long long)n);
 }

@@ -14,9 +14,11 @@
  * in job_cols: USER is the submitter's name, times are UTC ISO 8601,
  * FINISHED and DURATION_MS are nil while the job runs, and one column per
  * host state (om_host_state_name in capitals) counts the caller's hosts in
- * that state.  The JOB_HOSTS TABLE has the columns in host_cols; EXIT,
- * DURATION_MS, WORKER and REASON are nil when unknown (EXIT also when the
- * host never ran a command: the master records -1 then).
+ * that state.  RETRY_LOST says whether and why hosts of a worker that died
+ * run again: "no", "yes (--retry-lost)" or "yes (module is idempotent)".
+ * The JOB_HOSTS TABLE has the columns in host_cols; EXIT, DURATION_MS,
+ * WORKER and REASON are nil when unknown (EXIT also when the host never
+ * ran a command: the master records -1 then).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -40,9 +42,9 @@ _Static_assert(OM_MAX_FRAME - 4096 > (size_t)OM_MAX_JOB_ROWS * ROW_MAX,
 _Static_assert(OM_HS_COUNT_ == 10, "job_cols has one column per enum om_host_state");
 
 static char *job_cols[] = {
-        "ID",          "CREATED",     "USER",      "MODULE",     "SELECTOR", "HOSTS", "STATE",
-        "FINISHED",    "DURATION_MS", "QUEUED",    "DISPATCHED", "RUNNING",  "OK",    "FAILED",
-        "UNREACHABLE", "TIMEOUT",     "CANCELLED", "SKIPPED",    "LOST",
+        "ID",          "CREATED",     "USER",      "MODULE",     "SELECTOR", "HOSTS",      "STATE",
+        "FINISHED",    "DURATION_MS", "QUEUED",    "DISPATCHED", "RUNNING",  "OK",         "FAILED",
+        "UNREACHABLE", "TIMEOUT",     "CANCELLED", "SKIPPED",    "LOST",     "RETRY_LOST",
 };
 #define NJOB_COLS ((uint32_t)(sizeof(job_cols) / sizeof(job_cols[0])))
 
@@ -180,6 +182,10 @@ job_row(struct cells *t, const struct om_job_summary *j)
 	}
 	for (s = 0; s < OM_HS_COUNT_; s++)
 		cellf(t, "%" PRIu32, j->counts[s]);
+	if (!j->retry_lost)
+		cell(t, "no");
+	else
+		cell(t, j->retry_idempotent ? "yes (module is idempotent)" : "yes (--retry-lost)");
 }
 
 /* A store failure: logged with libpq's words, the caller gets a short line. */

@@ -30,7 +30,10 @@ usage(FILE *f)
 	fprintf(f, "usage: om-master [--config FILE] --db CONNINFO --key FILE\n"
 	           "                 --worker-listen URL --client-listen URL\n"
 	           "                 [--heartbeat-ms N] [--pending-timeout SECONDS]\n"
+	           "                 [--retention-days N (90; 0 keeps all)]\n"
 	           "                 [--log-level error|warn|info|debug]\n"
+	           "                 [--http-listen ADDR:PORT [--web-root DIR] [--http-max-body BYTES]\n"
+	           "                  [--tls-cert FILE --tls-key FILE]]\n"
 	           "       om-master --key FILE --print-public-key\n"
 	           "       om-master --db CONNINFO --init-admin NAME [--password-file FILE]\n");
 }
@@ -59,6 +62,22 @@ set_option(struct master_config *c, const char *key, const char *val)
 		if (om_parse_u32(val, 1, 86400, &s) != 0)
 			return fprintf(stderr, "om-master: pending-timeout wants 1..86400 s\n"), -1;
 		c->pending_ms = s * 1000;
+	} else if (strcmp(key, "retention-days") == 0 || strcmp(key, "retention_days") == 0) {
+		if (om_parse_u32(val, 0, 36500, &c->retention_days) != 0)
+			return fprintf(stderr, "om-master: retention-days wants 0..36500\n"), -1;
+	} else if (strcmp(key, "http-listen") == 0 || strcmp(key, "http_listen") == 0) {
+		c->http.listen = val;
+	} else if (strcmp(key, "web-root") == 0 || strcmp(key, "web_root") == 0) {
+		c->http.web_root = val;
+	} else if (strcmp(key, "tls-cert") == 0 || strcmp(key, "tls_cert") == 0) {
+		c->http.tls_cert = val;
+	} else if (strcmp(key, "tls-key") == 0 || strcmp(key, "tls_key") == 0) {
+		c->http.tls_key = val;
+	} else if (strcmp(key, "http-max-body") == 0 || strcmp(key, "http_max_body") == 0) {
+		uint64_t n;
+		if (om_parse_size(val, 1024, 64u << 20, &n) != 0)
+			return fprintf(stderr, "om-master: http-max-body wants 1K..64M\n"), -1;
+		c->http.max_body = (size_t)n;
 	} else {
 		fprintf(stderr, "om-master: unknown setting '%s'\n", key);
 		return -1;
@@ -82,6 +101,32 @@ shutdown_watchdog(void *arg)
 	om_warn("shutdown did not finish in %d s (nng close), exiting anyway", SHUTDOWN_GRACE_S);
 	_exit(0);
 	return NULL;
+}
+
+/*
+ * The console's files when --web-root is not given: web/ of the source tree
+ * the binary was built in (build/bin/om-master), else the installed copy.
+ */
+static const char *
+default_web_root(void)
+{
+	static char dir[4200];
+	char exe[4000], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL) {
+			*slash = '\0';
+			snprintf(dir, sizeof(dir), "%s/../../web", exe);
+			if (access(dir, R_OK | X_OK) == 0)
+				return dir;
+			snprintf(dir, sizeof(dir), "%s/../share/omserver/web", exe);
+			if (access(dir, R_OK | X_OK) == 0)
+				return dir;
+		}
+	}
+	return "/usr/local/share/omserver/web";
 }
 
 static char *config_text; /* kept for the life of the process: settings point into it */
@@ -139,7 +184,13 @@ main(int argc, char **argv)
 	        {"password-file", required_argument, NULL, 'P'},
 	        {"heartbeat-ms", required_argument, NULL, 1},
 	        {"pending-timeout", required_argument, NULL, 1},
+	        {"retention-days", required_argument, NULL, 1},
 	        {"log-level", required_argument, NULL, 1},
+	        {"http-listen", required_argument, NULL, 1},
+	        {"web-root", required_argument, NULL, 1},
+	        {"tls-cert", required_argument, NULL, 1},
+	        {"tls-key", required_argument, NULL, 1},
+	        {"http-max-body", required_argument, NULL, 1},
 	        {"print-public-key", no_argument, NULL, 'p'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -153,6 +204,7 @@ main(int argc, char **argv)
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.heartbeat_ms = 5000;
+	cfg.retention_days = 90;
 	cfg.worker_ctx = 256;
 	cfg.client_ctx = 128;
 	cfg.log_level = OM_LOG_INFO;
@@ -186,6 +238,9 @@ main(int argc, char **argv)
 		}
 	}
 	om_log_setup("om-master", cfg.log_level);
+	if (*om_fault_armed())
+		om_warn("fault injection armed (OM_TEST_FAULT=%s): for crash tests only",
+		        om_fault_armed());
 	if (print_key) {
 		struct om_keypair kp;
 		char hex[2 * OM_NOISE_KEYLEN + 1];
@@ -225,6 +280,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (cfg.http.listen != NULL && cfg.http.web_root == NULL)
+		cfg.http.web_root = default_web_root();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);

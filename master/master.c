@@ -21,6 +21,7 @@
 #define MAX_FORKS          10000
 #define HOUSEKEEPING_MS    200
 #define SWEEP_MS           1000
+#define RETENTION_MS       30000 /* partitions ahead, expired output dropped */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -62,8 +63,10 @@ follower_try(struct master *m, struct follower *f, bool force)
 	bool done = false;
 	int rv;
 
+	struct om_job_scope scope = {f->idcs, f->nidcs, f->groups, f->ngroups};
+
 	rv = om_store_events_query(m->store, f->job_id, f->cursor, FOLLOW_BATCH,
-	                           f->files ? OM_EVENTS_FILES : 0, &events, &n, &done);
+	                           f->files ? OM_EVENTS_FILES : 0, &scope, &events, &n, &done);
 	if (rv != 0) {
 		reply_error(f->req, rv, "cannot read events of job %llu: %s",
 		            (unsigned long long)f->job_id, om_strerror(rv));
@@ -82,6 +85,41 @@ follower_try(struct master *m, struct follower *f, bool force)
 }
 
 static void
+follower_free(struct follower *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->nidcs; i++)
+		om_free(f->idcs[i]);
+	for (i = 0; i < f->ngroups; i++)
+		om_free(f->groups[i]);
+	om_free(f->idcs);
+	om_free(f->groups);
+	om_free(f);
+}
+
+/* Deep copy of n names; NULL only when out of memory (n > 0). */
+static char **
+names_dup(char *const *v, size_t n)
+{
+	char **out;
+	size_t i;
+
+	if (n == 0)
+		return NULL;
+	if ((out = om_calloc(n, sizeof(*out))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if ((out[i] = om_strdup(v[i])) == NULL) {
+			while (i > 0)
+				om_free(out[--i]);
+			om_free(out);
+			return NULL;
+		}
+	return out;
+}
+
+static void
 followers_wake(struct master *m, uint64_t job_id, bool all_expired_only)
 {
 	struct follower **pp = &m->followers, *f;
@@ -95,7 +133,7 @@ followers_wake(struct master *m, uint64_t job_id, bool all_expired_only)
 			answered = follower_try(m, f, expired);
 		if (answered) {
 			*pp = f->next;
-			om_free(f);
+			follower_free(f);
 		} else {
 			pp = &f->next;
 		}
@@ -301,10 +339,10 @@ on_session_end(void *arg, void *user)
 	if (p->kind == PEER_CLIENT) {
 		pp = &m->followers;
 		while ((f = *pp) != NULL) {
-			if (om_rpc_session_user(f->req->session) == p) {
+			if (f->req->session != NULL && om_rpc_session_user(f->req->session) == p) {
 				follower_try(m, f, true);
 				*pp = f->next;
-				om_free(f);
+				follower_free(f);
 			} else {
 				pp = &f->next;
 			}
@@ -502,6 +540,8 @@ master_op_report(struct master *m, struct om_rpc_req *r, struct peer *p)
 			audit(m, p->who, p->source, "hostkey.accept-new", t->hosts[res->host], "ok",
 			      "%s", res->note);
 	}
+	/* Crash tests: durable, not acknowledged; the worker sends it again. */
+	om_fault("report.ack");
 	ack.u.ack.nchunks = q->u.report.nchunks;
 	ack.u.ack.nresults = q->u.report.nresults;
 	om_rpc_reply(r, &ack);
@@ -630,9 +670,21 @@ void
 master_op_follow(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	struct follower *f;
+	struct om_job_scope scope;
 	uint32_t wait = r->msg.u.follow.wait_ms;
+	int rv;
 
-	(void)p;
+	auth_job_scope(p, &scope);
+	/* A scoped operator follows only jobs with hosts in scope (as job show). */
+	if ((scope.nidcs > 0 || scope.ngroups > 0) &&
+	    (rv = om_store_job_visible(m->store, r->msg.u.follow.job_id, &scope, NULL)) != 0) {
+		if (rv == OM_ENOTFOUND)
+			reply_error(r, OM_ENOTFOUND, "no job %llu",
+			            (unsigned long long)r->msg.u.follow.job_id);
+		else
+			reply_error(r, OM_EDB, "master database unavailable, retry later");
+		return;
+	}
 	if ((f = om_calloc(1, sizeof(*f))) == NULL) {
 		reply_error(r, OM_ENOMEM, "master out of memory");
 		return;
@@ -642,8 +694,18 @@ master_op_follow(struct master *m, struct om_rpc_req *r, struct peer *p)
 	f->cursor = r->msg.u.follow.cursor;
 	f->files = r->msg.u.follow.files;
 	f->deadline = om_now_ms() + (wait > FOLLOW_HOLD_MAX_MS ? FOLLOW_HOLD_MAX_MS : wait);
+	f->nidcs = scope.nidcs;
+	f->ngroups = scope.ngroups;
+	if ((scope.nidcs > 0 && (f->idcs = names_dup(scope.idcs, scope.nidcs)) == NULL) ||
+	    (scope.ngroups > 0 && (f->groups = names_dup(scope.groups, scope.ngroups)) == NULL)) {
+		f->nidcs = f->idcs ? f->nidcs : 0;
+		f->ngroups = 0;
+		follower_free(f);
+		reply_error(r, OM_ENOMEM, "master out of memory");
+		return;
+	}
 	if (follower_try(m, f, wait == 0)) {
-		om_free(f);
+		follower_free(f);
 		return;
 	}
 	f->next = m->followers;
@@ -736,6 +798,54 @@ master_op_workers_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 
 /* ----------------------------------------------------------- the loop */
 
+static void wake(void *arg);
+
+#define WEB_QUEUE_DEFAULT 256
+#define WEB_PER_TURN      64 /* web calls per loop turn: nng peers get their turn too */
+#define WEB_EXPIRE_MS     60000
+
+int
+master_web_push(struct master *m, struct web_call *c)
+{
+	unsigned max = m->cfg.web_queue ? m->cfg.web_queue : WEB_QUEUE_DEFAULT;
+	int rv = 0;
+
+	pthread_mutex_lock(&m->web_lock);
+	if (m->web_closed) {
+		rv = OM_ECLOSED;
+	} else if (m->web_len >= max) {
+		rv = OM_EAGAIN;
+	} else {
+		c->next = NULL;
+		if (m->web_tail != NULL)
+			m->web_tail->next = c;
+		else
+			m->web_head = c;
+		m->web_tail = c;
+		m->web_len++;
+	}
+	pthread_mutex_unlock(&m->web_lock);
+	if (rv == 0)
+		wake(m);
+	return rv;
+}
+
+static struct web_call *
+web_take(struct master *m)
+{
+	struct web_call *c;
+
+	pthread_mutex_lock(&m->web_lock);
+	if ((c = m->web_head) != NULL) {
+		m->web_head = c->next;
+		if (m->web_head == NULL)
+			m->web_tail = NULL;
+		m->web_len--;
+	}
+	pthread_mutex_unlock(&m->web_lock);
+	return c;
+}
+
 static void
 wake(void *arg)
 {
@@ -823,6 +933,22 @@ sweep(struct master *m)
 }
 
 static void
+retention(struct master *m)
+{
+	struct om_retention_stats rs;
+
+	if (om_store_retention(m->store, (int)m->cfg.retention_days, &rs) != 0) {
+		om_warn("output partitions and retention: %s", om_store_errmsg(m->store));
+		return;
+	}
+	if (rs.created > 0)
+		om_info("created %u output partitions ahead of the job ids", rs.created);
+	if (rs.dropped > 0 || rs.jobs_deleted > 0)
+		om_info("retention (%u days): dropped %u output partitions, deleted %llu jobs",
+		        m->cfg.retention_days, rs.dropped, (unsigned long long)rs.jobs_deleted);
+}
+
+static void
 housekeeping(struct master *m)
 {
 	int64_t now = om_now_ms();
@@ -835,7 +961,15 @@ housekeeping(struct master *m)
 		m->last_sweep = now;
 		sweep(m);
 	}
+	if (now - m->last_retention >= RETENTION_MS) {
+		m->last_retention = now;
+		retention(m);
+	}
 	followers_wake(m, 0, true);
+	if (m->http != NULL && now - m->last_web_expire >= WEB_EXPIRE_MS) {
+		m->last_web_expire = now;
+		auth_web_expire(m);
+	}
 	om_rpc_server_expire(m->wsrv, on_session_end, m);
 	om_rpc_server_expire(m->csrv, on_session_end, m);
 }
@@ -911,6 +1045,14 @@ master_run(struct master *m, const volatile int *stop)
 			else
 				auth_dispatch(m, m->csrv, r);
 		}
+		{
+			struct web_call *c;
+			int k;
+			for (k = 0; k < WEB_PER_TURN && (c = web_take(m)) != NULL; k++)
+				auth_web_call(m, c);
+			if (k == WEB_PER_TURN)
+				wake(m); /* more are waiting: no sleep next turn */
+		}
 		if (om_now_ms() - m->last_housekeeping >= HOUSEKEEPING_MS) {
 			m->last_housekeeping = om_now_ms();
 			housekeeping(m);
@@ -930,6 +1072,7 @@ master_open(struct master *m, const struct master_config *cfg)
 	m->cfg = *cfg;
 	pthread_mutex_init(&m->wake_lock, NULL);
 	pthread_cond_init(&m->wake_cond, NULL);
+	pthread_mutex_init(&m->web_lock, NULL);
 	if ((rv = om_key_load_or_create(cfg->key_path, &m->key, &created)) != 0) {
 		om_err("cannot load key '%s': %s", cfg->key_path, om_strerror(rv));
 		return rv;
@@ -983,6 +1126,10 @@ master_open(struct master *m, const struct master_config *cfg)
 	}
 	om_info("listening for workers on %s and clients on %s", cfg->worker_listen,
 	        cfg->client_listen);
+	if (cfg->http.listen != NULL && (rv = http_start(&m->http, &cfg->http, m)) != 0) {
+		om_err("cannot serve HTTP on '%s': %s", cfg->http.listen, om_strerror(rv));
+		return rv;
+	}
 	return 0;
 }
 
@@ -991,7 +1138,31 @@ master_close(struct master *m)
 {
 	struct wconn *w;
 	struct follower *f;
+	struct web_call *c;
 
+	/* HTTP first: its threads push calls and hold local requests. */
+	http_stop(m->http);
+	m->http = NULL;
+	pthread_mutex_lock(&m->web_lock);
+	m->web_closed = true;
+	pthread_mutex_unlock(&m->web_lock);
+	while ((c = web_take(m)) != NULL) {
+		om_rpc_drop(c->req, "master stopping");
+		web_call_free(c);
+	}
+	/* Held local requests (web event streams): nng's go with their servers. */
+	{
+		struct follower **pp = &m->followers;
+		while ((f = *pp) != NULL) {
+			if (om_rpc_is_local(f->req)) {
+				*pp = f->next;
+				om_rpc_drop(f->req, "master stopping");
+				follower_free(f);
+			} else {
+				pp = &f->next;
+			}
+		}
+	}
 	/* The database first: it is the only durable state. */
 	om_store_close(m->store);
 	m->store = NULL;
@@ -1000,7 +1171,7 @@ master_close(struct master *m)
 	om_rpc_server_close(m->csrv);
 	while ((f = m->followers) != NULL) {
 		m->followers = f->next;
-		om_free(f);
+		follower_free(f);
 	}
 	meta_clear(m);
 	while ((w = m->workers) != NULL) {
@@ -1009,5 +1180,6 @@ master_close(struct master *m)
 	}
 	om_wipe(&m->key, sizeof(m->key));
 	pthread_mutex_destroy(&m->wake_lock);
+	pthread_mutex_destroy(&m->web_lock);
 	pthread_cond_destroy(&m->wake_cond);
 }

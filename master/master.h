@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "http.h"
 #include "om/rpc.h"
 #include "store.h"
 
@@ -21,8 +22,11 @@ struct master_config {
 	enum om_log_level log_level;
 	uint32_t heartbeat_ms; /* a worker silent 3x this long is gone */
 	uint32_t pending_ms;   /* hosts wait this long for a live worker of their IDC; 0: 30 s */
+	uint32_t retention_days; /* jobs that ended longer ago are deleted; 0: kept */
 	unsigned worker_ctx;   /* concurrent worker requests */
 	unsigned client_ctx;   /* concurrent client requests */
+	struct http_config http; /* the web console and REST API; http.listen NULL: off */
+	unsigned web_queue;      /* web calls waiting for the core; 0: 256 */
 };
 
 struct wconn;    /* a connected worker */
@@ -58,7 +62,14 @@ struct master {
 	struct meta_entry *meta[META_BUCKETS];
 	size_t nmeta;
 	struct follower *followers;
-	int64_t last_housekeeping, last_sweep;
+	/* Web calls from the HTTP threads (master_web_push): guarded by web_lock. */
+	struct http_server *http;
+	pthread_mutex_t web_lock;
+	struct web_call *web_head, *web_tail;
+	unsigned web_len;
+	bool web_closed; /* the core stopped taking calls */
+	int64_t last_web_expire;
+	int64_t last_housekeeping, last_sweep, last_retention;
 };
 
 /* Loads keys and secrets, opens the store and both endpoints. */
@@ -66,5 +77,11 @@ int master_open(struct master *m, const struct master_config *cfg);
 /* Runs until *stop becomes non-zero. */
 void master_run(struct master *m, const volatile int *stop);
 void master_close(struct master *m);
+/*
+ * From an HTTP thread: queues a web call for the core and wakes it.  The
+ * queue takes c on success; OM_EAGAIN when it is full (the caller answers
+ * 503) and OM_ECLOSED when the master stops: c stays the caller's.
+ */
+int master_web_push(struct master *m, struct web_call *c);
 
 #endif

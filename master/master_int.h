@@ -55,6 +55,10 @@ struct follower {
 	uint64_t job_id, cursor;
 	int64_t deadline;
 	bool files; /* stream 3 events too */
+	/* An operator's scope, copied (the session may end first): events of
+	 * other hosts are left out.  Empty: every host. */
+	char **idcs, **groups;
+	size_t nidcs, ngroups;
 	struct follower *next;
 };
 
@@ -127,6 +131,21 @@ void auth_worker_hello(struct master *m, struct om_rpc_req *r);
 void auth_client_hello(struct master *m, struct om_rpc_req *r);
 /* Looks the operation up in the permission table, checks it, runs it or refuses. */
 void auth_dispatch(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r);
+/*
+ * The same for a peer the caller supplies (srv NULL: a local request, whose
+ * refusal never ends a session).
+ */
+void auth_dispatch_peer(struct master *m, struct om_rpc_server *srv, struct om_rpc_req *r,
+	struct peer *p);
+/*
+ * A call from the HTTP server (http.h): authenticates its cookie session or
+ * bearer token, checks the CSRF token and the route's permission, then runs
+ * it (login, logout, me, or an operation through auth_dispatch_peer).
+ * Finishes c->req and frees c.
+ */
+void auth_web_call(struct master *m, struct web_call *c);
+/* Drops expired web sessions (housekeeping). */
+void auth_web_expire(struct master *m);
 /* Target scope of a user for a job: 0, or OM_EPERM with a reason in why. */
 int auth_check_target(const struct peer *p, const struct om_host *hosts, size_t n,
 	const char *module, char *why, size_t whylen);

@@ -282,6 +282,57 @@ static const char *const migrations[] = {
               " reason = 'lost: dispatched by a master older than schema 5'"
               " WHERE state NOT IN " FINAL_STATES ";"
               "UPDATE jobs SET state = 'done', finished_at = now() WHERE state <> 'done';",
+        /* 6: modules that promise idempotence (OM_PLUGIN_IDEMPOTENT), and why
+         * a job retries lost hosts: 'option' (--retry-lost) or 'idempotent'
+         * (its module, as the catalog said when the job was created); NULL
+         * when it does not, or for a job of schema 5 (only the option then). */
+        [5] = "ALTER TABLE modules ADD COLUMN idempotent boolean NOT NULL DEFAULT false;"
+              "ALTER TABLE jobs ADD COLUMN retry_reason text"
+              " CHECK (retry_reason IN ('option', 'idempotent'));",
+        /* 7: job_events partitioned by job id range (job ids grow with time,
+         * and every key of the table starts with job_id, so no insert or
+         * query changes).  store_retention.c creates the partitions ahead,
+         * each about one day of jobs, and drops whole partitions past the
+         * retention horizon.  The default partition only catches a burst that
+         * outran the partitions made ahead; nothing is ever refused.  Rows of
+         * schema 6 are copied into one partition covering every job id so
+         * far. */
+        [6] = "ALTER TABLE job_events RENAME TO job_events_v6;"
+              "ALTER TABLE job_events_v6 RENAME CONSTRAINT job_events_pkey TO job_events_v6_pkey;"
+              "ALTER INDEX job_events_chunk RENAME TO job_events_v6_chunk;"
+              "CREATE TABLE job_events (LIKE job_events_v6 INCLUDING DEFAULTS INCLUDING CONSTRAINTS,"
+              " PRIMARY KEY (job_id, id), FOREIGN KEY (job_id) REFERENCES jobs ON DELETE CASCADE)"
+              " PARTITION BY RANGE (job_id);"
+              "CREATE UNIQUE INDEX job_events_chunk ON job_events (job_id, host, attempt, stream, seq)"
+              " WHERE kind = 1;"
+              "CREATE TABLE job_events_default PARTITION OF job_events DEFAULT;"
+              "CREATE TABLE job_event_parts ("
+              " name text PRIMARY KEY,"
+              " lo bigint NOT NULL,"
+              " hi bigint NOT NULL CHECK (lo < hi),"
+              " created_at timestamptz NOT NULL DEFAULT now());"
+              "DO $$ DECLARE hi bigint := (SELECT last_value FROM jobs_id_seq) + 1001; BEGIN"
+              " EXECUTE format('CREATE TABLE job_events_p1 PARTITION OF job_events"
+              " FOR VALUES FROM (1) TO (%s)', hi);"
+              " INSERT INTO job_event_parts (name, lo, hi) VALUES ('job_events_p1', 1, hi); END $$;"
+              "INSERT INTO job_events SELECT * FROM job_events_v6;"
+              "DROP TABLE job_events_v6;"
+              "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state = 'done';",
+        /* 8: web console sessions (issue 6): only hashes of the cookie
+         * secret and of the CSRF token; absolute expiry and an idle limit
+         * per row, so every master enforces what the one that made it set. */
+        [7] = "CREATE TABLE web_sessions ("
+              " id bigserial PRIMARY KEY,"
+              " hash bytea UNIQUE NOT NULL CHECK (length(hash) = 32),"
+              " csrf_hash bytea NOT NULL CHECK (length(csrf_hash) = 32),"
+              " user_id bigint NOT NULL REFERENCES users ON DELETE CASCADE,"
+              " source text NOT NULL,"
+              " created_at timestamptz NOT NULL DEFAULT now(),"
+              " expires_at timestamptz NOT NULL,"
+              " last_seen_at timestamptz NOT NULL DEFAULT now(),"
+              " idle_s int NOT NULL CHECK (idle_s > 0));"
+              "CREATE INDEX web_sessions_user ON web_sessions (user_id);"
+              "CREATE INDEX web_sessions_expires ON web_sessions (expires_at);",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -353,13 +404,22 @@ static const struct {
         /* A page of events plus the job's state in one snapshot; one row with
          * NULL event columns when there is nothing after the cursor.  File
          * bytes (stream 3) only when $4 asks for them.  A state event is final
-         * and final states are sticky, so the host row holds its result. */
+         * and final states are sticky, so the host row holds its result.
+         * With a scope ($5 IDCs, $6 groups; '{}' both when none) only events
+         * of hosts in it, and the job's end; unscoped, the joins are skipped. */
         {"om_events", "SELECT j.state, e.id, e.kind, e.host, e.stream, e.data,"
                       " e.state, e.exit_code, e.reason, e.duration_ms, h.changed,"
                       " h.result::text"
-                      " FROM jobs j LEFT JOIN LATERAL (SELECT * FROM job_events v"
+                      " FROM jobs j LEFT JOIN LATERAL (SELECT v.* FROM job_events v"
+                      " LEFT JOIN job_hosts sh ON cardinality($5::text[])"
+                      " + cardinality($6::text[]) > 0 AND sh.job_id = v.job_id"
+                      " AND sh.host = v.host"
+                      " LEFT JOIN hosts sv ON cardinality($6::text[]) > 0 AND sv.name = v.host"
                       " WHERE v.job_id = j.id AND v.id > $2::bigint"
-                      " AND ($4::bool OR v.stream IS DISTINCT FROM 3) ORDER BY v.id"
+                      " AND ($4::bool OR v.stream IS DISTINCT FROM 3)"
+                      " AND (v.host IS NULL OR ((cardinality($5::text[]) = 0"
+                      " OR sh.idc = ANY ($5::text[])) AND (cardinality($6::text[]) = 0"
+                      " OR coalesce(sv.groups, '{}') && $6::text[]))) ORDER BY v.id"
                       " LIMIT $3::bigint) e ON true"
                       " LEFT JOIN job_hosts h ON e.kind = 2 AND h.job_id = j.id"
                       " AND h.host = e.host"
@@ -768,6 +828,9 @@ pipe_end(struct om_store *st)
 	int rv, i;
 	PGresult *r;
 
+	/* Crash tests: a batch sent without its COMMIT (the server rolls it back)... */
+	if (*om_fault_armed() && PQflush(st->conn) == 0)
+		om_fault("ingest.precommit");
 	if (st->pipe_err == 0)
 		pipe_sql(st, "COMMIT");
 	rv = st->pipe_err;
@@ -776,6 +839,8 @@ pipe_end(struct om_store *st)
 		st->broken = true;
 		return OM_EDB;
 	}
+	/* ...and one whose COMMIT is on the wire, its outcome never read. */
+	om_fault("ingest.commit");
 	for (i = 0; i < st->npipe; i++) {
 		while ((r = PQgetResult(st->conn)) != NULL) {
 			ExecStatusType s = PQresultStatus(r);
@@ -811,6 +876,8 @@ pipe_end(struct om_store *st)
 }
 
 /* --- open, migrate, close ------------------------------------------------------ */
+
+int om__store_migrate_upto;
 
 static int
 migrate(struct om_store *st)
@@ -853,6 +920,8 @@ migrate(struct om_store *st)
 	for (v = 1; v <= NMIGRATIONS; v++) {
 		if (applied[v - 1] || migrations[v - 1] == NULL)
 			continue;
+		if (om__store_migrate_upto > 0 && v > om__store_migrate_upto)
+			break;
 		/* one transaction per version: a failure keeps the earlier ones */
 		snprintf(ver, sizeof(ver), "%d", v);
 		if ((rv = om__store_run_cmd(st, "migration", "BEGIN", 0, NULL)) != 0)
@@ -1227,16 +1296,23 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	v[19] = spec->has_max_fail ? "true" : "false";
 	v[20] = maxf;
 	/* One statement is one transaction.  A job without hosts is done at
-	 * once, with its job-done event, so a follower does not wait forever. */
+	 * once, with its job-done event, so a follower does not wait forever.
+	 * Lost hosts are retried when the job asks or its module is idempotent
+	 * in the catalog now: read in the same statement, so the job records
+	 * the promise it was created under, whatever workers announce later. */
 	r = om__store_query(st, "job create",
 	        "WITH j AS (INSERT INTO jobs (created_by, selector, module, param_keys, param_vals,"
 	        " timeout_s, forks, nhosts, state, last_event, finished_at, become, become_user,"
-	        " check_mode, retry_lost, wave_size, nwaves, has_max_fail, max_fail)"
+	        " check_mode, retry_lost, wave_size, nwaves, has_max_fail, max_fail, retry_reason)"
 	        " VALUES ($1::text, $2::text, $3::text, $4::text[], $5::text[], $6::int, $7::int,"
 	        " $8::int, CASE WHEN $8::int = 0 THEN 'done' ELSE 'running' END,"
 	        " CASE WHEN $8::int = 0 THEN 1 ELSE 0 END,"
 	        " CASE WHEN $8::int = 0 THEN now() END, $14::bool, $15::text, $16::bool,"
-	        " $17::bool, $18::int, $19::int, $20::bool, $21::int) RETURNING id, state),"
+	        " $17::bool OR coalesce((SELECT idempotent FROM modules"
+	        " WHERE name = $3::text), false),"
+	        " $18::int, $19::int, $20::bool, $21::int,"
+	        " CASE WHEN $17::bool THEN 'option' WHEN (SELECT idempotent FROM modules"
+	        " WHERE name = $3::text) THEN 'idempotent' END) RETURNING id, state),"
 	        " h AS (INSERT INTO job_hosts (job_id, host, idc, addr, port, ssh_user, seq)"
 	        " SELECT j.id, u.host, u.idc, u.addr, u.port, u.ssh_user, u.i - 1 FROM j,"
 	        " unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[])"
@@ -1603,15 +1679,18 @@ int
 om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                      struct om_event **out, size_t *n, bool *done)
 {
-	return om_store_events_query(st, job_id, cursor, limit, 0, out, n, done);
+	return om_store_events_query(st, job_id, cursor, limit, 0, NULL, out, n, done);
 }
 
 int
 om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
-                      unsigned flags, struct om_event **out, size_t *n, bool *done)
+                      unsigned flags, const struct om_job_scope *scope, struct om_event **out,
+                      size_t *n, bool *done)
 {
 	char jid[24], cur[24], lim[24];
-	const char *v[4] = {jid, cur, lim, (flags & OM_EVENTS_FILES) ? "true" : "false"};
+	const char *v[6] = {jid, cur, lim, (flags & OM_EVENTS_FILES) ? "true" : "false", NULL,
+	                    NULL};
+	struct om_buf idcs, groups;
 	struct om_event *ev = NULL;
 	PGresult *r;
 	size_t rows, i, take;
@@ -1632,8 +1711,14 @@ om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, siz
 	/* One extra row tells whether anything follows this page: ids have gaps
 	 * (a duplicate chunk burns one), so last_event alone can't. */
 	snprintf(lim, sizeof(lim), "%zu", limit + 1);
+	if ((rv = om__store_scope_arrays(scope, &idcs, &groups)) != 0)
+		return rv;
+	v[4] = (const char *)idcs.data;
+	v[5] = (const char *)groups.data;
 	/* binary results: bytea comes back byte-exact without unescaping */
-	r = PQexecPrepared(st->conn, "om_events", 4, v, NULL, NULL, 1);
+	r = PQexecPrepared(st->conn, "om_events", 6, v, NULL, NULL, 1);
+	om_buf_release(&idcs);
+	om_buf_release(&groups);
 	if (!om__store_res_ok(r)) {
 		om__store_set_err_res(st, "events read", r);
 		PQclear(r);

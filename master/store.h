@@ -48,7 +48,10 @@ struct om_job_spec {
 	size_t nparams;
 	uint32_t timeout_s;
 	uint32_t forks;
-	bool become, check, retry_lost;
+	bool become, check;
+	/* --retry-lost.  The job retries lost hosts also when the catalog says
+	 * its module is idempotent (decided and recorded by om_store_job_create). */
+	bool retry_lost;
 	const char *become_user; /* NULL: root */
 	uint32_t wave_size;      /* hosts per wave; 0: all */
 	uint32_t nwaves;         /* 0: 1 */
@@ -59,6 +62,8 @@ struct om_job_spec {
 /*
  * One transaction: the job row and one job_hosts row per host (state
  * queued, with the host's IDC, address, port and user as resolved now).
+ * The job retries lost hosts when spec->retry_lost or when the module is
+ * idempotent in the catalog at this moment; jobs.retry_reason says which.
  */
 int om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
                         const struct om_host *hosts, size_t n, uint64_t *job_id);
@@ -113,13 +118,16 @@ int om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, 
 /* om_store_events_query flags. */
 #define OM_EVENTS_FILES 1u /* include stream 3 (fetched file bytes), left out otherwise */
 
+struct om_job_scope;
 /*
- * As om_store_events_read, which is this without flags: output events of
- * stream 3 only with OM_EVENTS_FILES.  State events carry changed and result
- * (caller frees with om_events_free).
+ * As om_store_events_read, which is this without flags or scope: output
+ * events of stream 3 only with OM_EVENTS_FILES; with a scope (may be NULL),
+ * only events of hosts in it, and the job's end.  State events carry changed
+ * and result (caller frees with om_events_free).
  */
 int om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
-                          unsigned flags, struct om_event **out, size_t *n, bool *done);
+                          unsigned flags, const struct om_job_scope *scope,
+                          struct om_event **out, size_t *n, bool *done);
 
 /* ---------------------------------------------------------------- dispatch (store_dispatch.c) */
 
@@ -182,8 +190,9 @@ int om_store_worker_holds(struct om_store *st, const char *worker, const uint64_
                           size_t nheld, int64_t grace_ms, uint64_t **missing, size_t *nmissing);
 /*
  * Tasks that will not report: their unfinished hosts become lost with
- * reason, or, for jobs with --retry-lost, queued again for another run (at
- * most 3 runs per host, each recorded in job_host_attempts).  *jobs (caller
+ * reason, or, for jobs that retry lost hosts (--retry-lost or an idempotent
+ * module, see om_store_job_create), queued again for another run (at most 3
+ * runs per host, each recorded in job_host_attempts).  *jobs (caller
  * frees) gets the jobs touched, to advance; *lost and *retried the counts.
  */
 int om_store_tasks_lose(struct om_store *st, const uint64_t *ids, size_t n, const char *reason,
@@ -272,6 +281,8 @@ struct om_job_summary {
 	int64_t created_ms, finished_ms; /* wall clock; finished_ms 0 while running */
 	uint32_t nhosts;                 /* hosts in scope */
 	uint32_t counts[OM_HS_COUNT_];   /* hosts in scope per enum om_host_state */
+	bool retry_lost;                 /* lost hosts run again on another worker */
+	bool retry_idempotent;           /* why: the module is idempotent, not --retry-lost */
 };
 void om_job_summary_release(struct om_job_summary *j);
 void om_job_summaries_free(struct om_job_summary *j, size_t n);
@@ -482,10 +493,51 @@ int om_store_audit_list(struct om_store *st, int64_t since_us, uint64_t after_id
 int om_store_audit_verify(struct om_store *st, uint64_t *nrows, uint64_t *bad_id, char *why,
 	size_t whylen);
 
+/* ------------------------------------------------- web console sessions (issue 6) */
+
+/*
+ * A web session of user_id: a new secret "oms_" + 64 hex digits for the
+ * cookie and its CSRF token "omc_" + 64 hex digits (both caller frees,
+ * shown once).  Only their SHA-256 hashes are stored, with the source, an
+ * absolute expiry abs_s from now and an idle limit idle_s.
+ */
+int om_store_web_session_create(struct om_store *st, uint64_t user_id, const char *source,
+	int64_t idle_s, int64_t abs_s, char **secret, char **csrf, int64_t *expires_ms);
+/*
+ * The session of a cookie secret: OM_EAUTH when unknown, past its absolute
+ * or idle expiry, or its user is disabled; OM_EPERM when csrf is not NULL
+ * and is not the session's CSRF token.  Fills *user (caller releases),
+ * *session_id and (when not NULL) *csrf_out (caller frees); marks it used.
+ */
+int om_store_web_session_check(struct om_store *st, const char *secret, const char *csrf,
+	struct om_user *user, uint64_t *session_id, char **csrf_out);
+/* Logout: OM_ENOTFOUND when there was no such session. */
+int om_store_web_session_delete(struct om_store *st, const char *secret);
+/* Every session of a user (password changed, user disabled). */
+int om_store_web_sessions_drop_user(struct om_store *st, const char *name);
+/* Deletes the expired sessions; *n (may be NULL) counts them. */
+int om_store_web_sessions_expire(struct om_store *st, uint64_t *n);
+
 /* Last error text from libpq (for logs); valid until the next call. */
 const char *om_store_errmsg(struct om_store *st);
 /* om_now_ms() of the last failed statement or connection attempt; 0: none yet. */
 int64_t om_store_last_failure_ms(struct om_store *st);
+
+/* --- output partitions and retention (store_retention.c) */
+struct om_retention_stats {
+	unsigned created;      /* job_events partitions created ahead */
+	unsigned dropped;      /* partitions dropped whole */
+	uint64_t jobs_deleted; /* jobs (with hosts, tasks, output) deleted */
+};
+/*
+ * Keeps job_events partitions ahead of the job ids (each about one day of
+ * jobs) and, when retention_days > 0, deletes jobs that ended more than that
+ * many days ago: whole partitions first, then a bounded batch row by row.
+ * Bounded work per call; call it periodically.  Another master doing it at
+ * the same moment makes this call do nothing.  0 or OM_EDB (a DDL lock wait
+ * over 2 s included: the next call tries again).
+ */
+int om_store_retention(struct om_store *st, int retention_days, struct om_retention_stats *out);
 
 /* ------------------------------------------------- module catalog (issue 4) */
 

@@ -1873,3 +1873,226 @@ om_store_audit_verify(struct om_store *st, uint64_t *nrows, uint64_t *bad_id, ch
 	}
 	return rv;
 }
+
+/* --- web console sessions (issue 6) -------------------------------------------- */
+
+/*
+ * The CSRF token of a session: derived from its secret, so it needs no
+ * storage of its own and cannot be computed from the stored hashes.
+ */
+static int
+web_csrf_of(const char *secret, char out[8 + 2 * HASH_LEN + 1])
+{
+	uint8_t h[HASH_LEN];
+	EVP_MD_CTX *c;
+	int rv = OM_ECRYPTO;
+
+	if ((c = EVP_MD_CTX_new()) == NULL)
+		return OM_ENOMEM;
+	if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(c, "om-csrf:", 8) == 1 &&
+	    EVP_DigestUpdate(c, secret, strlen(secret)) == 1 &&
+	    EVP_DigestFinal_ex(c, h, NULL) == 1) {
+		memcpy(out, "omc_", 4);
+		om_hex_encode(h, HASH_LEN, out + 4);
+		rv = 0;
+	}
+	EVP_MD_CTX_free(c);
+	OPENSSL_cleanse(h, sizeof(h));
+	return rv;
+}
+
+int
+om_store_web_session_create(struct om_store *st, uint64_t user_id, const char *source,
+                            int64_t idle_s, int64_t abs_s, char **secret, char **csrf,
+                            int64_t *expires_ms)
+{
+	uint8_t hash[HASH_LEN], chash[HASH_LEN];
+	char token[8 + 2 * HASH_LEN + 1], uid[24], idle[24], abs[24], src[64];
+	char *sec = NULL;
+	PGresult *r;
+	int rv;
+
+	*secret = NULL;
+	*csrf = NULL;
+	if (idle_s <= 0 || abs_s <= 0 || idle_s > INT32_MAX || abs_s > INT32_MAX)
+		return OM_EINVAL;
+	if ((rv = om__store_ready(st)) != 0)
+		return rv;
+	if ((rv = secret_new("oms_", &sec, hash)) != 0 || (rv = web_csrf_of(sec, token)) != 0 ||
+	    (rv = sha256(token, strlen(token), chash)) != 0)
+		goto out;
+	snprintf(uid, sizeof(uid), "%" PRIu64, user_id);
+	snprintf(idle, sizeof(idle), "%" PRId64, idle_s);
+	snprintf(abs, sizeof(abs), "%" PRId64, abs_s);
+	om__store_utf8_clean(source ? source : "-", src, sizeof(src) - 1);
+	{
+		const char *v[6] = {(const char *)hash, (const char *)chash, uid, src, abs, idle};
+		const int lens[6] = {HASH_LEN, HASH_LEN, 0, 0, 0, 0};
+
+		r = q(st, "web session create",
+		      "INSERT INTO web_sessions (hash, csrf_hash, user_id, source, expires_at, idle_s)"
+		      " VALUES ($1::bytea, $2::bytea, $3::bigint, $4::text,"
+		      " now() + make_interval(secs => $5::int), $6::int)"
+		      " RETURNING " MS("expires_at"),
+		      6, v, lens, Q_QUIET, NULL);
+	}
+	if (r == NULL) {
+		rv = OM_EDB;
+		goto out;
+	}
+	if (expires_ms)
+		*expires_ms = om__store_bin_int(r, 0, 0);
+	PQclear(r);
+	if ((*csrf = om_strdup(token)) == NULL) {
+		rv = OM_ENOMEM;
+		goto out;
+	}
+	*secret = sec;
+	sec = NULL;
+out:
+	secret_free(sec);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	OPENSSL_cleanse(token, sizeof(token));
+	return rv;
+}
+
+/* Columns: session id, CSRF hash, USER_COLS, expired. */
+static const char web_check_sql[] =
+        "WITH k AS (SELECT s.id AS sid, s.csrf_hash, " USER_COLS ","
+        " (now() >= s.expires_at OR now() >= s.last_seen_at + make_interval(secs => s.idle_s))"
+        " AS expired FROM web_sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.hash = $1::bytea),"
+        " seen AS (UPDATE web_sessions w SET last_seen_at = now() FROM k"
+        " WHERE w.id = k.sid AND NOT k.expired AND NOT k.disabled"
+        " AND w.last_seen_at < now() - interval '5 seconds')"
+        " SELECT * FROM k";
+
+int
+om_store_web_session_check(struct om_store *st, const char *secret, const char *csrf,
+                           struct om_user *user, uint64_t *session_id, char **csrf_out)
+{
+	uint8_t hash[HASH_LEN], chash[HASH_LEN];
+	char token[8 + 2 * HASH_LEN + 1];
+	const char *why = NULL;
+	struct om_user u;
+	PGresult *r;
+	int rv;
+
+	if (user)
+		memset(user, 0, sizeof(*user));
+	if (csrf_out)
+		*csrf_out = NULL;
+	if (secret == NULL)
+		return OM_EINVAL;
+	if ((rv = om__store_ready(st)) != 0)
+		return rv;
+	if ((rv = secret_hash(secret, hash)) != 0) {
+		om__store_set_err(st, "web session", "not a session");
+		return rv;
+	}
+	{
+		const char *v[1] = {(const char *)hash};
+		const int lens[1] = {HASH_LEN};
+
+		r = q(st, "web session", web_check_sql, 1, v, lens, Q_QUIET, NULL);
+	}
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (r == NULL)
+		return OM_EDB;
+	if (PQntuples(r) != 1)
+		why = "unknown session";
+	else if (col_bool(r, 0, 2 + NUSER_COLS))
+		why = "session expired";
+	else if (col_bool(r, 0, 2 + 3))
+		why = "user disabled";
+	if (why) {
+		PQclear(r);
+		om__store_set_err(st, "web session", why);
+		return OM_EAUTH;
+	}
+	if (csrf != NULL) {
+		/* Compared as hashes, in constant time. */
+		if (PQgetlength(r, 0, 1) != HASH_LEN ||
+		    sha256(csrf, strnlen(csrf, OM_MAX_SECRET), chash) != 0 ||
+		    CRYPTO_memcmp(chash, PQgetvalue(r, 0, 1), HASH_LEN) != 0) {
+			PQclear(r);
+			om__store_set_err(st, "web session", "CSRF token does not match");
+			return OM_EPERM;
+		}
+	}
+	if (session_id)
+		*session_id = col_id(r, 0, 0);
+	if ((rv = user_fill(r, 0, 2, &u)) != 0) {
+		PQclear(r);
+		om_user_release(&u);
+		return bad_row(st, "web session", rv);
+	}
+	PQclear(r);
+	if (csrf_out != NULL) {
+		if ((rv = web_csrf_of(secret, token)) != 0 || (*csrf_out = om_strdup(token)) == NULL) {
+			om_user_release(&u);
+			OPENSSL_cleanse(token, sizeof(token));
+			return rv ? rv : OM_ENOMEM;
+		}
+		OPENSSL_cleanse(token, sizeof(token));
+	}
+	if (user)
+		*user = u;
+	else
+		om_user_release(&u);
+	return 0;
+}
+
+int
+om_store_web_session_delete(struct om_store *st, const char *secret)
+{
+	uint8_t hash[HASH_LEN];
+	uint64_t n = 0;
+	int rv;
+
+	if (secret == NULL)
+		return OM_EINVAL;
+	if ((rv = om__store_ready(st)) != 0)
+		return rv;
+	if (secret_hash(secret, hash) != 0)
+		return OM_ENOTFOUND;
+	{
+		const char *v[1] = {(const char *)hash};
+		const int lens[1] = {HASH_LEN};
+
+		rv = q_cmd(st, "web session delete", "DELETE FROM web_sessions WHERE hash = $1::bytea",
+		           1, v, lens, Q_QUIET, &n);
+	}
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (rv != 0)
+		return rv;
+	return n > 0 ? 0 : OM_ENOTFOUND;
+}
+
+int
+om_store_web_sessions_drop_user(struct om_store *st, const char *name)
+{
+	const char *v[1] = {name};
+	int rv;
+
+	if ((rv = om__store_ready(st)) != 0)
+		return rv;
+	return q_cmd(st, "web sessions drop",
+	             "DELETE FROM web_sessions WHERE user_id IN (SELECT id FROM users"
+	             " WHERE name = $1::text)",
+	             1, v, NULL, 0, NULL);
+}
+
+int
+om_store_web_sessions_expire(struct om_store *st, uint64_t *n)
+{
+	int rv;
+
+	if ((rv = om__store_ready(st)) != 0)
+		return rv;
+	return q_cmd(st, "web sessions expire",
+	             "DELETE FROM web_sessions WHERE expires_at <= now()"
+	             " OR last_seen_at + make_interval(secs => idle_s) <= now()",
+	             0, NULL, NULL, 0, n);
+}

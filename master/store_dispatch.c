@@ -155,18 +155,19 @@ finalize(struct om_store *st, const char *what, const char *src, int n, const ch
 	snprintf(sql, sizeof(sql),
 	         "WITH x AS (%s),"
 	         " u AS (UPDATE job_hosts h SET state = $%d::text, reason = x.reason,"
-	         " exit_code = -1, duration_ms = NULL, finished_at = now(), changed = false,"
+	         " exit_code = -1, duration_ms = (extract(epoch FROM now() - h.started_at)"
+	         " * 1000)::bigint, finished_at = now(), changed = false,"
 	         " result = NULL, pending_since = NULL FROM x"
 	         " WHERE h.job_id = x.job_id AND h.host = x.host AND h.state NOT IN " FINAL
-	         " RETURNING h.job_id, h.host, h.reason),"
+	         " RETURNING h.job_id, h.host, h.reason, h.duration_ms),"
 	         " c AS (SELECT job_id, count(*) AS cnt FROM u GROUP BY job_id),"
 	         " j AS (UPDATE jobs SET last_event = jobs.last_event + c.cnt FROM c"
 	         " WHERE jobs.id = c.job_id RETURNING jobs.id, jobs.last_event, c.cnt),"
 	         " n AS (SELECT u.*, row_number() OVER (PARTITION BY u.job_id ORDER BY u.host)"
 	         " AS rn FROM u),"
-	         " e AS (INSERT INTO job_events (job_id, id, kind, host, state, exit_code, reason)"
-	         " SELECT n.job_id, j.last_event - j.cnt + n.rn, 2, n.host, $%d::text, -1,"
-	         " n.reason FROM n JOIN j ON j.id = n.job_id),"
+	         " e AS (INSERT INTO job_events (job_id, id, kind, host, state, exit_code, reason,"
+	         " duration_ms) SELECT n.job_id, j.last_event - j.cnt + n.rn, 2, n.host,"
+	         " $%d::text, -1, n.reason, n.duration_ms FROM n JOIN j ON j.id = n.job_id),"
 	         " z AS (SELECT pg_notify('om_events', id::text) FROM j)"
 	         " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM z)",
 	         src, n + 1, n + 1);
@@ -762,8 +763,9 @@ om_store_tasks_lose(struct om_store *st, const uint64_t *ids, size_t n, const ch
 		         " ELSE 'done' END WHERE id = ANY($1::bigint[])"
 		         " AND state IN ('queued','delivered')",
 		         1, v);
-	/* --retry-lost: the host runs again elsewhere, and the run that was
-	 * lost is recorded (I3: no second run without a retry record). */
+	/* --retry-lost or an idempotent module (jobs.retry_lost either way):
+	 * the host runs again elsewhere, and the run that was lost is recorded
+	 * (I3: no second run without a retry record). */
 	if (rv == 0 &&
 	    (r = q(st, "retry lost",
 	           "WITH r AS (UPDATE job_hosts h SET state = 'queued', task_id = NULL,"

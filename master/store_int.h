@@ -33,6 +33,9 @@ struct om_store {
 	char err[512];
 };
 
+/* Tests only: migrations above this version are not applied (0: all). */
+extern int om__store_migrate_upto;
+
 /* --- errors */
 void om__store_set_err(struct om_store *st, const char *what, const char *msg);
 /* The result's error message (or the connection's when r is NULL). */
@@ -50,6 +53,12 @@ void om__store_array_put(struct om_buf *b, const char *s, bool first);
 int om__store_array_end(struct om_buf *b);
 /* At most max bytes of valid UTF-8 ('?' for bad bytes) into out[max + 1]. */
 void om__store_utf8_clean(const char *s, char *out, size_t max);
+
+/* --- scopes (store_jobs.c) */
+struct om_job_scope;
+/* The scope as two text[] literals, idcs and groups; '{}' when unscoped (or NULL).  Release both. */
+int om__store_scope_arrays(const struct om_job_scope *s, struct om_buf *idcs,
+                           struct om_buf *groups);
 
 /* --- connection and statements */
 int om__store_ready(struct om_store *st);

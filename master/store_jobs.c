@@ -153,8 +153,9 @@ _Static_assert(OM_HS_COUNT_ == 10, "the counts below list every enum om_host_sta
 #define JOB_COLS                                                                                   \
 	"SELECT j.id, j.created_by, j.selector, j.module, j.state = 'done',"                      \
 	" (extract(epoch FROM j.created_at) * 1000)::bigint,"                                     \
-	" (extract(epoch FROM j.finished_at) * 1000)::bigint, k.*"
-#define SUMMARY_NCOLS (7 + 1 + OM_HS_COUNT_)
+	" (extract(epoch FROM j.finished_at) * 1000)::bigint, j.retry_lost,"                      \
+	" j.retry_reason IS NOT DISTINCT FROM 'idempotent', k.*"
+#define SUMMARY_NCOLS (9 + 1 + OM_HS_COUNT_)
 
 /* Caps the array literals of a scope: OM_MAX_GROUPS names of each kind, escaped. */
 #define SCOPE_MAX (64u << 10)
@@ -167,9 +168,8 @@ scoped(const struct om_job_scope *s)
 	return s != NULL && (s->nidcs > 0 || s->ngroups > 0);
 }
 
-/* The scope as two text[] literals, idcs and groups; '{}' when unscoped.  Release both. */
-static int
-scope_arrays(const struct om_job_scope *s, struct om_buf *idcs, struct om_buf *groups)
+int
+om__store_scope_arrays(const struct om_job_scope *s, struct om_buf *idcs, struct om_buf *groups)
 {
 	size_t i;
 
@@ -232,9 +232,11 @@ summary_fill(const PGresult *r, int row, struct om_job_summary *j)
 	j->done = bin_bool(r, row, 4);
 	j->created_ms = om__store_bin_int(r, row, 5);
 	j->finished_ms = om__store_bin_int(r, row, 6);
-	j->nhosts = (uint32_t)om__store_bin_int(r, row, 7);
+	j->retry_lost = bin_bool(r, row, 7);
+	j->retry_idempotent = bin_bool(r, row, 8);
+	j->nhosts = (uint32_t)om__store_bin_int(r, row, 9);
 	for (s = 0; s < OM_HS_COUNT_; s++)
-		j->counts[s] = (uint32_t)om__store_bin_int(r, row, 8 + s);
+		j->counts[s] = (uint32_t)om__store_bin_int(r, row, 10 + s);
 	if (!take_str(r, row, 1, &j->created_by) || !take_str(r, row, 2, &j->selector) ||
 	    !take_str(r, row, 3, &j->module))
 		return OM_ENOMEM;
@@ -258,7 +260,7 @@ om_store_job_summary(struct om_store *st, uint64_t job_id, const struct om_job_s
 		return OM_ENOTFOUND;
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	if ((rv = scope_arrays(scope, &idcs, &groups)) != 0)
+	if ((rv = om__store_scope_arrays(scope, &idcs, &groups)) != 0)
 		return rv;
 	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);
 	v[1] = (const char *)idcs.data;
@@ -312,7 +314,7 @@ om_store_jobs_list(struct om_store *st, const struct om_jobs_filter *filter,
 	limit = filter->limit > OM_MAX_JOB_ROWS ? OM_MAX_JOB_ROWS : filter->limit;
 	if (limit == 0)
 		return 0;
-	if ((rv = scope_arrays(scope, &idcs, &groups)) != 0)
+	if ((rv = om__store_scope_arrays(scope, &idcs, &groups)) != 0)
 		return rv;
 	v[0] = filter->state != OM_JOBS_ANY ? states[filter->state] : NULL;
 	v[1] = filter->created_by;
@@ -397,7 +399,7 @@ om_store_job_hosts_page(struct om_store *st, uint64_t job_id, const struct om_jo
 		limit = OM_MAX_JOB_ROWS;
 	if (limit == 0)
 		return 0;
-	if ((rv = scope_arrays(scope, &idcs, &groups)) != 0)
+	if ((rv = om__store_scope_arrays(scope, &idcs, &groups)) != 0)
 		return rv;
 	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);
 	v[1] = om_host_state_name((int)state);
@@ -458,7 +460,7 @@ om_store_job_visible(struct om_store *st, uint64_t job_id, const struct om_job_s
 		return OM_ENOTFOUND;
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	if ((rv = scope_arrays(scope, &idcs, &groups)) != 0)
+	if ((rv = om__store_scope_arrays(scope, &idcs, &groups)) != 0)
 		return rv;
 	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);
 	v[2] = (const char *)idcs.data;
@@ -509,7 +511,7 @@ om_store_job_output(struct om_store *st, uint64_t job_id, const struct om_job_sc
 		limit = OM_MAX_ITEMS;
 	if (limit == 0)
 		return 0;
-	if ((rv = scope_arrays(scope, &idcs, &groups)) != 0)
+	if ((rv = om__store_scope_arrays(scope, &idcs, &groups)) != 0)
 		return rv;
 	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);
 	snprintf(cur, sizeof(cur), "%" PRIu64, cursor > INT64_MAX ? (uint64_t)INT64_MAX : cursor);

@@ -1,7 +1,8 @@
 /*
  * The store's module catalog (contract in store.h): what the workers
  * announce in MODULES, one row per module name in `modules` and who offers
- * it in `module_workers` (migration 3).  The schemas arrive validated and
+ * it in `module_workers` (migration 3), and whether it promises to be
+ * idempotent (migration 6).  The schemas arrive validated and
  * re-serialised by master/modules.c; this file only keeps them.
  */
 #include <stdio.h>
@@ -86,7 +87,8 @@ om_store_modules_put(struct om_store *st, const char *worker, const char *idc,
 	}
 	for (i = 0; i < n; i++) {
 		const struct om_module_info *mi = sorted[i];
-		const char *v[5] = {mi->name, version, kind, NULL, mi->schema};
+		const char *idem = mi->idempotent ? "true" : "false";
+		const char *v[6] = {mi->name, version, kind, NULL, mi->schema, idem};
 		const char *w[4] = {mi->name, worker, idc, version};
 
 		/* the worker's text goes into text columns: valid UTF-8 only */
@@ -99,15 +101,18 @@ om_store_modules_put(struct om_store *st, const char *worker, const char *idc,
 		/* An unchanged module keeps its row (and updated_at) as it is. */
 		if ((rv = om__store_run_cmd(
 		             st, "module upsert",
-		             "INSERT INTO modules (name, version, kind, description, schema)"
-		             " VALUES ($1::text, $2::text, $3::text, $4::text, $5::jsonb)"
+		             "INSERT INTO modules (name, version, kind, description, schema,"
+		             " idempotent) VALUES ($1::text, $2::text, $3::text, $4::text,"
+		             " $5::jsonb, $6::bool)"
 		             " ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version,"
 		             " kind = EXCLUDED.kind, description = EXCLUDED.description,"
-		             " schema = EXCLUDED.schema, updated_at = now()"
+		             " schema = EXCLUDED.schema, idempotent = EXCLUDED.idempotent,"
+		             " updated_at = now()"
 		             " WHERE (modules.version, modules.kind, modules.description,"
-		             " modules.schema) IS DISTINCT FROM (EXCLUDED.version, EXCLUDED.kind,"
-		             " EXCLUDED.description, EXCLUDED.schema)",
-		             5, v)) != 0)
+		             " modules.schema, modules.idempotent) IS DISTINCT FROM"
+		             " (EXCLUDED.version, EXCLUDED.kind, EXCLUDED.description,"
+		             " EXCLUDED.schema, EXCLUDED.idempotent)",
+		             6, v)) != 0)
 			goto out;
 		if ((rv = om__store_run_cmd(
 		             st, "module worker",
@@ -128,7 +133,7 @@ out:
 	return rv;
 }
 
-/* Rows (name, version, kind, description, schema) into a new array. */
+/* Rows (name, version, kind, description, schema, idempotent) into a new array. */
 static int
 take_modules(const PGresult *r, struct om_module_info **out, size_t *n)
 {
@@ -151,6 +156,7 @@ take_modules(const PGresult *r, struct om_module_info **out, size_t *n)
 				return OM_ENOMEM;
 			}
 		}
+		mods[i].idempotent = strcmp(PQgetvalue(r, i, 5), "t") == 0;
 	}
 	*out = mods;
 	*n = (size_t)rows;
@@ -168,9 +174,9 @@ om_store_modules_list(struct om_store *st, struct om_module_info **out, size_t *
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	if ((r = query(st, "modules list",
-	               "SELECT name, version, kind, description, schema::text FROM modules m"
-	               " WHERE EXISTS (SELECT 1 FROM module_workers w WHERE w.module = m.name)"
-	               " ORDER BY name",
+	               "SELECT name, version, kind, description, schema::text, idempotent"
+	               " FROM modules m WHERE EXISTS (SELECT 1 FROM module_workers w"
+	               " WHERE w.module = m.name) ORDER BY name",
 	               0, NULL)) == NULL)
 		return OM_EDB;
 	rv = take_modules(r, out, n);
@@ -198,9 +204,9 @@ om_store_module_get(struct om_store *st, const char *name, struct om_module_info
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	if ((r = query(st, "module get",
-	               "SELECT name, version, kind, description, schema::text FROM modules m"
-	               " WHERE name = $1::text AND EXISTS (SELECT 1 FROM module_workers w"
-	               " WHERE w.module = m.name)",
+	               "SELECT name, version, kind, description, schema::text, idempotent"
+	               " FROM modules m WHERE name = $1::text AND EXISTS (SELECT 1"
+	               " FROM module_workers w WHERE w.module = m.name)",
 	               1, v)) == NULL)
 		return OM_EDB;
 	rv = take_modules(r, out, &n);

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,4 +417,67 @@ om_seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+}
+
+/* --- fault injection ----------------------------------------------------------- */
+
+#define FAULT_MAX 8
+
+static struct fault {
+	char point[48];
+	unsigned long at, seen;
+} faults[FAULT_MAX];
+static size_t nfaults;
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
+static char fault_spec[256];
+
+static void
+fault_init(void)
+{
+	const char *env = getenv("OM_TEST_FAULT");
+	char *save = NULL, *tok, buf[256];
+
+	if (env == NULL || *env == '\0')
+		return;
+	snprintf(fault_spec, sizeof(fault_spec), "%s", env);
+	snprintf(buf, sizeof(buf), "%s", env);
+	for (tok = strtok_r(buf, ",", &save); tok && nfaults < FAULT_MAX;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strrchr(tok, ':');
+		unsigned long n = 1;
+		if (colon != NULL) {
+			*colon = '\0';
+			n = strtoul(colon + 1, NULL, 10);
+		}
+		if (n == 0 || strlen(tok) >= sizeof(faults[0].point))
+			continue;
+		snprintf(faults[nfaults].point, sizeof(faults[0].point), "%s", tok);
+		faults[nfaults++].at = n;
+	}
+}
+
+const char *
+om_fault_armed(void)
+{
+	pthread_once(&fault_once, fault_init);
+	return fault_spec;
+}
+
+void
+om_fault(const char *point)
+{
+	size_t i;
+
+	pthread_once(&fault_once, fault_init);
+	if (nfaults == 0)
+		return;
+	pthread_mutex_lock(&fault_lock);
+	for (i = 0; i < nfaults; i++)
+		if (strcmp(faults[i].point, point) == 0 && ++faults[i].seen == faults[i].at) {
+			/* stderr is unbuffered: the test sees which point fired */
+			fprintf(stderr, "om_fault: %s:%lu fired, SIGKILL\n", point, faults[i].at);
+			raise(SIGKILL);
+		}
+	pthread_mutex_unlock(&fault_lock);
 }

@@ -74,7 +74,8 @@
  *               reason o (text), dur o (duration_ms), changed o (bool),
  *               data o (JSON text, <= OM_MAX_RESULT), note o (text)
  *   module      name R (name), version R (<= 64), kind R (<= 32), desc o (text),
- *               schema R (JSON text, <= OM_MAX_SCHEMA)
+ *               schema R (JSON text, <= OM_MAX_SCHEMA), idem o (bool: idempotent;
+ *               absent, as from a worker older than ABI 1.1, is false)
  *   event       id R, kind R (1..3), host o (name), stream o (0..3), data o (bin),
  *               state o (< OM_HS_COUNT_), exit o, reason o, dur o, changed o (bool),
  *               result o (JSON text, <= OM_MAX_RESULT)
@@ -235,6 +236,7 @@ static const struct field module_f[] = {
 	STR("kind", REQ, MI(kind), SHORT_MAX),
 	STR("desc", OPT, MI(description), OM_MAX_TEXT),
 	STR("schema", REQ, MI(schema), OM_MAX_SCHEMA),
+	BOOL("idem", OPT, MI(idempotent)),
 };
 static const struct schema module_s = SCHEMA(module_f, sizeof(struct om_module_info));
 

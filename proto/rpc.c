@@ -1591,6 +1591,118 @@ om_rpc_refuse(struct om_rpc_req *r, int code, const char *text)
 	om_buf_release(&frame);
 }
 
+/* ---- local requests ---- */
+
+struct om_rpc_local {
+	struct om_rpc_req req;
+	pthread_mutex_t lock; /* guards everything below; held during a callback */
+	unsigned refs;        /* the creator's and the finisher's */
+	bool cancelled;       /* the creator let go: no callback any more */
+	bool finished;        /* replied or dropped */
+	void (*on_reply)(void *arg, const struct om_msg *reply);
+	void (*on_drop)(void *arg, const char *why);
+	void *arg;
+};
+
+static void
+local_unref(struct om_rpc_local *l)
+{
+	bool last;
+
+	pthread_mutex_lock(&l->lock);
+	last = --l->refs == 0;
+	pthread_mutex_unlock(&l->lock);
+	if (last) {
+		om_msg_release(&l->req.msg);
+		pthread_mutex_destroy(&l->lock);
+		om_free(l);
+	}
+}
+
+struct om_rpc_req *
+om_rpc_local_new(const struct om_msg *msg, void (*on_reply)(void *arg, const struct om_msg *reply),
+                 void (*on_drop)(void *arg, const char *why), void *arg, const char *peer)
+{
+	struct om_rpc_local *l;
+	struct om_buf b;
+
+	if ((l = om_calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	if (msg != NULL) {
+		/* A deep copy through the codec: the owner gets exactly what an nng
+		 * request would give it, limits checked the same way. */
+		om_buf_init(&b, OM_MAX_FRAME);
+		if (om_msg_encode(msg, &b) != 0 || b.err != 0 ||
+		    om_msg_decode(b.data, b.len, &l->req.msg) != 0) {
+			om_buf_release(&b);
+			om_free(l);
+			return NULL;
+		}
+		om_buf_release(&b);
+	}
+	pthread_mutex_init(&l->lock, NULL);
+	l->refs = 2;
+	l->on_reply = on_reply;
+	l->on_drop = on_drop;
+	l->arg = arg;
+	l->req.kind = OM_RPC_REQUEST;
+	l->req.local_ = l;
+	snprintf(l->req.peer, sizeof(l->req.peer), "%s", peer ? peer : "local");
+	return &l->req;
+}
+
+/* The finisher's side: one callback unless cancelled, then its reference goes. */
+static void
+local_finish(struct om_rpc_req *r, const struct om_msg *reply, const char *why)
+{
+	struct om_rpc_local *l = r->local_;
+
+	pthread_mutex_lock(&l->lock);
+	if (!l->finished && !l->cancelled) {
+		if (reply != NULL && l->on_reply != NULL)
+			l->on_reply(l->arg, reply);
+		else if (reply == NULL && l->on_drop != NULL)
+			l->on_drop(l->arg, why ? why : "dropped");
+	}
+	l->finished = true;
+	pthread_mutex_unlock(&l->lock);
+	om_msg_release(&r->msg);
+	local_unref(l);
+}
+
+void
+om_rpc_local_release(struct om_rpc_req *r)
+{
+	struct om_rpc_local *l;
+
+	if (r == NULL || (l = r->local_) == NULL)
+		return;
+	pthread_mutex_lock(&l->lock); /* waits for a callback in progress */
+	l->cancelled = true;
+	pthread_mutex_unlock(&l->lock);
+	local_unref(l);
+}
+
+bool
+om_rpc_local_cancelled(struct om_rpc_req *r)
+{
+	struct om_rpc_local *l = r->local_;
+	bool c;
+
+	if (l == NULL)
+		return false;
+	pthread_mutex_lock(&l->lock);
+	c = l->cancelled;
+	pthread_mutex_unlock(&l->lock);
+	return c;
+}
+
+bool
+om_rpc_is_local(const struct om_rpc_req *r)
+{
+	return r->local_ != NULL;
+}
+
 int
 om_rpc_reply(struct om_rpc_req *r, const struct om_msg *reply)
 {
@@ -1598,6 +1710,10 @@ om_rpc_reply(struct om_rpc_req *r, const struct om_msg *reply)
 	struct om_buf pt, frame;
 	int rv;
 
+	if (r->local_ != NULL) {
+		local_finish(r, reply, NULL);
+		return 0;
+	}
 	om_buf_init(&pt, OM_MAX_FRAME - 64);
 	om_buf_init(&frame, OM_MAX_FRAME + 64);
 	rv = om_msg_encode(reply, &pt);
@@ -1619,6 +1735,10 @@ om_rpc_reply(struct om_rpc_req *r, const struct om_msg *reply)
 void
 om_rpc_drop(struct om_rpc_req *r, const char *why)
 {
+	if (r->local_ != NULL) {
+		local_finish(r, NULL, why);
+		return;
+	}
 	work_drop(r->work_, why);
 }
 

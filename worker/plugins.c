@@ -21,11 +21,27 @@
 #define MAX_VERSION     32
 #define MAX_DESCRIPTION 1024
 
+/* The OM_PLUGIN_* flag bits this worker honours; any other bit refuses a plugin. */
+#define KNOWN_FLAGS OM_PLUGIN_IDEMPOTENT
+
+/*
+ * ABI 1.1 took flags out of 1.0's spare[0]: the descriptor must keep the
+ * size and the offsets 1.0 plugins were built with.
+ */
+_Static_assert(sizeof(unsigned long) == sizeof(void *) &&
+                       offsetof(struct om_plugin, spare) ==
+                               offsetof(struct om_plugin, flags) + sizeof(void *) &&
+                       sizeof(struct om_plugin) ==
+                               offsetof(struct om_plugin, flags) + 8 * sizeof(void *),
+               "struct om_plugin must keep the ABI 1.0 layout");
+
 struct entry {
 	struct om_module mod; /* first: om_plugins_find hands out &mod */
 	void *handle;         /* C plugins */
 	struct om_scriptmod *script;
 	char *schema; /* JSON text, om_params_schema_json */
+	/* OM_PLUGIN_* as checked at load (0 when the descriptor is too short to hold them) */
+	unsigned long flags;
 };
 
 struct om_plugins {
@@ -125,18 +141,23 @@ find_entry(const struct om_plugins *p, const char *name)
 /*
  * Everything about a descriptor that can be checked without calling into
  * the plugin.  0, or -1 after logging the reason.  *schema gets the JSON
- * form of the parameters (caller frees).
+ * form of the parameters (caller frees), *flagsp its flags.
  */
 static int
-check_desc(const struct om_plugins *p, const struct om_plugin *d, const char *file, char **schema)
+check_desc(const struct om_plugins *p, const struct om_plugin *d, const char *file, char **schema,
+           unsigned long *flagsp)
 {
-	const size_t min = offsetof(struct om_plugin, spare);
+	/* What a 1.0 plugin without its spare slots has; flags are read only when present. */
+	const size_t min = offsetof(struct om_plugin, flags);
+	const size_t spare_off = offsetof(struct om_plugin, spare);
+	unsigned long flags = 0;
 	struct om_plugin_param *parsed;
 	const struct entry *dup;
 	size_t nparsed;
 	char err[256];
 
 	*schema = NULL;
+	*flagsp = 0;
 	if (d->magic != OM_PLUGIN_MAGIC) {
 		om_err("plugin '%s': bad magic 0x%08x, not an omserver plugin", file,
 		       (unsigned)d->magic);
@@ -170,8 +191,23 @@ check_desc(const struct om_plugins *p, const struct om_plugin *d, const char *fi
 		om_err("plugin '%s': module '%s' has no host_start", file, d->name);
 		return -1;
 	}
+	if (d->struct_size >= min + sizeof(d->flags))
+		flags = d->flags;
+	if (flags & ~KNOWN_FLAGS) {
+		om_err("plugin '%s': module '%s': unknown flag bits 0x%lx (built for a newer "
+		       "ABI?), worker knows 0x%lx",
+		       file, d->name, flags & ~KNOWN_FLAGS, (unsigned long)KNOWN_FLAGS);
+		return -1;
+	}
+	/* In 1.0 the slot was spare[0], which had to be NULL: no 1.0 plugin promises anything. */
+	if (flags != 0 && d->abi_minor < 1) {
+		om_err("plugin '%s': module '%s': flags 0x%lx need ABI %u.1, descriptor says %u.%u",
+		       file, d->name, flags, OM_PLUGIN_ABI_MAJOR, (unsigned)d->abi_major,
+		       (unsigned)d->abi_minor);
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof(d->spare) / sizeof(d->spare[0]); i++) {
-		if (min + (i + 1) * sizeof(void *) > d->struct_size)
+		if (spare_off + (i + 1) * sizeof(void *) > d->struct_size)
 			break;
 		if (d->spare[i] != NULL) {
 			om_err("plugin '%s': module '%s': spare slot %zu is not NULL (built for a "
@@ -203,6 +239,7 @@ check_desc(const struct om_plugins *p, const struct om_plugin *d, const char *fi
 		*schema = NULL;
 		return -1;
 	}
+	*flagsp = flags;
 	return 0;
 }
 
@@ -214,6 +251,7 @@ load_one(struct om_plugins *p, const char *dir, const char *file, const struct o
 	struct entry *e = &p->e[p->n];
 	char path[4096], *schema;
 	void *h, *state = NULL;
+	unsigned long flags;
 	int rc;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path)) {
@@ -237,7 +275,7 @@ load_one(struct om_plugins *p, const char *dir, const char *file, const struct o
 		dlclose(h);
 		return;
 	}
-	if (check_desc(p, d, file, &schema) != 0) {
+	if (check_desc(p, d, file, &schema, &flags) != 0) {
 		dlclose(h);
 		return;
 	}
@@ -253,6 +291,7 @@ load_one(struct om_plugins *p, const char *dir, const char *file, const struct o
 	e->mod.kind = "c";
 	e->handle = h;
 	e->schema = schema;
+	e->flags = flags;
 	p->n++;
 	om_info("loaded module '%s' version %s from '%s'", d->name, d->version, file);
 }
@@ -288,6 +327,7 @@ load_script(struct om_plugins *p, const char *dir, const char *file, const struc
 	e->mod.kind = "script";
 	e->script = m;
 	e->schema = schema;
+	e->flags = d->flags; /* synthesized by scriptmod.c: always a whole descriptor */
 	p->n++;
 	om_info("loaded script module '%s' version %s (sha256 %.12s)", d->name, d->version,
 	        om_scriptmod_sha256(m));
@@ -372,6 +412,7 @@ om_plugins_catalog(const struct om_plugins *p, struct om_module_info **out, uint
 		v[i].kind = om_strdup(e->mod.kind);
 		v[i].description = om_strdup(desc ? desc : "");
 		v[i].schema = om_strdup(e->schema);
+		v[i].idempotent = (e->flags & OM_PLUGIN_IDEMPOTENT) != 0;
 		if (!v[i].name || !v[i].version || !v[i].kind || !v[i].description ||
 		    !v[i].schema) {
 			om_modules_free(v, i + 1);

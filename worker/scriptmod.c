@@ -446,7 +446,7 @@ om_scriptmod_load(const char *dir, const char *file, const struct om_host_api *a
 	uint8_t *text = NULL, md[32];
 	size_t len, flen = strlen(file);
 	json_error_t jerr;
-	json_t *o = NULL, *params;
+	json_t *o = NULL, *params, *idem;
 	int rc;
 
 	*out = NULL;
@@ -498,6 +498,12 @@ om_scriptmod_load(const char *dir, const char *file, const struct om_host_api *a
 		          file);
 		goto fail;
 	}
+	/* Only a JSON boolean: "yes" or 1 may be a typo for a promise nobody made. */
+	idem = json_object_get(o, "idempotent");
+	if (idem != NULL && !json_is_boolean(idem)) {
+		om_seterr(err, errlen, "manifest '%s': \"idempotent\" must be true or false", file);
+		goto fail;
+	}
 	params = json_object_get(o, "params");
 	if (params != NULL && !json_is_array(params)) {
 		om_seterr(err, errlen, "manifest '%s': \"params\" must be an array", file);
@@ -542,6 +548,7 @@ om_scriptmod_load(const char *dir, const char *file, const struct om_host_api *a
 	        .params = m->params,
 	        .nparams = m->nparams,
 	        .host_start = script_host_start,
+	        .flags = json_is_true(idem) ? OM_PLUGIN_IDEMPOTENT : 0,
 	};
 	om_free(exe);
 	json_decref(o);

@@ -3,10 +3,12 @@
  * <name>.json in the modules directory:
  *
  *   {"name": "echo-args", "version": "1.0", "description": "...",
- *    "executable": "echo-args",
+ *    "executable": "echo-args", "idempotent": true,
  *    "params": [{"name": "msg", "type": "string", "required": false, ...}]}
  *
- * params uses the JSON schema form of om_params_schema_json.  The worker
+ * params uses the JSON schema form of om_params_schema_json.  idempotent
+ * (optional, a JSON boolean, default false) is OM_PLUGIN_IDEMPOTENT's
+ * promise: lost hosts of a dead worker then run again elsewhere.  The worker
  * turns each manifest into a struct om_plugin whose host_start uploads the
  * executable once per content (~/.omserver/modules/<sha256>-<name>), runs
  * it with the parameters as one JSON object on stdin and takes its stdout,

@@ -372,6 +372,15 @@ static const struct om_plugin copy_plugin = {
         .nparams = sizeof(copy_params) / sizeof(copy_params[0]),
         .init = omp_init,
         .host_start = copy_start,
+        /*
+         * Converges on dest: the checksum decides, and dest is replaced by an
+         * atomic rename, so an interrupted run leaves the old or the new file,
+         * never half of one, and the next run finishes the job.  What an
+         * interrupted run may leave is debris, never dest's state: its
+         * private temp file in /tmp or a staged dest.omtmp.* copy, both mode
+         * 0600, when it died before the trap could remove them.
+         */
+        .flags = OM_PLUGIN_IDEMPOTENT,
 };
 
 OM_PLUGIN_DECLARE(copy_plugin)

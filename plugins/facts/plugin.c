@@ -239,6 +239,8 @@ static const struct om_plugin facts_plugin = {
         .nparams = 0,
         .init = omp_init,
         .host_start = facts_start,
+        /* reads the host only; a second run just gathers fresher facts */
+        .flags = OM_PLUGIN_IDEMPOTENT,
 };
 
 OM_PLUGIN_DECLARE(facts_plugin)

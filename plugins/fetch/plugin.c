@@ -99,6 +99,8 @@ static const struct om_plugin fetch_plugin = {
         .nparams = sizeof(fetch_params) / sizeof(fetch_params[0]),
         .init = omp_init,
         .host_start = fetch_start,
+        /* reads the host only; a second run stores the same file again */
+        .flags = OM_PLUGIN_IDEMPOTENT,
 };
 
 OM_PLUGIN_DECLARE(fetch_plugin)

@@ -50,6 +50,8 @@ static const struct om_plugin ping_plugin = {
         .nparams = 0,
         .init = omp_init,
         .host_start = ping_start,
+        /* echo only: the host is never changed */
+        .flags = OM_PLUGIN_IDEMPOTENT,
 };
 
 OM_PLUGIN_DECLARE(ping_plugin)

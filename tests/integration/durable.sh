@@ -6,7 +6,8 @@
 # at dispatch and mid-stream and restarted, a master stopped while workers
 # finish (store and forward through the spool), a worker stopped past the
 # liveness window (lost, then its late results), PostgreSQL restarted during
-# ingest, two masters with one killed mid-job, output bytes stored exactly.
+# ingest, two masters with one killed mid-job, output bytes stored exactly,
+# the master killed inside a report's commit at three points.
 # After every case the invariants I1-I4 (SECURITY.md) are checked on the
 # database, and what omctl printed is checked for gaps and duplicates.
 # Prints "ok - NAME" / "not ok - NAME"; exits 1 if any case failed.  Needs root.
@@ -85,8 +86,6 @@ wait_new_job() { # PREV: a job newer than PREV exists (10 s); prints its id
 	done
 	return 1
 }
-host_states() { q "SELECT string_agg(host || '=' || state, ' ' ORDER BY host) FROM job_hosts WHERE job_id = $1"; }
-all_ok() { [[ $(q "SELECT count(*) FROM job_hosts WHERE job_id = $1 AND state <> 'ok'") == 0 ]]; }
 # NAME HOST N: omctl printed "HOST | 1" .. "HOST | N" once each, in order
 lines_exact() {
 	local got want
@@ -99,29 +98,6 @@ stored_exact() {
 	[[ $(q "SELECT md5(string_agg(data, ''::bytea ORDER BY seq)) FROM job_events
 	        WHERE job_id = $1 AND host = '$2' AND kind = 1 AND stream = 1") == \
 		$(seq 1 "$3" | md5sum | cut -d' ' -f1) ]]
-}
-
-# --- invariants, after every case (SECURITY.md (c)) -----------------------------------------
-invariants() {
-	local bad
-	# I1: every accepted job reaches a terminal state (after its case waited for it)
-	bad=$(q "SELECT string_agg(id::text, ',') FROM jobs WHERE state <> 'done'")
-	[[ -z $bad ]] || ERRS+=("I1: jobs not done: $bad ($(host_states "${bad%%,*}"))")
-	# I2: stored output has no holes (seq 0..max per host, stream and run) and no duplicates
-	bad=$(q "SELECT string_agg(job_id || '/' || host || '/' || stream, ',') FROM (
-	           SELECT job_id, host, attempt, stream, count(*) n, count(DISTINCT seq) d,
-	                  max(seq) m FROM job_events WHERE kind = 1
-	           GROUP BY job_id, host, attempt, stream) x WHERE n <> d OR m + 1 <> n")
-	[[ -z $bad ]] || ERRS+=("I2: output with holes or duplicates: $bad")
-	# I3: a host run more than once has a retry record for each earlier run
-	bad=$(q "SELECT string_agg(h.job_id || '/' || h.host, ',') FROM job_hosts h
-	           WHERE h.attempt > 1 AND (SELECT count(*) FROM job_host_attempts a
-	           WHERE a.job_id = h.job_id AND a.host = h.host) <> h.attempt - 1")
-	[[ -z $bad ]] || ERRS+=("I3: runs without a retry record: $bad")
-	# (I4 is checked by each case: its hosts end with their real results, not lost.)
-	# Every task ended with its job
-	bad=$(q "SELECT string_agg(id::text, ',') FROM tasks WHERE state IN ('queued','delivered')")
-	[[ -z $bad ]] || ERRS+=("tasks still open after their jobs ended: $bad")
 }
 
 # --- a. kill -9 the master right after dispatch, restart it ----------------------------------
@@ -313,9 +289,93 @@ case_bytes() {
 	finish "g. NUL, invalid UTF-8, lone CR and a 3 MB line are stored and returned exactly" g
 }
 
+# --- h. kill -9 the master inside a report's commit --------------------------------------------
+# OM_TEST_FAULT (om_fault in proto/base.c) kills the master at the 4th pass
+# through a point: a batch sent without its COMMIT (rolled back), a COMMIT
+# on the wire whose outcome the master never reads (committed or not), a
+# committed batch not yet acknowledged (the worker sends it again).
+case_mid_commit() {
+	local point prev job h pid bg i
+	begin
+	# Only the armed master may take the reports: master 2 (case f) goes.
+	if alive "$DIR/master2.pid"; then
+		kill9 master2
+	fi
+	for point in ingest.precommit ingest.commit report.ack; do
+		kill9 master
+		OM_TEST_FAULT="$point:4" om_master_start "$DIR" "$WPORT" "$CPORT" ||
+			ERRS+=("armed master did not start ($point)")
+		wait_connected 3 || ERRS+=("workers did not reconnect to the armed master ($point)")
+		prev=$(latest_job)
+		run_bg "h-$point" -t "$DEMO_SEL" -m shell \
+			-a 'for i in $(seq 1 200); do echo $i; sleep 0.01; done' --timeout 60
+		bg=$BGPID
+		job=$(wait_new_job "$prev")
+		pid=$(pid_of master)
+		for ((i = 0; i < 300; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		check "fault $point:4 did not fire" grep -q "om_fault: $point:4 fired" "$DIR/master.log"
+		om_master_start "$DIR" "$WPORT" "$CPORT" || ERRS+=("master did not restart ($point)")
+		wait "$bg"
+		check "$point: omctl exit $(rc_of "h-$point"), want 0" [ "$(rc_of "h-$point")" = 0 ]
+		check "$point: hosts not all ok: $(host_states "$job")" all_ok "$job"
+		for h in "${HOSTS[@]}"; do
+			check "$point: omctl output of $h is not exactly 1..200" lines_exact "h-$point" "$h" 200
+			check "$point: stored output of $h is not exactly 1..200" stored_exact "$job" "$h" 200
+		done
+	done
+	invariants
+	finish "h. master killed with -9 inside a report's commit (batch without COMMIT, COMMIT in flight, committed but not acknowledged): every line stored and printed once" h
+}
+
+# --- i. --retry-lost: a dead worker's hosts run again on the other worker of the IDC -----------
+case_retry_lost() {
+	local prev job w other pid i
+	begin
+	prev=$(latest_job)
+	run_bg i -t 'idc:bj' -m shell -a 'sleep 3; echo done' --timeout 60 --retry-lost
+	local bg=$BGPID
+	job=$(wait_new_job "$prev")
+	for ((i = 0; i < 100; i++)); do
+		w=$(q "SELECT worker FROM tasks WHERE job_id = $job AND state = 'delivered' LIMIT 1")
+		[[ -n $w ]] && break
+		sleep 0.1
+	done
+	case $w in
+	bj-1) other=bj-2 ;;
+	bj-2) other=bj-1 ;;
+	*) other="" ERRS+=("no bj worker took job $job (got '$w')") ;;
+	esac
+	if [[ -n $other ]]; then
+		pid=$(pid_of "worker-$w")
+		kill -STOP "$pid"
+		wait "$bg"
+		check "omctl exit $(rc_of i), want 0" [ "$(rc_of i)" = 0 ]
+		check "hosts not all ok: $(host_states "$job")" all_ok "$job"
+		check "hosts not all on $other, run 2: $(q "SELECT string_agg(host || '@' || coalesce(worker, '-') || '#' || attempt, ' ') FROM job_hosts WHERE job_id = $job")" \
+			[ "$(q "SELECT count(*) FROM job_hosts WHERE job_id = $job AND (worker <> '$other' OR attempt <> 2)")" = 0 ]
+		check "no retry record naming $w for each host" \
+			[ "$(q "SELECT count(*) FROM job_host_attempts WHERE job_id = $job AND attempt = 1 AND worker = '$w' AND reason LIKE '%$w%'")" = \
+			"$(q "SELECT count(*) FROM job_hosts WHERE job_id = $job")" ]
+		check "omctl printed $(grep -c ' | done$' "$T/i.out") 'done' lines, want one per host" \
+			[ "$(grep -c ' | done$' "$T/i.out")" = "$(q "SELECT count(*) FROM job_hosts WHERE job_id = $job")" ]
+		# The first worker wakes up: its results of run 1 must not undo run 2.
+		kill -CONT "$pid"
+		wait_connected 3 || ERRS+=("$w did not come back")
+		sleep 2
+		check "a late run-1 result moved a host: $(host_states "$job")" all_ok "$job"
+		check "hosts left run 2" \
+			[ "$(q "SELECT count(*) FROM job_hosts WHERE job_id = $job AND attempt <> 2")" = 0 ]
+	fi
+	invariants
+	finish "i. --retry-lost: a dead worker's hosts run again on the other worker of the IDC, recorded; its late results of the first run change nothing" i
+}
+
 # OM_IT_CASES="a f": only those cases
 for c in a:case_master_dispatch b:case_master_stream c:case_store_forward d:case_late \
-	e:case_pg_restart f:case_two_masters g:case_bytes; do
+	e:case_pg_restart f:case_two_masters g:case_bytes h:case_mid_commit i:case_retry_lost; do
 	[[ -z ${OM_IT_CASES:-} || " $OM_IT_CASES " == *" ${c%%:*} "* ]] && "${c#*:}"
 done
 

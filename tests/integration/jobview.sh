@@ -213,7 +213,21 @@ case_scope() {
 	rc_note e5
 	check "opsh: jobs list shows the bj-only job" not out_re e5 "^$JOB2 "
 	check "opsh: jobs list lacks job $JOB (1 host, ok 1)" out_re e5 "^$JOB +.* +1 +done +ok 1$"
-	finish "e. an operator scoped to IDC sh sees only sh hosts; a job of none of them is not found" e1 e2 e3 e4 e5
+	# following a job (what omctl run and the console's live view use) is scoped too
+	OM_TOKEN=$tok oc e6 job follow "$JOB"
+	rc_note e6
+	check "opsh: job follow: exit $RC, want 0" [ "$RC" -eq 0 ]
+	check "opsh: job follow shows other hosts" not grep -qE '^(web-1|web-2|lonely-j)[ :]' "$T/e6.out"
+	check "opsh: job follow lacks web-4's output" out_line e6 "web-4 | out-x"
+	check "opsh: job follow lacks web-4's result" grep -q '^web-4: ok' "$T/e6.out"
+	OM_TOKEN=$tok oc e7 job follow "$JOB2"
+	rc_note e7
+	check "opsh: job follow of a bj-only job: exit $RC, want 2" [ "$RC" -eq 2 ]
+	check "opsh: following a bj-only job is not 'no job'" grep -q "no job $JOB2" "$T/e7.err"
+	oc e8 job follow "$JOB"
+	rc_note e8
+	check "admin: job follow lacks web-1's output" out_line e8 "web-1 | out-x"
+	finish "e. an operator scoped to IDC sh sees only sh hosts; a job of none of them is not found" e1 e2 e3 e4 e5 e6 e7 e8
 }
 
 # --- f. paging: more hosts than one JOB_HOSTS reply, more chunks than one JOB_OUTPUT reply ----

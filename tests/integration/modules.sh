@@ -72,9 +72,17 @@ case_catalog() {
 	for m in shell command script copy fetch ping facts service package echo-args; do
 		check "modules list has no '$m'" out_re a1 "^$m +"
 	done
+	# the IDEMPOTENT column: what may run again after its worker died
+	for m in ping facts fetch copy; do
+		check "modules list: '$m' not idempotent" out_re a1 "^$m +[^ ]+ +c +yes "
+	done
+	for m in shell command script service package; do
+		check "modules list: '$m' idempotent" out_re a1 "^$m +[^ ]+ +c +no "
+	done
 	oc a2 module show copy
 	rc_note a2
 	check "module show copy: exit $RC" [ "$RC" -eq 0 ]
+	check "module show copy: not idempotent" out_re a2 "^idempotent: yes"
 	for m in dest mode content owner; do
 		check "module show copy has no parameter '$m'" grep -qw -- "$m" "$T/a2.out"
 	done
@@ -90,7 +98,19 @@ case_catalog() {
 	rc_note a5
 	check "unknown parameter: exit $RC, want 2" [ "$RC" -eq 2 ]
 	check "unknown parameter: the error does not name it" grep -q "nosuch" "$T/a5.err"
-	finish "a. modules list / module show, and parameters checked against the schema before dispatch" a1 a2 a3 a4 a5
+	# job show says whether and why hosts of a dead worker run again
+	oc a6 run -t web-1 -m ping
+	oc a7 job show "$(job_id a6)"
+	check "job show of a ping job: no 'retry lost: yes (module is idempotent)'" \
+		out_re a7 '^retry lost: yes \(module is idempotent\)$'
+	oc a8 run -t web-1 -m shell -a true --retry-lost
+	oc a9 job show "$(job_id a8)"
+	check "job show of a --retry-lost job: no 'retry lost: yes (--retry-lost)'" \
+		out_re a9 '^retry lost: yes \(--retry-lost\)$'
+	oc a10 run -t web-1 -m shell -a true
+	oc a11 job show "$(job_id a10)"
+	check "job show of a shell job: no 'retry lost: no'" out_re a11 '^retry lost: no$'
+	finish "a. modules list / module show (with idempotence), parameters checked against the schema before dispatch, job show says why lost hosts run again" a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11
 }
 
 # --- b. session pool ---------------------------------------------------------------------

@@ -110,6 +110,7 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 			assert_str_or_null(x->kind, y->kind);
 			assert_str_or_null(x->description, y->description);
 			assert_str_or_null(x->schema, y->schema);
+			assert_int_equal(x->idempotent, y->idempotent);
 		}
 		break;
 	case OM_MSG_MODULE_SHOW:
@@ -359,7 +360,7 @@ static struct om_module_info sample_module_infos[] = {
         {"shell", "1.0.0", "c", "run a shell command",
          "[{\"name\":\"cmd\",\"type\":\"string\",\"required\":true,\"default\":null,"
          "\"description\":\"\",\"free_form\":true,\"secret\":false}]"},
-        {"ping", "2", "script", NULL, "[]"},
+        {"ping", "2", "script", NULL, "[]", true},
 };
 static struct om_worker_info sample_workers[] = {
         {"w1", "dc1", "SHA256:abcdef0123", true, 1700000000123, 7},
@@ -1150,6 +1151,53 @@ test_unknown_fields_skipped(void **state)
 		om_mpw_array(&b, 1);
 	om_mpw_nil(&b);
 	expect_decode(&b, OM_EDEPTH);
+}
+
+/* A module as a worker older than ABI 1.1 sends it, without "idem": not idempotent. */
+static void
+test_module_without_idem(void **state)
+{
+	struct om_buf b;
+	struct om_msg m;
+
+	(void)state;
+	om_buf_init(&b, OM_MAX_FRAME);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_MODULES);
+	om_mpw_cstr(&b, "modules");
+	om_mpw_array(&b, 2);
+	om_mpw_map(&b, 4);
+	put_kv_str(&b, "name", "old");
+	put_kv_str(&b, "version", "1");
+	put_kv_str(&b, "kind", "c");
+	put_kv_str(&b, "schema", "[]");
+	om_mpw_map(&b, 5);
+	put_kv_str(&b, "name", "new");
+	put_kv_str(&b, "version", "1");
+	put_kv_str(&b, "kind", "c");
+	put_kv_str(&b, "schema", "[]");
+	om_mpw_cstr(&b, "idem");
+	om_mpw_bool(&b, true);
+	assert_int_equal(decode_exact(b.data, b.len, &m), 0);
+	assert_int_equal(m.u.modules.nmodules, 2);
+	assert_false(m.u.modules.modules[0].idempotent);
+	assert_true(m.u.modules.modules[1].idempotent);
+	om_msg_release(&m);
+	om_buf_release(&b);
+
+	/* "idem" has one type: anything but a bool is refused */
+	om_buf_init(&b, OM_MAX_FRAME);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_MODULES);
+	om_mpw_cstr(&b, "modules");
+	om_mpw_array(&b, 1);
+	om_mpw_map(&b, 5);
+	put_kv_str(&b, "name", "new");
+	put_kv_str(&b, "version", "1");
+	put_kv_str(&b, "kind", "c");
+	put_kv_str(&b, "schema", "[]");
+	put_kv_str(&b, "idem", "yes");
+	expect_decode(&b, OM_ETYPE);
 }
 
 static void
@@ -2325,6 +2373,8 @@ test_issue4_messages(void **state)
 	sample(OM_MSG_MODULES, &m);
 	roundtrip(&m, &out);
 	assert_null(out.u.modules.modules[1].description);
+	assert_false(out.u.modules.modules[0].idempotent);
+	assert_true(out.u.modules.modules[1].idempotent);
 	om_msg_release(&out);
 	/* SUBMIT and TASK with the new fields at their zero values */
 	sample(OM_MSG_SUBMIT, &m);
@@ -2525,6 +2575,7 @@ main(void)
 	        cmocka_unit_test(test_wrong_field_type),
 	        cmocka_unit_test(test_missing_required),
 	        cmocka_unit_test(test_unknown_fields_skipped),
+	        cmocka_unit_test(test_module_without_idem),
 	        cmocka_unit_test(test_names),
 	        cmocka_unit_test(test_nul_in_string),
 	        cmocka_unit_test(test_limits),

@@ -223,7 +223,7 @@ test_bad_size(void **state)
 	snprintf(want, sizeof(want),
 	         "plugin 'bad_size.so': descriptor is 16 bytes, worker needs "
 	         "at least %zu",
-	         offsetof(struct om_plugin, spare));
+	         offsetof(struct om_plugin, flags));
 	refused("bad_size", want);
 }
 
@@ -273,6 +273,49 @@ test_spare_set(void **state)
 {
 	(void)state;
 	refused("spare_set", "plugin 'spare_set.so': module 'spareset': spare slot 1 is not NULL");
+}
+
+static void
+test_unknown_flag(void **state)
+{
+	(void)state;
+	refused("unknown_flag", "plugin 'unknown_flag.so': module 'unknownflag': unknown flag bits "
+	                        "0x80 (built for a newer ABI?), worker knows 0x1");
+}
+
+static void
+test_flags_v0(void **state)
+{
+	(void)state;
+	refused("flags_v0", "plugin 'flags_v0.so': module 'flagsv0': flags 0x1 need ABI 1.1, "
+	                    "descriptor says 1.0");
+}
+
+/* A 1.0 plugin loads as before, not idempotent; a 1.1 one says so in the catalog. */
+static void
+test_flags(void **state)
+{
+	const char *names[] = {"abi_v0", "good_one", "idempotent", NULL};
+	char *dir = plugin_dir(names), *log;
+	struct om_module_info *cat;
+	struct om_plugins *p;
+	uint32_t n;
+
+	(void)state;
+	p = load_logged(dir, NULL, &log);
+	assert_int_equal(om_plugins_count(p), 3);
+	assert_int_equal(om_plugins_catalog(p, &cat, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(cat[0].name, "abiv0");
+	assert_false(cat[0].idempotent);
+	assert_string_equal(cat[1].name, "testgood");
+	assert_false(cat[1].idempotent);
+	assert_string_equal(cat[2].name, "idem");
+	assert_true(cat[2].idempotent);
+	om_modules_free(cat, n);
+	om_free(log);
+	om_plugins_free(p);
+	remove_dir(dir);
 }
 
 static void
@@ -335,6 +378,13 @@ test_builtins(void **state)
 			fail_msg("built-in module '%s' not loaded; log:\n%s", mods[i], log);
 	assert_int_equal(om_plugins_catalog(p, &cat, &n), 0);
 	for (uint32_t i = 0; i < n; i++) {
+		/* read-only, or converging on a checksum: the rest may not run twice */
+		bool idem = strcmp(cat[i].name, "ping") == 0 || strcmp(cat[i].name, "facts") == 0 ||
+		            strcmp(cat[i].name, "fetch") == 0 || strcmp(cat[i].name, "copy") == 0;
+
+		if (cat[i].idempotent != idem)
+			fail_msg("built-in module '%s': idempotent %d, want %d", cat[i].name,
+			         cat[i].idempotent, idem);
 		if (strcmp(cat[i].name, "copy") == 0)
 			assert_non_null(
 			        strstr(cat[i].schema, "\"name\":\"dest\",\"type\":\"path\""));
@@ -413,6 +463,53 @@ test_script_modules(void **state)
 	remove_dir(sdir);
 }
 
+/* The manifest's "idempotent": a JSON boolean, false when absent. */
+static void
+test_script_idempotent(void **state)
+{
+	char *sdir = plugin_dir(NULL), *log, src[PATH_MAX * 2], dst[PATH_MAX * 2];
+	struct om_module_info *cat;
+	struct om_plugins *p;
+	uint32_t n;
+
+	(void)state;
+	snprintf(src, sizeof(src), "%s/tests/data/modules/echo-args", top_dir);
+	snprintf(dst, sizeof(dst), "%s/echo-args", sdir);
+	copy_file(src, dst);
+	write_text(sdir, "i1.json",
+	           "{\"name\":\"i1\",\"version\":\"1\",\"executable\":\"echo-args\","
+	           "\"idempotent\":true}");
+	write_text(sdir, "i2.json",
+	           "{\"name\":\"i2\",\"version\":\"1\",\"executable\":\"echo-args\","
+	           "\"idempotent\":false}");
+	write_text(sdir, "i3.json",
+	           "{\"name\":\"i3\",\"version\":\"1\",\"executable\":\"echo-args\"}");
+	write_text(sdir, "i4.json",
+	           "{\"name\":\"i4\",\"version\":\"1\",\"executable\":\"echo-args\","
+	           "\"idempotent\":\"yes\"}");
+	write_text(sdir, "i5.json",
+	           "{\"name\":\"i5\",\"version\":\"1\",\"executable\":\"echo-args\","
+	           "\"idempotent\":1}");
+	p = load_logged(NULL, sdir, &log);
+	assert_int_equal(om_plugins_count(p), 3);
+	assert_null(om_plugins_find(p, "i4"));
+	assert_null(om_plugins_find(p, "i5"));
+	assert_log_has(log, "manifest 'i4.json': \"idempotent\" must be true or false");
+	assert_log_has(log, "manifest 'i5.json': \"idempotent\" must be true or false");
+	assert_int_equal(om_plugins_catalog(p, &cat, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(cat[0].name, "i1");
+	assert_true(cat[0].idempotent);
+	assert_string_equal(cat[1].name, "i2");
+	assert_false(cat[1].idempotent);
+	assert_string_equal(cat[2].name, "i3");
+	assert_false(cat[2].idempotent);
+	om_modules_free(cat, n);
+	om_free(log);
+	om_plugins_free(p);
+	remove_dir(sdir);
+}
+
 /* An out-of-tree plugin built by tests/plugin_sdk.sh against the installed SDK. */
 static void
 test_sdk_plugin(void **state)
@@ -444,6 +541,8 @@ main(void)
 	        cmocka_unit_test(test_bad_size),       cmocka_unit_test(test_no_symbol),
 	        cmocka_unit_test(test_duplicate),      cmocka_unit_test(test_init_refuses),
 	        cmocka_unit_test(test_no_host_start),  cmocka_unit_test(test_spare_set),
+	        cmocka_unit_test(test_unknown_flag),   cmocka_unit_test(test_flags_v0),
+	        cmocka_unit_test(test_flags),          cmocka_unit_test(test_script_idempotent),
 	        cmocka_unit_test(test_bad_name),       cmocka_unit_test(test_missing_dir),
 	        cmocka_unit_test(test_count_bound),    cmocka_unit_test(test_builtins),
 	        cmocka_unit_test(test_script_modules), cmocka_unit_test(test_sdk_plugin),

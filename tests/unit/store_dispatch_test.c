@@ -2,7 +2,8 @@
  * Durable dispatch in the store (master/store_dispatch.c) against a real
  * PostgreSQL (OM_TEST_PGCONN, see pgfx.h; every case skips without it):
  * task placement on the least loaded live worker, delivery, waves and
- * max-fail, loss and --retry-lost with its retry record, late results,
+ * max-fail, loss and --retry-lost with its retry record, loss in a job of
+ * an idempotent module (retried as if it had asked), late results,
  * cancel, pending hosts, orphaned tasks.
  */
 #include <stdarg.h>
@@ -54,14 +55,18 @@ worker(struct fx *f, const char *name, const char *idc)
 	PQclear(r);
 }
 
-/* Hosts prefix-0..n-1 (the first nb in idc dc1, the rest in dc2) and a job over them. */
+/*
+ * Hosts prefix-0..n-1 (the first nb in idc dc1, the rest in dc2) and a job
+ * of module over them.
+ */
 static uint64_t
-job(struct fx *f, const char *prefix, size_t n, size_t in_dc1, uint32_t wave, bool retry, bool mf)
+job_of(struct fx *f, const char *module, const char *prefix, size_t n, size_t in_dc1, uint32_t wave,
+       bool retry, bool mf)
 {
 	struct om_host hs[16];
 	char buf[16][64];
 	struct om_kv kv[2] = {{"cmd", "echo hi"}, {"x", NULL}};
-	struct om_job_spec spec = {"user 'alice'", "all", "shell", kv, 2, 30, 5};
+	struct om_job_spec spec = {"user 'alice'", "all", module, kv, 2, 30, 5};
 	uint64_t id = 0;
 	size_t i;
 
@@ -81,6 +86,13 @@ job(struct fx *f, const char *prefix, size_t n, size_t in_dc1, uint32_t wave, bo
 	assert_int_equal(om_store_hosts_upsert(f->st, hs, n), 0);
 	assert_int_equal(om_store_job_create(f->st, &spec, hs, n, &id), 0);
 	return id;
+}
+
+/* The same with module shell (not in the catalog: never idempotent). */
+static uint64_t
+job(struct fx *f, const char *prefix, size_t n, size_t in_dc1, uint32_t wave, bool retry, bool mf)
+{
+	return job_of(f, "shell", prefix, n, in_dc1, wave, retry, mf);
 }
 
 static char *
@@ -355,6 +367,99 @@ test_lose_retry_late(void **state)
 	assert_host(f, plain, "lp-0", "ok");
 }
 
+/*
+ * A job that did not ask for --retry-lost but whose module is idempotent in
+ * the catalog: its lost host is queued again, recorded, and placed on the
+ * other live worker of its IDC; job show can say why.  A module that is not
+ * idempotent loses the host.
+ */
+static void
+test_lose_idempotent(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct om_module_info mods[] = {
+	        {"idemmod", "1", "c", NULL, "[]", true},
+	        {"plainmod", "1", "c", NULL, "[]", false},
+	};
+	struct om_job_summary sum;
+	struct om_msg t;
+	uint64_t id, both, plain, tid, *jobs = NULL, lost = 0, retried = 0;
+	size_t nj = 0;
+	char jid[24], *s;
+	const char *v[1] = {jid};
+
+	sql(f, "DELETE FROM workers; DELETE FROM worker_keys; UPDATE tasks SET state = 'done'");
+	worker(f, "im-1", "dc1");
+	assert_int_equal(om_store_modules_put(f->st, "im-1", "dc1", mods, 2), 0);
+	id = job_of(f, "idemmod", "im", 1, 1, 0, false, false);
+	snprintf(jid, sizeof(jid), "%" PRIu64, id);
+	assert_int_equal(q_int(f,
+	                       "SELECT count(*) FROM jobs WHERE id = $1 AND retry_lost"
+	                       " AND retry_reason = 'idempotent'",
+	                       1, v),
+	                 1);
+	assert_int_equal(om_store_job_summary(f->st, id, NULL, &sum), 0);
+	assert_true(sum.retry_lost);
+	assert_true(sum.retry_idempotent);
+	om_job_summary_release(&sum);
+	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
+	assert_int_equal(om_store_task_claim(f->st, "im-1", "m1", &t), 0);
+	tid = t.u.task.task_id;
+	om_msg_release(&t);
+	/* im-1 dies mid-task; im-2 of the same IDC is live */
+	worker(f, "im-2", "dc1");
+	sql(f, "UPDATE workers SET connected = false, alive_at = now() - interval '1 hour'"
+	       " WHERE name = 'im-1'");
+	assert_int_equal(om_store_tasks_lose(f->st, &tid, 1,
+	                                     "lost: worker 'im-1' missed 3 heartbeats", &jobs, &nj,
+	                                     &lost, &retried),
+	                 0);
+	om_free(jobs);
+	assert_int_equal(retried, 1);
+	assert_int_equal(lost, 0);
+	assert_host(f, id, "im-0", "queued");
+	s = host_col(f, id, "im-0", "reason");
+	assert_string_equal(s, "retry 2: lost: worker 'im-1' missed 3 heartbeats");
+	free(s);
+	assert_int_equal(q_int(f,
+	                       "SELECT count(*) FROM job_host_attempts WHERE job_id = $1"
+	                       " AND host = 'im-0' AND attempt = 1 AND worker = 'im-1'",
+	                       1, v),
+	                 1);
+	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
+	s = host_col(f, id, "im-0", "worker");
+	assert_string_equal(s, "im-2");
+	free(s);
+	s = host_col(f, id, "im-0", "attempt");
+	assert_string_equal(s, "2");
+	free(s);
+
+	/* Asked for and idempotent: the option is the reason shown. */
+	both = job_of(f, "idemmod", "ib", 1, 1, 0, true, false);
+	assert_int_equal(om_store_job_summary(f->st, both, NULL, &sum), 0);
+	assert_true(sum.retry_lost);
+	assert_false(sum.retry_idempotent);
+	om_job_summary_release(&sum);
+
+	/* Neither: the host ends lost. */
+	plain = job_of(f, "plainmod", "ip", 1, 1, 0, false, false);
+	assert_int_equal(om_store_job_summary(f->st, plain, NULL, &sum), 0);
+	assert_false(sum.retry_lost);
+	om_job_summary_release(&sum);
+	sql(f, "UPDATE tasks SET state = 'done'");
+	assert_int_equal(om_store_job_advance(f->st, plain, NULL, NULL), 0);
+	assert_int_equal(om_store_task_claim(f->st, "im-2", "m1", &t), 0);
+	tid = t.u.task.task_id;
+	assert_true(t.u.task.job_id == plain);
+	om_msg_release(&t);
+	assert_int_equal(
+	        om_store_tasks_lose(f->st, &tid, 1, "lost: test", &jobs, &nj, &lost, &retried), 0);
+	om_free(jobs);
+	assert_int_equal(retried, 0);
+	assert_int_equal(lost, 1);
+	assert_host(f, plain, "ip-0", "lost");
+}
+
 static void
 test_cancel(void **state)
 {
@@ -480,7 +585,7 @@ main(void)
 	        cmocka_unit_test(test_place_and_claim), cmocka_unit_test(test_least_loaded),
 	        cmocka_unit_test(test_waves_max_fail),  cmocka_unit_test(test_lose_retry_late),
 	        cmocka_unit_test(test_cancel),          cmocka_unit_test(test_pending_and_orphans),
-	        cmocka_unit_test(test_heartbeat_holds),
+	        cmocka_unit_test(test_heartbeat_holds), cmocka_unit_test(test_lose_idempotent),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -48,9 +48,11 @@ test_migration(void **state)
 {
 	struct fx *f = fx_of(state);
 
-	assert_true(om_store_schema_version(f->st) >= 3);
+	assert_true(om_store_schema_version(f->st) >= 6);
 	assert_int_equal(
 	        q_int(f, "SELECT count(*) FROM schema_migrations WHERE version = 3", 0, NULL), 1);
+	assert_int_equal(
+	        q_int(f, "SELECT count(*) FROM schema_migrations WHERE version = 6", 0, NULL), 1);
 }
 
 static void
@@ -59,7 +61,7 @@ test_put_list_get(void **state)
 	struct fx *f = fx_of(state);
 	struct om_module_info w1[] = {
 	        {"shell", "1.0", "c", "run a command", SHELL_SCHEMA},
-	        {"ping", "1", "script", NULL, "[]"},
+	        {"ping", "1", "script", NULL, "[]", true},
 	};
 	struct om_module_info w2[] = {{"shell", "2.0", "c", "run a command, v2", SHELL_SCHEMA}};
 	static const char *const both[] = {"bj", "sh"}, *const bj[] = {"bj"};
@@ -73,7 +75,9 @@ test_put_list_get(void **state)
 	assert_string_equal(mods[0].name, "ping");
 	assert_null(mods[0].description);
 	assert_string_equal(mods[0].schema, "[]");
+	assert_true(mods[0].idempotent);
 	assert_string_equal(mods[1].name, "shell");
+	assert_false(mods[1].idempotent);
 	assert_string_equal(mods[1].version, "1.0");
 	assert_string_equal(mods[1].kind, "c");
 	assert_non_null(strstr(mods[1].schema, "\"free_form\": true"));
@@ -86,6 +90,16 @@ test_put_list_get(void **state)
 	assert_string_equal(mi->description, "run a command, v2");
 	om_modules_free(mi, 1);
 	assert_idcs(idcs, ni, both, 2);
+
+	/* a worker's build that stops promising idempotence: the catalog says so */
+	assert_int_equal(om_store_module_get(f->st, "ping", &mi, NULL, NULL), 0);
+	assert_true(mi->idempotent);
+	om_modules_free(mi, 1);
+	w1[1].idempotent = false;
+	assert_int_equal(om_store_modules_put(f->st, "w1", "bj", w1, 2), 0);
+	assert_int_equal(om_store_module_get(f->st, "ping", &mi, NULL, NULL), 0);
+	assert_false(mi->idempotent);
+	om_modules_free(mi, 1);
 
 	/* w1 stops offering ping: nobody offers it any more */
 	assert_int_equal(om_store_modules_put(f->st, "w1", "bj", w1, 1), 0);
@@ -131,6 +145,16 @@ test_unchanged_keeps_row(void **state)
 	after = q_int(f,
 	              "SELECT (extract(epoch FROM updated_at) * 1000000)::bigint FROM modules"
 	              " WHERE name = 'stable'",
+	              0, NULL);
+	assert_true(after > before);
+	/* idempotence alone is a change too */
+	before = after;
+	usleep(20000);
+	m[0].idempotent = true;
+	assert_int_equal(om_store_modules_put(f->st, "w3", "bj", m, 1), 0);
+	after = q_int(f,
+	              "SELECT (extract(epoch FROM updated_at) * 1000000)::bigint FROM modules"
+	              " WHERE name = 'stable' AND idempotent",
 	              0, NULL);
 	assert_true(after > before);
 }

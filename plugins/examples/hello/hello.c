@@ -71,6 +71,8 @@ static const struct om_plugin hello_plugin = {
         .nparams = sizeof(hello_params) / sizeof(hello_params[0]),
         .init = hello_init,
         .host_start = hello_start,
+        /* echo changes nothing: if its worker dies, the host may simply run it again */
+        .flags = OM_PLUGIN_IDEMPOTENT,
 };
 
 OM_PLUGIN_DECLARE(hello_plugin)

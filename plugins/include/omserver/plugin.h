@@ -4,8 +4,8 @@
  * A plugin is a shared object in the worker's plugin directory that exports
  * one function, om_plugin_descriptor(), returning a static descriptor.  The
  * worker checks magic, ABI major (must equal), ABI minor (must not exceed
- * its own) and struct_size before it calls anything else, and refuses a
- * second plugin with a name already loaded.
+ * its own), struct_size and flags (no bit it does not know) before it calls
+ * anything else, and refuses a second plugin with a name already loaded.
  *
  * Execution model (ABI 1): asynchronous, on the worker's one event-loop
  * thread, in the style of libuv.  For every host of a task the worker calls
@@ -35,7 +35,7 @@
 
 #define OM_PLUGIN_MAGIC     0x4f4d5031u /* "OMP1" */
 #define OM_PLUGIN_ABI_MAJOR 1           /* breaking: the worker refuses another major */
-#define OM_PLUGIN_ABI_MINOR 0           /* append-only growth */
+#define OM_PLUGIN_ABI_MINOR 1           /* append-only growth; 1: flags */
 #define OM_HOST_API_VERSION 1           /* om_host_api.api_version */
 
 #if defined(__GNUC__)
@@ -191,8 +191,27 @@ struct om_plugin {
 	/* Optional: once at unload. */
 	void (*fini)(void *state);
 
-	void *spare[8]; /* must be NULL */
+	/*
+	 * OM_PLUGIN_* promises (ABI 1.1; the slot was spare[0] in 1.0, where it
+	 * had to be NULL, so a 1.0 plugin reads as 0).  A bit the worker does
+	 * not know refuses the plugin: a promise it cannot honour is not
+	 * silently dropped.
+	 */
+	unsigned long flags;
+	void *spare[7]; /* must be NULL */
 };
+
+/*
+ * The module is idempotent: running it twice on a host, or running it
+ * again after a run that was interrupted at any point (the worker died,
+ * the connection dropped), leaves the host as one complete run would.
+ * Read-only modules qualify; so does one that converges on a declared
+ * state.  Anything that appends, counts, restarts or runs arbitrary
+ * commands does not.  With it, the hosts of a worker that dies mid-task
+ * are run again on another worker of their IDC (as if the job had asked
+ * for --retry-lost) instead of ending lost.
+ */
+#define OM_PLUGIN_IDEMPOTENT 0x1ul
 
 #define OM_PLUGIN_DECLARE(desc)                                                                    \
 	OM_PLUGIN_EXPORT const struct om_plugin *om_plugin_descriptor(void);                       \

@@ -69,6 +69,17 @@ int om_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 /* A byte count, decimal with an optional K, M or G (powers of 1024), in min..max; -1 otherwise. */
 int om_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
+/*
+ * Fault injection for the crash tests: when the environment has
+ * OM_TEST_FAULT="point:N[,point:N...]", the Nth pass through om_fault(point)
+ * kills the process with SIGKILL, as a crash would at that line.  Without
+ * the variable it costs one branch.  Points are named in the code that calls
+ * them (e.g. "ingest.commit").
+ */
+void om_fault(const char *point);
+/* The armed points as given ("" when none), for a warning at start. */
+const char *om_fault_armed(void);
+
 enum om_log_level { OM_LOG_ERROR, OM_LOG_WARN, OM_LOG_INFO, OM_LOG_DEBUG };
 /* "error", "warn", "info", "debug"; -1 when unknown. */
 int om_log_level_parse(const char *s, enum om_log_level *out);

@@ -210,6 +210,7 @@ struct om_module_info {
 	char *kind; /* "c" or "script" */
 	char *description;
 	char *schema;
+	bool idempotent; /* OM_PLUGIN_IDEMPOTENT: lost hosts run again elsewhere */
 };
 
 struct om_worker_info {

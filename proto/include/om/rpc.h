@@ -175,6 +175,7 @@ struct om_rpc_req {
 	char peer[64];                          /* "127.0.0.1:54321" for logs */
 	struct om_rpc_work *work_;              /* private */
 	struct om_noise_hs *hs_;                /* private */
+	struct om_rpc_local *local_;            /* private: a local request (below) */
 };
 
 struct om_rpc_server_opts {
@@ -235,6 +236,40 @@ void om_rpc_refuse(struct om_rpc_req *r, int code, const char *text);
 int om_rpc_reply(struct om_rpc_req *r, const struct om_msg *reply);
 /* Request: answer nothing and close the peer's connection. */
 void om_rpc_drop(struct om_rpc_req *r, const char *why);
+
+/*
+ * Local requests: a REQUEST that did not come over nng (om-master's HTTP
+ * bridge builds them from REST calls).  session is NULL and peer is the
+ * creator's; the owner finishes one exactly like any request, with
+ * om_rpc_reply or om_rpc_drop, at once or much later (held), and then the
+ * creator's callback gets the reply instead of a sealed frame.
+ *
+ * Ownership.  om_rpc_local_new returns a request with two references: the
+ * creator's and the finisher's.  The finisher's goes with the request to
+ * whoever will finish it (om-master's core, through its web queue) and is
+ * dropped by om_rpc_reply/om_rpc_drop, which also release r->msg.  The
+ * creator drops its own with om_rpc_local_release, when it has what it
+ * wanted or gives up (its client went away); the last one out frees.
+ *
+ * Callbacks.  on_reply(arg, reply) or on_drop(arg, why) runs at most once,
+ * on the finishing thread, under the request's lock; reply is valid only
+ * during the call.  They must not block for long and must not call
+ * om_rpc_local_release.  After om_rpc_local_release returns, no callback is
+ * running or will ever run: arg may be freed at once.  A request finished
+ * after that is simply discarded (om_rpc_local_cancelled tells the owner,
+ * which may finish such a request early).
+ *
+ * A creator that never hands the request over finishes it itself:
+ * om_rpc_local_release(r), then om_rpc_drop(r, why).
+ */
+struct om_rpc_req *om_rpc_local_new(const struct om_msg *msg,
+                                    void (*on_reply)(void *arg, const struct om_msg *reply),
+                                    void (*on_drop)(void *arg, const char *why), void *arg,
+                                    const char *peer);
+/* The creator gives up its reference (see above). */
+void om_rpc_local_release(struct om_rpc_req *r);
+bool om_rpc_local_cancelled(struct om_rpc_req *r);
+bool om_rpc_is_local(const struct om_rpc_req *r);
 
 void *om_rpc_session_user(const struct om_rpc_session *ss);
 uint64_t om_rpc_session_id(const struct om_rpc_session *ss);
