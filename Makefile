@@ -6,6 +6,9 @@
 #                   against real PostgreSQL and sshd; ends with "N passed, N failed"
 #   make fuzz       libFuzzer (clang) on every harness, FUZZ_SECONDS=60 each
 #   make demo       a throwaway platform on loopback, runs a sample job, waits for Ctrl-C
+#   make bench      omserver beside pssh, pdsh, clush and ansible on a loopback sshd
+#                   fleet, and the dispatch latency (bench/run.sh; not part of check);
+#                   writes bench/results/latest.{md,json}
 #   make deps       installs the Debian packages needed to build, test and demo
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make sdk-install the plugin SDK only (header, omserver-plugin.pc)
@@ -216,6 +219,15 @@ $(B)/tests/om-probe: tests/tools/probe.c $(LIB_PROTO)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_PROTO) $(LIBS)
 
+# Benchmark tools (bench/), not installed.
+$(B)/bench/om-bench-dispatch: bench/dispatch.c $(LIB_PROTO)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_PROTO) $(LIBS)
+$(B)/bench/om-bench-rusage: bench/rusage.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(WARN) -D_GNU_SOURCE $(CFLAGS) -o $@ $<
+BENCH_TOOLS := $(B)/bench/om-bench-dispatch $(B)/bench/om-bench-rusage
+
 tests-build: all $(TEST_PLUGINS) $(UNIT_BINS) $(FUZZ_BINS) $(B)/tests/om-rawpeer $(B)/tests/om-probe fuzz-build-if-clang
 
 # check and demo install missing packages first, then build in a fresh make
@@ -235,6 +247,13 @@ demo:
 
 deps:
 	@tests/fixture/deps.sh
+
+# Installs what is missing (the peers too: pssh, pdsh, clustershell,
+# ansible-core), then runs the whole comparison; BENCH_ARGS go to bench/run.sh.
+bench:
+	@tests/fixture/deps.sh
+	@$(MAKE) --no-print-directory all $(BENCH_TOOLS)
+	@BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh $(BENCH_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
@@ -258,7 +277,7 @@ sdk-install:
 clean:
 	rm -rf $(B)
 
-.PHONY: all check unit demo deps format install sdk-install clean tests-build FORCE
+.PHONY: all check unit demo deps bench format install sdk-install clean tests-build FORCE
 .SECONDARY:
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -20,9 +20,9 @@
 #include <jansson.h>
 
 #include "args.h"
-#include "inventory.h"
 #include "om/base.h"
 #include "om/chan.h"
+#include "om/inventory.h"
 #include "om/msg.h"
 #include "om/params.h"
 #include "om/rpc.h"
@@ -2055,6 +2055,52 @@ job_json(const struct om_msg *t, uint32_t r)
 	return o;
 }
 
+/* A JSON object cell (PARAMS, OPTIONS of job show) parsed; NULL when nil or not an object. */
+static json_t *
+cell_object(const struct om_msg *t, uint32_t r, const char *name)
+{
+	const char *s = cell_of(t, r, name);
+	json_t *o = s != NULL ? json_loads(s, JSON_REJECT_DUPLICATES, NULL) : NULL;
+
+	if (o != NULL && !json_is_object(o)) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
+}
+
+/*
+ * An object cell as "k=v k=v" for a person: strings with control bytes
+ * replaced, null as nulltext; "-" when the cell is nil or empty.
+ */
+static const char *
+object_text(const struct om_msg *t, uint32_t r, const char *name, const char *nulltext, char *buf,
+            size_t cap)
+{
+	json_t *o = cell_object(t, r, name), *v;
+	const char *key;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	json_object_foreach(o, key, v)
+	{
+		char val[OM_MAX_TEXT + 1];
+		if (json_is_string(v))
+			printable(json_string_value(v), val, sizeof(val));
+		else if (json_is_integer(v))
+			snprintf(val, sizeof(val), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		else if (json_is_boolean(v))
+			snprintf(val, sizeof(val), "%s", json_is_true(v) ? "yes" : "no");
+		else
+			snprintf(val, sizeof(val), "%s", nulltext);
+		if (off < cap)
+			off += (size_t)snprintf(buf + off, cap - off, "%s%s=%s", off ? " " : "",
+			                        key, val);
+	}
+	json_decref(o);
+	return buf[0] ? buf : "-";
+}
+
 /* Milliseconds as "12.34 s"; "-" when unknown. */
 static const char *
 seconds_text(const struct om_msg *t, uint32_t r, const char *col, char *buf, size_t cap)
@@ -2148,7 +2194,11 @@ job_show(struct ctl *c, uint64_t id, int only)
 		return die("unexpected answer from master");
 	}
 	if (c->json) {
+		json_t *params = cell_object(&rep, 0, "PARAMS"), *options;
 		o = job_json(&rep, 0);
+		options = cell_object(&rep, 0, "OPTIONS");
+		json_object_set_new(o, "params", params ? params : json_null());
+		json_object_set_new(o, "options", options ? options : json_null());
 		hosts = json_array();
 	} else {
 		printf("job:       %s\n", printable(cell_of(&rep, 0, "ID"), b2, sizeof(b2)));
@@ -2163,6 +2213,14 @@ job_show(struct ctl *c, uint64_t id, int only)
 		if (cell_of(&rep, 0, "RETRY_LOST") != NULL)
 			printf("retry lost: %s\n",
 			       printable(cell_of(&rep, 0, "RETRY_LOST"), b2, sizeof(b2)));
+		/* secrets come as "********" from the master (jobview.c) */
+		if (cell_of(&rep, 0, "PARAMS") != NULL)
+			printf("params:    %s\n",
+			       object_text(&rep, 0, "PARAMS", "(too long to show)", b1,
+			                   sizeof(b1)));
+		if (cell_of(&rep, 0, "OPTIONS") != NULL)
+			printf("options:   %s\n",
+			       object_text(&rep, 0, "OPTIONS", "-", b2, sizeof(b2)));
 		printf("hosts:     %s\n", counts_text(&rep, 0, b2, sizeof(b2)));
 		printf("\n%-24s %-11s %-4s %-9s %-16s %s\n", "HOST", "STATE", "EXIT", "DURATION",
 		       "WORKER", "REASON");

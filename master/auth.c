@@ -682,12 +682,12 @@ op_user_add(struct master *m, struct om_rpc_req *r, struct peer *p)
 	memset(&u, 0, sizeof(u));
 	u.name = q->u.user.name;
 	if ((u.role = om_role_parse(q->u.user.role)) < 0) {
-		reply_error(r, OM_EINVAL, "unknown role '%s' (admin, operator or viewer)",
-		            q->u.user.role);
+		reply_error_field(r, OM_EINVAL, "role",
+		                  "unknown role '%s' (admin, operator or viewer)", q->u.user.role);
 		return;
 	}
 	if (q->u.user.password == NULL) {
-		reply_error(r, OM_EINVAL, "a password is required");
+		reply_error_field(r, OM_EINVAL, "password", "a password is required");
 		return;
 	}
 	u.idcs = q->u.user.idcs;
@@ -702,7 +702,11 @@ op_user_add(struct master *m, struct om_rpc_req *r, struct peer *p)
 		                  : rv == OM_EINVAL ? "the password must have 8 to 256 characters"
 		                                    : "database error";
 		audit(m, p->who, p->source, "user.add", u.name, "refused", "%s", why);
-		reply_error(r, rv, "cannot add user '%s': %s", u.name, why);
+		reply_error_field(r, rv,
+		                  rv == OM_EEXIST   ? "name"
+		                  : rv == OM_EINVAL ? "password"
+		                                    : NULL,
+		                  "cannot add user '%s': %s", u.name, why);
 		return;
 	}
 	audit(m, p->who, p->source, "user.add", u.name, "ok", "role %s, %u IDCs, %u groups, %u modules",
@@ -735,7 +739,7 @@ op_user_passwd(struct master *m, struct om_rpc_req *r, struct peer *p)
 		return;
 	}
 	if (r->msg.u.user.password == NULL) {
-		reply_error(r, OM_EINVAL, "a password is required");
+		reply_error_field(r, OM_EINVAL, "password", "a password is required");
 		return;
 	}
 	rv = om_store_user_set_password(m->store, name, r->msg.u.user.password);
@@ -744,7 +748,8 @@ op_user_passwd(struct master *m, struct om_rpc_req *r, struct peer *p)
 		                  : rv == OM_EINVAL  ? "the password must have 8 to 256 characters"
 		                                     : "database error";
 		audit(m, p->who, p->source, "user.passwd", name, "refused", "%s", why);
-		reply_error(r, rv, "cannot change the password of '%s': %s", name, why);
+		reply_error_field(r, rv, rv == OM_EINVAL ? "password" : NULL,
+		                  "cannot change the password of '%s': %s", name, why);
 		return;
 	}
 	audit(m, p->who, p->source, "user.passwd", name, "ok", "password changed");
@@ -942,6 +947,7 @@ op_audit_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 	static const char *cols[] = {"ID", "TIME", "ACTOR", "SOURCE", "ACTION", "TARGET",
 	                             "OUTCOME", "DETAIL", NULL};
 	struct om_audit_rec *recs = NULL;
+	struct om_audit_query aq;
 	struct table t;
 	size_t n = 0, i, limit = r->msg.u.audit.limit;
 	int64_t since_ms;
@@ -956,8 +962,13 @@ op_audit_list(struct master *m, struct om_rpc_req *r, struct peer *p)
 		since_ms = 0;
 	if (since_ms > INT64_MAX / 1000)
 		since_ms = INT64_MAX / 1000;
-	if (om_store_audit_list(m->store, since_ms * 1000, r->msg.u.audit.after_id, limit, &recs,
-	                        &n) != 0) {
+	memset(&aq, 0, sizeof(aq));
+	aq.since_us = since_ms * 1000;
+	aq.after_id = r->msg.u.audit.after_id;
+	aq.before_id = r->msg.u.audit.before_id;
+	aq.desc = r->msg.u.audit.desc;
+	aq.limit = limit;
+	if (om_store_audit_page(m->store, &aq, &recs, &n) != 0) {
 		reply_error(r, OM_EDB, "cannot read the audit log");
 		return;
 	}

@@ -44,15 +44,26 @@
 
 #include "http.h"
 #include "master.h"
+#include "om/inventory.h"
 
 #define MAX_BODY_DEFAULT (1u << 20)
 #define REPLY_MAX        (OM_MAX_FRAME + 4096)
+#define OUT_KEEP_MAX     (256u << 10) /* a drained stream buffer larger than this is freed */
 #define PING_IDLE_MS     10000 /* an SSE stream silent this long gets a comment (ticker: 1 s) */
 #define FOLLOW_WAIT_MS   5000
+#define COUNTS_EVERY_MS  1000 /* an SSE stream's JOB_SHOW for its counts, at most */
 #define LOGIN_RATE_MS    2000 /* one login attempt per source address every 2 s ... */
 #define LOGIN_BURST      10   /* ... after a burst of 10 */
 #define LOGIN_BUCKETS    256
+/* Every login costs the core a scrypt (~100 ms): all sources together get
+ * at most this many, so no number of addresses can stall the core. */
+#define LOGIN_GLOBAL_RATE_MS 250 /* 4 per second ... */
+#define LOGIN_GLOBAL_BURST   20  /* ... after a burst of 20 */
 #define COOKIE           "om_session"
+/* Under TLS the __Host- prefix: the browser takes it only from this host,
+ * Secure, for Path=/, so a sibling subdomain cannot plant a session. */
+#define COOKIE_TLS       "__Host-om_session"
+#define COOKIE_NAME(s)   ((s)->tls ? COOKIE_TLS : COOKIE)
 
 static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' "
                           "data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
@@ -70,7 +81,6 @@ struct http_route {
 };
 
 struct login_bucket {
-	char ip[48];
 	int64_t tokens_ms; /* time credit: LOGIN_RATE_MS per attempt */
 	int64_t at_ms;
 };
@@ -89,6 +99,7 @@ struct http_server {
 	pthread_t ticker;
 	bool ticker_on;
 	struct login_bucket buckets[LOGIN_BUCKETS];
+	struct login_bucket global; /* every source at once */
 };
 
 enum stream_kind { STREAM_NONE = 0, STREAM_SSE, STREAM_RAW };
@@ -119,6 +130,10 @@ struct hreq {
 	int hstate, only_state;
 	char after[OM_MAX_NAME + 1];
 	uint32_t limit;
+	/* multi-step POST /hosts/import: HOSTS_ADD a batch at a time */
+	struct om_host *imp;
+	size_t nimp, imp_off;
+	uint64_t imp_count;
 	/* streams: guarded by lock */
 	enum stream_kind stream;
 	struct om_buf out;
@@ -127,6 +142,12 @@ struct hreq {
 	uint64_t cursor;
 	char host[OM_MAX_NAME + 1];
 	int64_t last_write_ms;
+	/* SSE progress: a FOLLOW reply waits in held while JOB_SHOW gets the counts */
+	struct om_msg held;
+	bool counts_due;              /* the next call is JOB_SHOW; held has the FOLLOW reply */
+	bool counts_pending;          /* the call in flight is that JOB_SHOW */
+	int64_t counts_ms;            /* when the last counts were asked for */
+	char *counts_last;            /* the data of the last counts event sent (free) */
 	struct hreq *lnext, **lprevp; /* srv->live */
 };
 
@@ -571,6 +592,209 @@ http_jobs_query(const char *state, const char *user, const char *since, const ch
 	return 0;
 }
 
+/* An array of names (groups, IDCs, modules) into *out, *n: each copied. */
+static int
+json_names(const json_t *v, uint32_t max, char ***out, uint32_t *n)
+{
+	size_t i;
+
+	*out = NULL;
+	*n = 0;
+	if (!json_is_array(v) || json_array_size(v) > max)
+		return OM_EINVAL;
+	for (i = 0; i < json_array_size(v); i++)
+		if (!json_is_string(json_array_get(v, i)) ||
+		    !om_name_valid(json_string_value(json_array_get(v, i))))
+			return OM_EINVAL;
+	if (json_array_size(v) == 0)
+		return 0;
+	if ((*out = om_calloc(json_array_size(v), sizeof(**out))) == NULL)
+		return OM_ENOMEM;
+	for (i = 0; i < json_array_size(v); i++) {
+		if (((*out)[i] = dup_str(json_array_get(v, i))) == NULL)
+			return OM_ENOMEM; /* the caller releases what was copied */
+		(*n)++;
+	}
+	return 0;
+}
+
+/* Refuses keys of o not in allowed (NULL-terminated): 0, or OM_EINVAL naming it. */
+static int
+known_keys(const json_t *o, const char *const *allowed, char *field, size_t fl, char *err,
+           size_t el)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)o, key, v)
+	{
+		const char *const *a;
+		for (a = allowed; *a != NULL; a++)
+			if (strcmp(*a, key) == 0)
+				break;
+		if (*a == NULL)
+			return field_err(field, fl, err, el, key, "unknown field '%.64s'", key);
+	}
+	return 0;
+}
+
+int
+http_host_from_json(const json_t *body, struct om_host *out, char *field, size_t fl, char *err,
+                    size_t el)
+{
+	static const char *const keys[] = {"name", "addr", "idc", "port", "user", "groups", NULL};
+	const json_t *v;
+	uint32_t port = 22;
+	int rv;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(body))
+		return field_err(field, fl, err, el, "", "the body must be a JSON object");
+	if ((rv = known_keys(body, keys, field, fl, err, el)) != 0)
+		return rv;
+	v = json_object_get(body, "name");
+	if (!json_is_string(v) || !om_name_valid(json_string_value(v)))
+		return field_err(field, fl, err, el, "name",
+		                 "name must be a host name (letters, digits, '.', '_', '-')");
+	v = json_object_get(body, "addr");
+	if (!json_is_string(v) || !om_host_addr_valid(json_string_value(v)))
+		return field_err(field, fl, err, el, "addr",
+		                 "addr must be a DNS name or an IP address");
+	v = json_object_get(body, "idc");
+	if (!json_is_string(v) || !om_name_valid(json_string_value(v)))
+		return field_err(field, fl, err, el, "idc", "idc must be an IDC name");
+	v = json_object_get(body, "port");
+	if (v != NULL && json_u32(v, 1, 65535, &port) != 0)
+		return field_err(field, fl, err, el, "port", "port must be an integer 1..65535");
+	v = json_object_get(body, "user");
+	if (v != NULL && !json_is_null(v) &&
+	    (!json_is_string(v) || !om_host_user_valid(json_string_value(v))))
+		return field_err(field, fl, err, el, "user", "user must be a login name");
+	out->port = port;
+	if ((out->name = dup_str(json_object_get(body, "name"))) == NULL ||
+	    (out->addr = dup_str(json_object_get(body, "addr"))) == NULL ||
+	    (out->idc = dup_str(json_object_get(body, "idc"))) == NULL ||
+	    (json_is_string(v) && (out->user = dup_str(v)) == NULL))
+		goto nomem;
+	v = json_object_get(body, "groups");
+	if (v != NULL && (rv = json_names(v, OM_MAX_GROUPS, &out->groups, &out->ngroups)) != 0) {
+		if (rv == OM_ENOMEM)
+			goto nomem;
+		om_host_release(out);
+		return field_err(field, fl, err, el, "groups",
+		                 "groups must be a list of at most %d group names", OM_MAX_GROUPS);
+	}
+	return 0;
+nomem:
+	om_host_release(out);
+	snprintf(field, fl, "%s", "");
+	snprintf(err, el, "%s", "out of memory");
+	return OM_ENOMEM;
+}
+
+int
+http_user_from_json(const json_t *body, struct om_msg *out, char *field, size_t fl, char *err,
+                    size_t el)
+{
+	static const char *const keys[] = {"name",   "role",    "password", "idcs",
+	                                   "groups", "modules", NULL};
+	static const char *const lists[] = {"idcs", "groups", "modules"};
+	const json_t *v;
+	size_t i, len;
+	int rv;
+
+	memset(out, 0, sizeof(*out));
+	out->type = OM_MSG_USER_ADD;
+	if (!json_is_object(body))
+		return field_err(field, fl, err, el, "", "the body must be a JSON object");
+	if ((rv = known_keys(body, keys, field, fl, err, el)) != 0)
+		return rv;
+	v = json_object_get(body, "name");
+	if (!json_is_string(v) || !om_name_valid(json_string_value(v)))
+		return field_err(field, fl, err, el, "name",
+		                 "name must be a user name (letters, digits, '.', '_', '-')");
+	v = json_object_get(body, "role");
+	if (!json_is_string(v) || (strcmp(json_string_value(v), "admin") != 0 &&
+	                           strcmp(json_string_value(v), "operator") != 0 &&
+	                           strcmp(json_string_value(v), "viewer") != 0))
+		return field_err(field, fl, err, el, "role",
+		                 "role must be admin, operator or viewer");
+	v = json_object_get(body, "password");
+	len = json_is_string(v) ? json_string_length(v) : 0;
+	/* the text never names the password, nor quotes it */
+	if (!json_is_string(v) || len < 8 || len > OM_MAX_SECRET ||
+	    memchr(json_string_value(v), '\0', len) != NULL)
+		return field_err(field, fl, err, el, "password",
+		                 "password must have 8 to %d characters", OM_MAX_SECRET);
+	if ((out->u.user.name = dup_str(json_object_get(body, "name"))) == NULL ||
+	    (out->u.user.role = dup_str(json_object_get(body, "role"))) == NULL ||
+	    (out->u.user.password = dup_str(v)) == NULL)
+		goto nomem;
+	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		char ***dst = i == 0   ? &out->u.user.idcs
+		              : i == 1 ? &out->u.user.groups
+		                       : &out->u.user.modules;
+		uint32_t *n = i == 0   ? &out->u.user.nidcs
+		              : i == 1 ? &out->u.user.ngroups
+		                       : &out->u.user.nmodules;
+		if ((v = json_object_get(body, lists[i])) == NULL)
+			continue;
+		if ((rv = json_names(v, OM_MAX_GROUPS, dst, n)) == OM_ENOMEM)
+			goto nomem;
+		if (rv != 0) {
+			http_user_release(out);
+			return field_err(field, fl, err, el, lists[i],
+			                 "%s must be a list of at most %d names", lists[i],
+			                 OM_MAX_GROUPS);
+		}
+	}
+	return 0;
+nomem:
+	http_user_release(out);
+	snprintf(field, fl, "%s", "");
+	snprintf(err, el, "%s", "out of memory");
+	return OM_ENOMEM;
+}
+
+void
+http_user_release(struct om_msg *m)
+{
+	if (m->u.user.password != NULL)
+		om_wipe(m->u.user.password, strlen(m->u.user.password));
+	om_msg_release(m);
+}
+
+int
+http_audit_query(const char *limit, const char *after, const char *before, const char *order,
+                 struct om_msg *out, char *field, size_t fl, char *err, size_t el)
+{
+	const char *const names[] = {"after", "before"};
+	const char *vals[] = {after, before};
+	uint64_t *ids[] = {&out->u.audit.after_id, &out->u.audit.before_id};
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	out->type = OM_MSG_AUDIT_LIST;
+	if (limit != NULL && om_parse_u32(limit, 1, 1000, &out->u.audit.limit) != 0)
+		return field_err(field, fl, err, el, "limit", "limit must be 1..1000");
+	for (i = 0; i < 2; i++) {
+		const char *v = vals[i];
+		char *end;
+		if (v == NULL)
+			continue;
+		errno = 0;
+		*ids[i] = strtoull(v, &end, 10);
+		if (errno != 0 || *end != '\0' || v[0] < '0' || v[0] > '9')
+			return field_err(field, fl, err, el, names[i], "%s must be an audit row id",
+			                 names[i]);
+	}
+	if (order != NULL && strcmp(order, "desc") == 0)
+		out->u.audit.desc = true;
+	else if (order != NULL && strcmp(order, "asc") != 0)
+		return field_err(field, fl, err, el, "order", "order must be asc or desc");
+	return 0;
+}
+
 static void
 lower_copy(char *dst, size_t n, const char *src)
 {
@@ -635,6 +859,8 @@ json_t *
 http_job_json(const struct om_msg *t, uint32_t row)
 {
 	static const char *const ints[] = {"ID", "HOSTS", "DURATION_MS", NULL};
+	/* JOB_SHOW's JSON text columns: objects (nil or not an object: null) */
+	static const char *const objects[] = {"PARAMS", "OPTIONS", NULL};
 	json_t *o = json_object(), *counts = json_object();
 	uint32_t nc = t->u.table.ncolumns, c;
 
@@ -643,13 +869,151 @@ http_job_json(const struct om_msg *t, uint32_t row)
 		char key[64];
 		int s;
 		lower_copy(key, sizeof(key), col);
-		if ((s = om_host_state_parse(key)) >= 0)
+		if ((s = om_host_state_parse(key)) >= 0) {
 			json_object_set_new(counts, key, cell_json(cell, true));
-		else
+		} else if (in_names(objects, col)) {
+			json_t *v = cell ? json_loads(cell, JSON_REJECT_DUPLICATES, NULL) : NULL;
+			if (v != NULL && !json_is_object(v)) {
+				json_decref(v);
+				v = NULL;
+			}
+			json_object_set_new(o, key, v ? v : json_null());
+		} else {
 			json_object_set_new(o, key, cell_json(cell, in_names(ints, col)));
+		}
 	}
 	json_object_set_new(o, "counts", counts);
 	return o;
+}
+
+json_t *
+http_counts_json(const struct om_msg *t)
+{
+	json_t *job, *o;
+
+	if (t->type != OM_MSG_TABLE || t->u.table.ncolumns == 0 ||
+	    t->u.table.ncells < t->u.table.ncolumns)
+		return NULL;
+	job = http_job_json(t, 0);
+	o = json_pack("{s:O?, s:O?, s:O?, s:O?}", "id", json_object_get(job, "id"), "state",
+	              json_object_get(job, "state"), "hosts", json_object_get(job, "hosts"),
+	              "counts", json_object_get(job, "counts"));
+	json_decref(job);
+	return o;
+}
+
+void
+http_lists_as_arrays(json_t *o, const char *const *keys)
+{
+	for (; *keys != NULL; keys++) {
+		json_t *v = json_object_get(o, *keys), *a = json_array();
+		if (json_is_string(v)) {
+			const char *p = json_string_value(v), *e;
+			while (*p) {
+				e = strchr(p, ',');
+				if (e == NULL)
+					e = p + strlen(p);
+				if (e > p)
+					json_array_append_new(a, json_stringn(p, (size_t)(e - p)));
+				p = *e ? e + 1 : e;
+			}
+		}
+		json_object_set_new(o, *keys, a);
+	}
+}
+
+/* "2024-05-01T10:00:00Z" (as the master writes times) in ms since the epoch; -1 when not. */
+static int64_t
+iso_ms(const char *s)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || (end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL || *end != '\0')
+		return -1;
+	return (int64_t)timegm(&tm) * 1000;
+}
+
+json_t *
+http_host_show_json(const struct om_msg *t)
+{
+	static const char *const lists[] = {"groups", NULL};
+	json_t *o = json_object(), *facts = json_object();
+	bool in_facts = false, have_facts = false;
+	uint32_t i, nrows;
+
+	if (t->type != OM_MSG_TABLE || t->u.table.ncolumns != 2) {
+		json_decref(o);
+		json_decref(facts);
+		return NULL;
+	}
+	json_object_set_new(o, "facts_at_ms", json_null());
+	nrows = t->u.table.ncells / 2;
+	for (i = 0; i < nrows; i++) {
+		const char *k = t->u.table.cells[2 * i], *v = t->u.table.cells[2 * i + 1];
+		json_t *val;
+		if (k == NULL)
+			continue;
+		if (in_facts) {
+			/* compact JSON from the master; a value cut to fit a cell stays text */
+			val = v ? json_loads(v, JSON_DECODE_ANY, NULL) : NULL;
+			json_object_set_new(facts, k, val ? val : v ? json_string(v) : json_null());
+			continue;
+		}
+		if (strcmp(k, "facts_at") == 0) {
+			int64_t ms = iso_ms(v);
+			/* every row after this one is a fact */
+			in_facts = true;
+			have_facts = v != NULL;
+			if (ms >= 0)
+				json_object_set_new(o, "facts_at_ms", json_integer(ms));
+		} else if (strcmp(k, "port") == 0) {
+			json_object_set_new(o, "port", cell_json(v, true));
+		} else if (strcmp(k, "address") == 0) {
+			json_object_set_new(o, "addr", cell_json(v, false));
+		} else {
+			json_object_set_new(o, k, cell_json(v, false));
+		}
+	}
+	http_lists_as_arrays(o, lists);
+	if (have_facts || json_object_size(facts) > 0)
+		json_object_set_new(o, "facts", facts);
+	else {
+		json_decref(facts);
+		json_object_set_new(o, "facts", json_null());
+	}
+	return o;
+}
+
+void
+http_error_field(const struct om_msg *rep, char *field, size_t fl)
+{
+	const char *text = rep->u.error.text, *p;
+
+	field[0] = '\0';
+	if (rep->type != OM_MSG_ERROR)
+		return;
+	if (rep->u.error.field != NULL) {
+		snprintf(field, fl, "%s", rep->u.error.field);
+		return;
+	}
+	/* a master before ERROR's field: from the sentence, where it is plain */
+	if (text == NULL || http_status_of(rep->u.error.code) != 400)
+		return;
+	if ((p = strstr(text, "parameter '")) != NULL) {
+		const char *q = strchr(p + 11, '\'');
+		if (q != NULL && (size_t)(q - p - 11) + 8 < fl)
+			snprintf(field, fl, "params.%.*s", (int)(q - p - 11), p + 11);
+	} else if (strstr(text, "selector") != NULL) {
+		snprintf(field, fl, "selector");
+	} else if (strstr(text, "module") != NULL) {
+		snprintf(field, fl, "module");
+	} else if (strstr(text, "timeout") != NULL) {
+		snprintf(field, fl, "options.timeout");
+	} else if (strstr(text, "batch") != NULL) {
+		snprintf(field, fl, "options.batch");
+	}
 }
 
 static const char *
@@ -836,43 +1200,15 @@ send_error(struct hreq *h, unsigned status, const char *field, const char *fmt, 
 	return queue(h, status, r);
 }
 
-/* The field an ERROR from the core is about, from its sentence. */
-static void
-error_field(const char *text, char *field, size_t fl)
-{
-	const char *p;
-
-	field[0] = '\0';
-	if (text == NULL)
-		return;
-	if ((p = strstr(text, "parameter '")) != NULL) {
-		const char *q = strchr(p + 11, '\'');
-		if (q != NULL && (size_t)(q - p - 11) + 8 < fl)
-			snprintf(field, fl, "params.%.*s", (int)(q - p - 11), p + 11);
-	} else if (strstr(text, "selector") != NULL) {
-		snprintf(field, fl, "selector");
-	} else if (strstr(text, "module") != NULL) {
-		snprintf(field, fl, "module");
-	} else if (strstr(text, "timeout") != NULL) {
-		snprintf(field, fl, "options.timeout");
-	} else if (strstr(text, "batch") != NULL) {
-		snprintf(field, fl, "options.batch");
-	}
-}
-
 static enum MHD_Result
 send_reply_error(struct hreq *h, const struct om_msg *rep)
 {
-	char field[OM_MAX_NAME + 16];
-	int status;
+	char field[OM_MAX_FIELD + 1];
 
 	if (rep->type != OM_MSG_ERROR)
 		return send_error(h, 502, NULL, "unexpected answer from the master core");
-	status = http_status_of(rep->u.error.code);
-	field[0] = '\0';
-	if (status == 400)
-		error_field(rep->u.error.text, field, sizeof(field));
-	return send_error(h, (unsigned)status, field, "%s",
+	http_error_field(rep, field, sizeof(field));
+	return send_error(h, (unsigned)http_status_of(rep->u.error.code), field, "%s",
 	                  rep->u.error.text ? rep->u.error.text : "refused");
 }
 
@@ -1051,6 +1387,9 @@ hreq_unref(struct hreq *h)
 	om_buf_release(&h->reply);
 	om_buf_release(&h->out);
 	json_decref(h->acc);
+	om_hosts_free(h->imp, h->nimp);
+	om_msg_release(&h->held);
+	free(h->counts_last);
 	om_wipe(h->session, sizeof(h->session));
 	om_wipe(h->csrf, sizeof(h->csrf));
 	om_wipe(h->bearer, sizeof(h->bearer));
@@ -1138,7 +1477,7 @@ hreq_new(struct http_server *s, struct MHD_Connection *conn, const char *url, co
 			h->early = 0;
 	}
 	if ((v = header(h, "Cookie")) != NULL)
-		http_cookie_get(v, COOKIE, h->session, sizeof(h->session));
+		http_cookie_get(v, COOKIE_NAME(h->srv), h->session, sizeof(h->session));
 	if ((v = header(h, "X-CSRF-Token")) != NULL && strlen(v) < sizeof(h->csrf))
 		snprintf(h->csrf, sizeof(h->csrf), "%s", v);
 	if ((v = header(h, "Authorization")) != NULL) {
@@ -1216,16 +1555,26 @@ login_allowed(struct http_server *s, const char *ip)
 	uint64_t hsh = 1469598103934665603ull;
 	struct login_bucket *b;
 	int64_t now = om_now_ms();
-	const char *p;
+	unsigned char a6[16];
+	const unsigned char *k;
+	size_t kn, i;
 	bool ok;
 
-	for (p = ip; *p; p++)
-		hsh = (hsh ^ (uint8_t)*p) * 1099511628211ull;
+	/* An IPv6 source is its /64: one host usually has the whole prefix. */
+	if (strchr(ip, ':') != NULL && inet_pton(AF_INET6, ip, a6) == 1) {
+		k = a6;
+		kn = 8;
+	} else {
+		k = (const unsigned char *)ip;
+		kn = strlen(ip);
+	}
+	for (i = 0; i < kn; i++)
+		hsh = (hsh ^ k[i]) * 1099511628211ull;
 	pthread_mutex_lock(&s->lock);
+	/* Sources whose keys collide share a bucket: resetting it for each
+	 * newcomer would let two addresses take turns at a full burst. */
 	b = &s->buckets[hsh % LOGIN_BUCKETS];
-	if (strcmp(b->ip, ip) != 0) {
-		/* a new address (or a collision): it starts with a full burst */
-		snprintf(b->ip, sizeof(b->ip), "%s", ip);
+	if (b->at_ms == 0) {
 		b->tokens_ms = (int64_t)LOGIN_BURST * LOGIN_RATE_MS;
 		b->at_ms = now;
 	}
@@ -1233,9 +1582,19 @@ login_allowed(struct http_server *s, const char *ip)
 	if (b->tokens_ms > (int64_t)LOGIN_BURST * LOGIN_RATE_MS)
 		b->tokens_ms = (int64_t)LOGIN_BURST * LOGIN_RATE_MS;
 	b->at_ms = now;
-	ok = b->tokens_ms >= LOGIN_RATE_MS;
-	if (ok)
+	if (s->global.at_ms == 0) {
+		s->global.tokens_ms = (int64_t)LOGIN_GLOBAL_BURST * LOGIN_GLOBAL_RATE_MS;
+		s->global.at_ms = now;
+	}
+	s->global.tokens_ms += now - s->global.at_ms;
+	if (s->global.tokens_ms > (int64_t)LOGIN_GLOBAL_BURST * LOGIN_GLOBAL_RATE_MS)
+		s->global.tokens_ms = (int64_t)LOGIN_GLOBAL_BURST * LOGIN_GLOBAL_RATE_MS;
+	s->global.at_ms = now;
+	ok = b->tokens_ms >= LOGIN_RATE_MS && s->global.tokens_ms >= LOGIN_GLOBAL_RATE_MS;
+	if (ok) {
 		b->tokens_ms -= LOGIN_RATE_MS;
+		s->global.tokens_ms -= LOGIN_GLOBAL_RATE_MS;
+	}
 	pthread_mutex_unlock(&s->lock);
 	return ok;
 }
@@ -1243,9 +1602,8 @@ login_allowed(struct http_server *s, const char *ip)
 static json_t *
 me_json(const struct om_msg *t)
 {
+	static const char *const lists[] = {"scopes", "idcs", "groups", "modules", NULL};
 	json_t *arr = http_table_json(t, NULL), *o;
-	const char *lists[] = {"scopes", "idcs", "groups", "modules"};
-	size_t i;
 
 	if (arr == NULL || json_array_size(arr) != 1) {
 		json_decref(arr);
@@ -1255,20 +1613,7 @@ me_json(const struct om_msg *t)
 	json_decref(arr);
 	json_object_del(o, "session");
 	/* comma lists as arrays */
-	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-		json_t *v = json_object_get(o, lists[i]), *a = json_array();
-		if (json_is_string(v)) {
-			const char *s = json_string_value(v), *e;
-			while (*s) {
-				e = strchr(s, ',');
-				if (e == NULL)
-					e = s + strlen(s);
-				json_array_append_new(a, json_stringn(s, (size_t)(e - s)));
-				s = *e ? e + 1 : e;
-			}
-		}
-		json_object_set_new(o, lists[i], a);
-	}
+	http_lists_as_arrays(o, lists);
 	json_object_set(o, "csrf_token", json_object_get(o, "csrf"));
 	json_object_del(o, "csrf");
 	return o;
@@ -1279,7 +1624,7 @@ cookie_header(struct hreq *h, struct MHD_Response *r, const char *value, bool cl
 {
 	char c[WEB_SECRET_MAX + 128];
 
-	snprintf(c, sizeof(c), COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict%s%s",
+	snprintf(c, sizeof(c), "%s=%s; Path=/; HttpOnly; SameSite=Strict%s%s", COOKIE_NAME(h->srv),
 	         clear ? "" : value, h->srv->tls ? "; Secure" : "", clear ? "; Max-Age=0" : "");
 	MHD_add_response_header(r, "Set-Cookie", c);
 }
@@ -1316,7 +1661,9 @@ route_login(struct hreq *h)
 	json_t *j;
 	int rv;
 
-	if ((j = parse_body(h, err, sizeof(err))) == NULL)
+	j = parse_body(h, err, sizeof(err));
+	om_wipe(h->body.data, h->body.len); /* the password: parsed or not, gone from here */
+	if (j == NULL)
 		return send_error(h, 400, "", "%s", err);
 	if (json_unpack_ex(j, &e, JSON_STRICT, "{s:s, s:s}", "user", &user, "password",
 	                   &password) != 0) {
@@ -1513,6 +1860,11 @@ job_show_done(struct hreq *h, struct om_msg *rep)
 	    rep->u.table.ncells < rep->u.table.ncolumns)
 		return send_reply_error(h, rep);
 	job = http_job_json(rep, 0);
+	/* a master before JOB_SHOW had them: null */
+	if (json_object_get(job, "params") == NULL)
+		json_object_set_new(job, "params", json_null());
+	if (json_object_get(job, "options") == NULL)
+		json_object_set_new(job, "options", json_null());
 	counts = json_object_get(job, "counts");
 	for (s = 0; s < OM_HS_COUNT_; s++) {
 		json_t *v = json_object_get(counts, om_host_state_name(s));
@@ -1584,6 +1936,7 @@ stream_append_locked(struct hreq *h, const struct om_msg *rep)
 	}
 	for (i = 0; i < rep->u.events.nevents; i++) {
 		const struct om_event *ev = &rep->u.events.events[i];
+		size_t before = h->out.len;
 		if (h->stream == STREAM_RAW) {
 			if (ev->kind == OM_EV_OUTPUT)
 				om_buf_append(&h->out, ev->data, ev->len);
@@ -1600,9 +1953,19 @@ stream_append_locked(struct hreq *h, const struct om_msg *rep)
 				free(t);
 			}
 			json_decref(j);
-			if (ev->kind == OM_EV_JOB_DONE)
-				h->done_sent = true;
 		}
+		if (h->out.err != 0) {
+			/* Full (a batch of escaped or base64 output can outgrow it):
+			 * drop this event's partial bytes and resume the stream after
+			 * the last event that went out whole: nothing is skipped. */
+			h->out.len = before;
+			h->out.err = 0;
+			if (i > 0)
+				h->cursor = rep->u.events.events[i - 1].id;
+			return;
+		}
+		if (h->stream == STREAM_SSE && ev->kind == OM_EV_JOB_DONE)
+			h->done_sent = true;
 	}
 	if (rep->u.events.cursor > h->cursor)
 		h->cursor = rep->u.events.cursor;
@@ -1616,13 +1979,77 @@ stream_append_locked(struct hreq *h, const struct om_msg *rep)
 	}
 }
 
-/* The next FOLLOW or JOB_OUTPUT of a stream; with h->lock held. */
+/*
+ * An "event: counts" of a JOB_SHOW reply (no id: it is no cursor), when they
+ * differ from the last ones sent (a quiet job's stream keeps its heartbeat
+ * comments); with h->lock held.
+ */
+static void
+counts_append_locked(struct hreq *h, const struct om_msg *rep)
+{
+	json_t *j = http_counts_json(rep);
+	char *t = j ? json_dumps(j, JSON_COMPACT | JSON_ESCAPE_SLASH) : NULL;
+
+	json_decref(j);
+	if (t == NULL)
+		return;
+	if (h->counts_last != NULL && strcmp(h->counts_last, t) == 0) {
+		free(t);
+		return;
+	}
+	om_buf_printf(&h->out, "event: counts\ndata: %s\n\n", t);
+	free(h->counts_last);
+	h->counts_last = t;
+}
+
+/*
+ * A reply of a stream's call; with h->lock held.  An SSE stream asks for the
+ * job's counts with a FOLLOW reply at most every COUNTS_EVERY_MS (and with
+ * the last one): the reply waits in h->held until they came, so the counts
+ * go out before its events.  Takes what it keeps of *rep (zeroing it).
+ */
+static void
+stream_take_locked(struct hreq *h, struct om_msg *rep)
+{
+	if (h->counts_pending) {
+		h->counts_pending = false;
+		h->counts_due = false;
+		if (rep->type == OM_MSG_TABLE)
+			counts_append_locked(h, rep);
+		/* a refusal here (the job just went) is the FOLLOW's to report */
+		if (h->held.type != OM_MSG_NONE) {
+			stream_append_locked(h, &h->held);
+			om_msg_release(&h->held);
+		}
+		return;
+	}
+	if (h->stream == STREAM_SSE && rep->type == OM_MSG_EVENTS && !h->stream_done &&
+	    (rep->u.events.done || om_now_ms() - h->counts_ms >= COUNTS_EVERY_MS)) {
+		h->held = *rep;
+		memset(rep, 0, sizeof(*rep));
+		h->counts_due = true;
+		return;
+	}
+	stream_append_locked(h, rep);
+}
+
+/* The next FOLLOW, JOB_SHOW (counts) or JOB_OUTPUT of a stream; with h->lock held. */
 static int
 stream_call_locked(struct hreq *h)
 {
 	struct om_msg q;
+	int rv;
 
 	memset(&q, 0, sizeof(q));
+	if (h->stream == STREAM_SSE && h->counts_due) {
+		q.type = OM_MSG_JOB_SHOW;
+		q.u.by_id.id = h->id;
+		if ((rv = call_locked(h, WEB_API, &q, NULL, NULL)) == 0) {
+			h->counts_pending = true;
+			h->counts_ms = om_now_ms();
+		}
+		return rv;
+	}
 	if (h->stream == STREAM_SSE) {
 		q.type = OM_MSG_FOLLOW;
 		q.u.follow.job_id = h->id;
@@ -1648,7 +2075,7 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	for (;;) {
 		if (take_reply(h, &rep)) {
 			pthread_mutex_lock(&h->lock);
-			stream_append_locked(h, &rep);
+			stream_take_locked(h, &rep);
 			pthread_mutex_unlock(&h->lock);
 			om_msg_release(&rep);
 		}
@@ -1659,7 +2086,15 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			memcpy(buf, h->out.data + h->out_off, (size_t)n);
 			h->out_off += (size_t)n;
 			if (h->out_off == h->out.len) {
-				om_buf_reset(&h->out);
+				/* A long-lived stream keeps no multi-megabyte buffer
+				 * between batches: thousands of open streams would. */
+				if (h->out.cap > OUT_KEEP_MAX) {
+					size_t ceiling = h->out.max;
+					om_buf_release(&h->out);
+					om_buf_init(&h->out, ceiling);
+				} else {
+					om_buf_reset(&h->out);
+				}
 				h->out_off = 0;
 			}
 			h->last_write_ms = om_now_ms();
@@ -1732,9 +2167,11 @@ events_check_done(struct hreq *h, struct om_msg *rep)
 {
 	if (rep->type != OM_MSG_TABLE)
 		return send_reply_error(h, rep);
-	/* the job is visible to the caller: the stream starts at the cursor */
+	/* the job is visible to the caller: the stream starts at the cursor, with its counts */
 	pthread_mutex_lock(&h->lock);
 	om_buf_printf(&h->out, "retry: 2000\n\n");
+	counts_append_locked(h, rep);
+	h->counts_ms = om_now_ms();
 	pthread_mutex_unlock(&h->lock);
 	return stream_start(h, STREAM_SSE);
 }
@@ -1827,6 +2264,129 @@ route_hosts(struct hreq *h)
 }
 
 static enum MHD_Result
+host_show_done(struct hreq *h, struct om_msg *rep)
+{
+	json_t *o;
+
+	if (rep->type != OM_MSG_TABLE)
+		return send_reply_error(h, rep);
+	if ((o = http_host_show_json(rep)) == NULL)
+		return send_error(h, 502, NULL, "unexpected answer from the master core");
+	return send_json(h, 200, json_pack("{s:o}", "host", o));
+}
+
+static enum MHD_Result
+route_host(struct hreq *h)
+{
+	struct om_msg q = {.type = OM_MSG_HOST_SHOW};
+
+	q.u.by_name.name = h->name;
+	return call(h, WEB_API, &q, host_show_done);
+}
+
+static enum MHD_Result
+host_add_done(struct hreq *h, struct om_msg *rep)
+{
+	if (rep->type != OM_MSG_DONE)
+		return send_reply_error(h, rep);
+	return send_json(h, 201, json_pack("{s:I}", "count", (json_int_t)rep->u.done.count));
+}
+
+static enum MHD_Result
+route_host_add(struct hreq *h)
+{
+	char err[256], field[32];
+	struct om_msg q = {.type = OM_MSG_HOSTS_ADD};
+	struct om_host host;
+	enum MHD_Result ret;
+	json_t *j;
+
+	if ((j = parse_body(h, err, sizeof(err))) == NULL)
+		return send_error(h, 400, "", "%s", err);
+	if (http_host_from_json(j, &host, field, sizeof(field), err, sizeof(err)) != 0) {
+		json_decref(j);
+		return send_error(h, 400, field, "%s", err);
+	}
+	json_decref(j);
+	q.u.hosts.hosts = &host;
+	q.u.hosts.nhosts = 1;
+	ret = call(h, WEB_API, &q, host_add_done);
+	om_host_release(&host);
+	return ret;
+}
+
+/* Hosts per HOSTS_ADD of an import, as omctl sends them (cli/omctl.c IMPORT_BATCH). */
+#define IMPORT_BATCH 1000
+
+static enum MHD_Result import_next(struct hreq *h);
+
+static enum MHD_Result
+import_done(struct hreq *h, struct om_msg *rep)
+{
+	if (rep->type != OM_MSG_DONE) {
+		char field[OM_MAX_FIELD + 1];
+		if (rep->type != OM_MSG_ERROR)
+			return send_error(h, 502, NULL, "unexpected answer from the master core");
+		/* every host was checked here first: whatever the core refuses is the text's */
+		http_error_field(rep, field, sizeof(field));
+		return send_error(h, (unsigned)http_status_of(rep->u.error.code),
+		                  field[0] ? "text" : NULL, "%s (%" PRIu64 " of %zu hosts stored)",
+		                  rep->u.error.text ? rep->u.error.text : "refused", h->imp_count,
+		                  h->nimp);
+	}
+	h->imp_count += rep->u.done.count;
+	return import_next(h);
+}
+
+static enum MHD_Result
+import_next(struct hreq *h)
+{
+	struct om_msg q = {.type = OM_MSG_HOSTS_ADD};
+	size_t take = h->nimp - h->imp_off;
+
+	if (take == 0)
+		return send_json(h, 200, json_pack("{s:I}", "count", (json_int_t)h->imp_count));
+	if (take > IMPORT_BATCH)
+		take = IMPORT_BATCH;
+	q.u.hosts.hosts = h->imp + h->imp_off;
+	q.u.hosts.nhosts = (uint32_t)take;
+	h->imp_off += take;
+	return call(h, WEB_API, &q, import_done);
+}
+
+static enum MHD_Result
+route_hosts_import(struct hreq *h)
+{
+	const char *text = NULL, *idc = NULL;
+	char err[512];
+	size_t len = 0;
+	json_error_t e;
+	json_t *j;
+	int rv;
+
+	if ((j = parse_body(h, err, sizeof(err))) == NULL)
+		return send_error(h, 400, "", "%s", err);
+	if (json_unpack_ex(j, &e, JSON_STRICT, "{s:s%, s?s}", "text", &text, &len, "default_idc",
+	                   &idc) != 0) {
+		const char *f = strstr(e.text, "default_idc") ? "default_idc" : "text";
+		json_decref(j);
+		return send_error(h, 400, f, "%s", e.text);
+	}
+	if (idc != NULL && !om_name_valid(idc)) {
+		json_decref(j);
+		return send_error(h, 400, "default_idc", "default_idc must be an IDC name");
+	}
+	/* the whole inventory is checked before anything is stored */
+	rv = om_inventory_parse_ini(text, len, idc, &h->imp, &h->nimp, err, sizeof(err));
+	json_decref(j);
+	if (rv == OM_ENOMEM)
+		return send_error(h, 503, NULL, "the master is out of memory");
+	if (rv != 0)
+		return send_error(h, 400, "text", "%s", err);
+	return import_next(h);
+}
+
+static enum MHD_Result
 workers_done(struct hreq *h, struct om_msg *rep)
 {
 	json_t *arr;
@@ -1906,16 +2466,30 @@ static enum MHD_Result
 table_done(struct hreq *h, struct om_msg *rep)
 {
 	static const char *const ints[] = {"ID", NULL};
+	/* comma lists of the tables, as arrays (never null) */
+	static const char *const lists[] = {"scopes", "idcs", "groups", "modules", NULL};
 	const char *key = h->rt->name;
+	json_t *rows;
+	size_t i;
 
 	if (rep->type != OM_MSG_TABLE)
 		return send_reply_error(h, rep);
+	rows = http_table_json(rep, ints);
+	for (i = 0; i < json_array_size(rows); i++) {
+		json_t *o = json_array_get(rows, i);
+		const char *const *l;
+		for (l = lists; *l != NULL; l++)
+			if (json_object_get(o, *l) != NULL) {
+				const char *one[] = {*l, NULL};
+				http_lists_as_arrays(o, one);
+			}
+	}
 	/* "keys.list" -> {"keys": [...]} */
 	{
 		char k[32];
 		size_t n = strcspn(key, ".");
 		snprintf(k, sizeof(k), "%.*s", (int)n, key);
-		return send_json(h, 200, json_pack("{s:o}", k, http_table_json(rep, ints)));
+		return send_json(h, 200, json_pack("{s:o}", k, rows));
 	}
 }
 
@@ -1983,6 +2557,93 @@ route_users(struct hreq *h)
 	struct om_msg q = {.type = OM_MSG_USERS_LIST};
 
 	return call(h, WEB_API, &q, table_done);
+}
+
+static enum MHD_Result
+user_add_done(struct hreq *h, struct om_msg *rep)
+{
+	if (rep->type != OM_MSG_DONE)
+		return send_reply_error(h, rep);
+	/* DONE's count is the new user's id */
+	return send_json(h, 201,
+	                 json_pack("{s:b, s:I, s:s}", "ok", 1, "id", (json_int_t)rep->u.done.count,
+	                           "name", h->name));
+}
+
+static enum MHD_Result
+route_user_add(struct hreq *h)
+{
+	char err[256], field[32];
+	struct om_msg q;
+	enum MHD_Result ret;
+	json_t *j;
+
+	j = parse_body(h, err, sizeof(err));
+	om_wipe(h->body.data, h->body.len); /* the password: parsed or not, gone from here */
+	if (j == NULL)
+		return send_error(h, 400, "", "%s", err);
+	if (http_user_from_json(j, &q, field, sizeof(field), err, sizeof(err)) != 0) {
+		json_decref(j);
+		return send_error(h, 400, field, "%s", err);
+	}
+	json_decref(j);
+	snprintf(h->name, sizeof(h->name), "%s", q.u.user.name);
+	ret = call(h, WEB_API, &q, user_add_done);
+	http_user_release(&q);
+	return ret;
+}
+
+static enum MHD_Result
+route_user_password(struct hreq *h)
+{
+	static const char *const keys[] = {"password", NULL};
+	struct om_msg q = {.type = OM_MSG_USER_PASSWD};
+	char err[256], field[32], *pw = NULL;
+	enum MHD_Result ret;
+	json_t *j, *v;
+	size_t len;
+
+	j = parse_body(h, err, sizeof(err));
+	om_wipe(h->body.data, h->body.len); /* the password: parsed or not, gone from here */
+	if (j == NULL)
+		return send_error(h, 400, "", "%s", err);
+	if (!json_is_object(j) ||
+	    known_keys(j, keys, field, sizeof(field), err, sizeof(err)) != 0) {
+		bool obj = json_is_object(j);
+		json_decref(j);
+		return obj ? send_error(h, 400, field, "%s", err)
+		           : send_error(h, 400, "", "the body must be a JSON object");
+	}
+	v = json_object_get(j, "password");
+	len = json_is_string(v) ? json_string_length(v) : 0;
+	if (!json_is_string(v) || len < 8 || len > OM_MAX_SECRET ||
+	    memchr(json_string_value(v), '\0', len) != NULL) {
+		json_decref(j);
+		return send_error(h, 400, "password", "password must have 8 to %d characters",
+		                  OM_MAX_SECRET);
+	}
+	if ((pw = dup_str(v)) == NULL) {
+		json_decref(j);
+		return send_error(h, 503, NULL, "the master is out of memory");
+	}
+	json_decref(j);
+	q.u.user.name = h->name;
+	q.u.user.password = pw;
+	ret = call(h, WEB_API, &q, done_done);
+	om_wipe(pw, len);
+	om_free(pw);
+	return ret;
+}
+
+static enum MHD_Result
+route_user_disable(struct hreq *h)
+{
+	struct om_msg q = {.type = OM_MSG_USER_DISABLE};
+
+	/* USER_DISABLE's flag: true disables, false enables */
+	q.u.user.name = h->name;
+	q.u.user.flag = strcmp(strrchr(h->rt->pattern, '/') + 1, "disable") == 0;
+	return call(h, WEB_API, &q, done_done);
 }
 
 static enum MHD_Result
@@ -2055,22 +2716,12 @@ route_token_revoke(struct hreq *h)
 static enum MHD_Result
 route_audit(struct hreq *h)
 {
-	struct om_msg q = {.type = OM_MSG_AUDIT_LIST};
-	const char *v;
-	uint32_t u;
+	struct om_msg q;
+	char field[16], err[128];
 
-	if ((v = arg(h, "limit")) != NULL) {
-		if (om_parse_u32(v, 1, 1000, &u) != 0)
-			return send_error(h, 400, "limit", "limit must be 1..1000");
-		q.u.audit.limit = u;
-	}
-	if ((v = arg(h, "after")) != NULL) {
-		char *end;
-		errno = 0;
-		q.u.audit.after_id = strtoull(v, &end, 10);
-		if (errno || *end || v[0] == '-')
-			return send_error(h, 400, "after", "after must be an audit row id");
-	}
+	if (http_audit_query(arg(h, "limit"), arg(h, "after"), arg(h, "before"), arg(h, "order"),
+	                     &q, field, sizeof(field), err, sizeof(err)) != 0)
+		return send_error(h, 400, field, "%s", err);
 	return call(h, WEB_API, &q, table_done);
 }
 
@@ -2091,6 +2742,9 @@ static const struct http_route routes[] = {
         {"GET", "/api/v1/jobs/{id}/events", WEB_READ, "jobs.events", route_events},
         {"POST", "/api/v1/jobs/{id}/cancel", WEB_RUN, "jobs.cancel", route_cancel},
         {"GET", "/api/v1/hosts", WEB_READ, "hosts.list", route_hosts},
+        {"POST", "/api/v1/hosts", WEB_ADMIN, "hosts.add", route_host_add},
+        {"POST", "/api/v1/hosts/import", WEB_ADMIN, "hosts.import", route_hosts_import},
+        {"GET", "/api/v1/hosts/{name}", WEB_READ, "hosts.show", route_host},
         {"GET", "/api/v1/workers", WEB_READ, "workers.list", route_workers},
         {"GET", "/api/v1/modules", WEB_READ, "modules.list", route_modules},
         {"GET", "/api/v1/modules/{name}", WEB_READ, "modules.show", route_module},
@@ -2099,6 +2753,11 @@ static const struct http_route routes[] = {
         {"POST", "/api/v1/keys/{id}/reject", WEB_ADMIN, "keys.reject", route_key_set},
         {"POST", "/api/v1/keys/{id}/revoke", WEB_ADMIN, "keys.revoke", route_key_set},
         {"GET", "/api/v1/users", WEB_ADMIN, "users.list", route_users},
+        {"POST", "/api/v1/users", WEB_ADMIN, "users.add", route_user_add},
+        /* self or an administrator: the operation checks (PERM_SELF) */
+        {"POST", "/api/v1/users/{name}/password", WEB_USER, "users.password", route_user_password},
+        {"POST", "/api/v1/users/{name}/disable", WEB_ADMIN, "users.disable", route_user_disable},
+        {"POST", "/api/v1/users/{name}/enable", WEB_ADMIN, "users.enable", route_user_disable},
         {"GET", "/api/v1/tokens", WEB_USER, "tokens.list", route_tokens},
         {"POST", "/api/v1/tokens", WEB_USER, "tokens.create", route_token_create},
         {"POST", "/api/v1/tokens/{id}/revoke", WEB_USER, "tokens.revoke", route_token_revoke},

@@ -118,7 +118,11 @@ int http_submit_from_json(const json_t *body, struct om_msg *out, char *field, s
 /* JOBS_LIST from query values (each may be NULL). */
 int http_jobs_query(const char *state, const char *user, const char *since, const char *limit,
                     struct om_msg *out, char *field, size_t fieldlen, char *err, size_t errlen);
-/* A job TABLE row as an object: numbers as numbers, host state counts under "counts". */
+/*
+ * A job TABLE row as an object: numbers as numbers, host state counts under
+ * "counts", JOB_SHOW's PARAMS and OPTIONS (JSON text) as objects (null when
+ * nil or not an object).
+ */
 json_t *http_job_json(const struct om_msg *table, uint32_t row);
 /* Any TABLE as an array of objects with lower-case keys; columns in ints become integers. */
 json_t *http_table_json(const struct om_msg *table, const char *const *ints);
@@ -126,5 +130,35 @@ json_t *http_table_json(const struct om_msg *table, const char *const *ints);
 json_t *http_event_json(const struct om_event *ev);
 /* HTTP status of an ERROR reply's OM_E* code. */
 int http_status_of(int code);
+
+/*
+ * The request field an ERROR is about: its field when the core named one,
+ * else (a 400 of an older master) guessed from its sentence; "" when none.
+ */
+void http_error_field(const struct om_msg *err, char *field, size_t fieldlen);
+/*
+ * One host from a POST /api/v1/hosts body {name, addr, idc, port?, user?,
+ * groups?}.  0, or OM_EINVAL with the field at fault and a sentence (or
+ * OM_ENOMEM).  Caller releases *out (om_host_release).
+ */
+int http_host_from_json(const json_t *body, struct om_host *out, char *field, size_t fieldlen,
+                        char *err, size_t errlen);
+/*
+ * USER_ADD from a POST /api/v1/users body {name, role, password, idcs?,
+ * groups?, modules?}; the password is never quoted in err.  Caller releases
+ * *out with http_user_release (which wipes the password).
+ */
+int http_user_from_json(const json_t *body, struct om_msg *out, char *field, size_t fieldlen,
+                        char *err, size_t errlen);
+void http_user_release(struct om_msg *m);
+/* AUDIT_LIST from query values (each may be NULL): limit, after, before, order (asc, desc). */
+int http_audit_query(const char *limit, const char *after, const char *before, const char *order,
+                     struct om_msg *out, char *field, size_t fieldlen, char *err, size_t errlen);
+/* A HOST_SHOW TABLE as the host object of GET /api/v1/hosts/{name}; NULL when malformed. */
+json_t *http_host_show_json(const struct om_msg *table);
+/* The data of an SSE "counts" event from a JOB_SHOW TABLE: {id, state, hosts, counts}. */
+json_t *http_counts_json(const struct om_msg *table);
+/* Replaces each key's comma-list text in object o by an array; nil or absent: []. */
+void http_lists_as_arrays(json_t *o, const char *const *keys);
 
 #endif

@@ -16,6 +16,18 @@
  * host state (om_host_state_name in capitals) counts the caller's hosts in
  * that state.  RETRY_LOST says whether and why hosts of a worker that died
  * run again: "no", "yes (--retry-lost)" or "yes (module is idempotent)".
+ * JOB_SHOW's row adds two columns of JSON text (show_cols): PARAMS, the
+ * parameters as submitted, an object of strings in submission order, and
+ * OPTIONS, {timeout, forks, batch, max_fail, check, become, become_user,
+ * retry_lost} as submitted (batch as given, an integer or "N%"; for a job
+ * of an older schema the hosts per wave; max_fail null when not given;
+ * retry_lost: --retry-lost was given).  Jobs store every parameter,
+ * secrets included (any master dispatches from the store), so PARAMS is
+ * where they are kept in: the value of a parameter the module's schema
+ * (as last announced) flags secret is "********", and so is one the schema
+ * does not know or any value when there is no schema (a secret is never
+ * shown on a guess).  A value too long to show (a file's content) is null;
+ * so are the longest ones when all of them would not fit in one cell.
  * The JOB_HOSTS TABLE has the columns in host_cols; EXIT, DURATION_MS,
  * WORKER and REASON are nil when unknown (EXIT also when the host never
  * ran a command: the master records -1 then).
@@ -26,7 +38,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "master_int.h"
+#include "om/params.h"
 
 #define JOBS_LIST_DEFAULT 50
 #define OUTPUT_BATCH      100 /* x OM_MAX_CHUNK stays under OM_MAX_FRAME */
@@ -47,6 +62,18 @@ static char *job_cols[] = {
         "UNREACHABLE", "TIMEOUT",     "CANCELLED", "SKIPPED",    "LOST",     "RETRY_LOST",
 };
 #define NJOB_COLS ((uint32_t)(sizeof(job_cols) / sizeof(job_cols[0])))
+
+/* JOB_SHOW: job_cols, then what the job was submitted with (JSON text). */
+static char *show_cols[] = {
+        "ID",    "CREATED",    "USER",        "MODULE",  "SELECTOR",   "HOSTS",
+        "STATE", "FINISHED",   "DURATION_MS", "QUEUED",  "DISPATCHED", "RUNNING",
+        "OK",    "FAILED",     "UNREACHABLE", "TIMEOUT", "CANCELLED",  "SKIPPED",
+        "LOST",  "RETRY_LOST", "PARAMS",      "OPTIONS",
+};
+#define NSHOW_COLS ((uint32_t)(sizeof(show_cols) / sizeof(show_cols[0])))
+_Static_assert(NSHOW_COLS == NJOB_COLS + 2, "show_cols is job_cols and two more");
+
+#define REDACTED "********"
 
 static char *host_cols[] = {"HOST", "STATE", "EXIT", "DURATION_MS", "WORKER", "REASON"};
 #define NHOST_COLS ((uint32_t)(sizeof(host_cols) / sizeof(host_cols[0])))
@@ -216,13 +243,123 @@ job_visible(struct master *m, struct om_rpc_req *r, const struct om_job_scope *s
 	return rv;
 }
 
+/* Whether the value of parameter key may be shown: the schema knows it and it is no secret. */
+static bool
+param_showable(const struct om_plugin_param *schema, size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (schema[i].name != NULL && strcmp(schema[i].name, key) == 0)
+			return !(schema[i].flags & OM_PARAM_SECRET);
+	return false;
+}
+
+/* The longest shown value of o set to null; false when none is left. */
+static bool
+null_longest(json_t *o)
+{
+	const char *key, *best = NULL;
+	size_t len = 0;
+	json_t *v;
+
+	json_object_foreach(o, key, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), REDACTED) != 0 &&
+		    json_string_length(v) >= len) {
+			best = key;
+			len = json_string_length(v);
+		}
+	}
+	if (best == NULL)
+		return false;
+	json_object_set_new(o, best, json_null());
+	return true;
+}
+
+/*
+ * The PARAMS cell (see the top of the file): a JSON object of at most
+ * OM_MAX_TEXT bytes; NULL when even its names would not fit, or on failure.
+ * Caller frees (free).
+ */
+static char *
+params_cell(const struct om_job_detail *d)
+{
+	struct om_plugin_param *schema = NULL;
+	size_t nschema = 0, i;
+	char why[256], *text = NULL;
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	/* no schema, or one that does not parse: every value is kept in */
+	if (d->schema != NULL &&
+	    om_params_schema_parse(d->schema, &schema, &nschema, why, sizeof(why)) != 0) {
+		schema = NULL;
+		nschema = 0;
+	}
+	for (i = 0; i < d->nparams; i++) {
+		const struct om_kv *kv = &d->params[i];
+		json_t *v;
+
+		if (!param_showable(schema, nschema, kv->key))
+			v = json_string(REDACTED);
+		else if (kv->val == NULL || (v = json_string(kv->val)) == NULL)
+			v = json_null(); /* too long, or not UTF-8 */
+		json_object_set_new(o, kv->key, v);
+	}
+	om_params_schema_free(schema, nschema);
+	for (;;) {
+		text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (text == NULL || strlen(text) <= OM_MAX_TEXT || !null_longest(o))
+			break;
+		free(text);
+		text = NULL;
+	}
+	if (text != NULL && strlen(text) > OM_MAX_TEXT) {
+		free(text);
+		text = NULL;
+	}
+	json_decref(o);
+	return text;
+}
+
+/* The OPTIONS cell (see the top of the file).  Caller frees (free). */
+static char *
+options_cell(const struct om_job_detail *d)
+{
+	json_t *o, *batch;
+	size_t len = d->batch ? strlen(d->batch) : 0;
+	uint32_t b;
+	char *text;
+
+	if (len > 1 && d->batch[len - 1] == '%')
+		batch = json_string(d->batch);
+	else if (d->batch != NULL && om_parse_u32(d->batch, 0, UINT32_MAX, &b) == 0)
+		batch = json_integer(b);
+	else
+		batch = json_integer(d->wave_size); /* not recorded (an older schema) */
+	o = json_pack("{s:I, s:I, s:o, s:o, s:b, s:b, s:s?, s:b}", "timeout",
+	              (json_int_t)d->timeout_s, "forks", (json_int_t)d->forks, "batch", batch,
+	              "max_fail", d->has_max_fail ? json_integer(d->max_fail) : json_null(),
+	              "check", d->check, "become", d->become, "become_user", d->become_user,
+	              "retry_lost", d->retry_option);
+	if (o == NULL)
+		return NULL;
+	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	return text;
+}
+
 void
 master_op_job_show(struct master *m, struct om_rpc_req *r, struct peer *p)
 {
 	uint64_t id = r->msg.u.by_id.id;
 	struct om_job_scope scope;
 	struct om_job_summary j;
+	struct om_job_detail d;
 	struct cells t = {0};
+	char *params, *options;
 	int rv;
 
 	auth_job_scope(p, &scope);
@@ -235,8 +372,23 @@ master_op_job_show(struct master *m, struct om_rpc_req *r, struct peer *p)
 		store_failed(m, r, rv, "the summary", id);
 		return;
 	}
+	/* the job is the caller's to see: what it was submitted with too */
+	if ((rv = om_store_job_detail(m->store, id, &d)) != 0) {
+		om_job_summary_release(&j);
+		store_failed(m, r, rv, "the parameters", id);
+		return;
+	}
+	params = params_cell(&d);
+	options = options_cell(&d);
+	om_job_detail_release(&d);
 	job_row(&t, &j);
-	cells_reply(r, &t, job_cols, NJOB_COLS);
+	cell(&t, params);
+	cell(&t, options);
+	if (params == NULL || options == NULL)
+		om_warn("job %" PRIu64 ": its parameters or options do not fit a reply", id);
+	cells_reply(r, &t, show_cols, NSHOW_COLS);
+	free(params);
+	free(options);
 	om_job_summary_release(&j);
 }
 

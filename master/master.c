@@ -22,22 +22,44 @@
 #define HOUSEKEEPING_MS    200
 #define SWEEP_MS           1000
 #define RETENTION_MS       30000 /* partitions ahead, expired output dropped */
+#define RETENTION_BACKOFF_MS 300000
 
 /* ---------------------------------------------------------------- helpers */
+
+/* An ERROR reply; field (may be NULL) names the input at fault. */
+static void
+reply_error_v(struct om_rpc_req *r, int code, const char *field, const char *fmt, va_list ap)
+{
+	struct om_msg e = {.type = OM_MSG_ERROR};
+	char text[1024];
+
+	vsnprintf(text, sizeof(text), fmt, ap);
+	e.u.error.code = code;
+	e.u.error.text = text;
+	/* a name the codec would refuse is left out rather than lose the refusal */
+	if (field != NULL && field[0] != '\0' && strlen(field) <= OM_MAX_FIELD)
+		e.u.error.field = (char *)field;
+	om_rpc_reply(r, &e);
+}
 
 void
 reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
 {
-	struct om_msg e = {.type = OM_MSG_ERROR};
-	char text[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	reply_error_v(r, code, NULL, fmt, ap);
 	va_end(ap);
-	e.u.error.code = code;
-	e.u.error.text = text;
-	om_rpc_reply(r, &e);
+}
+
+void
+reply_error_field(struct om_rpc_req *r, int code, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_error_v(r, code, field, fmt, ap);
+	va_end(ap);
 }
 
 struct wconn *
@@ -573,23 +595,39 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	struct om_msg ok = {.type = OM_MSG_SUBMITTED};
 	size_t nall = 0, nm = 0, i;
 	uint64_t job_id = 0;
-	char err[256];
+	char err[256], field[OM_MAX_FIELD + 1], batch[16];
 	int rv;
 
-	if (sub->u.submit.timeout_s > MAX_TIMEOUT_S || sub->u.submit.forks > MAX_FORKS) {
-		reply_error(r, OM_ERANGE, "timeout is at most %u s and forks at most %u",
-		            MAX_TIMEOUT_S, MAX_FORKS);
+	if (sub->u.submit.timeout_s > MAX_TIMEOUT_S) {
+		reply_error_field(r, OM_ERANGE, "options.timeout", "timeout is at most %u s",
+		                  MAX_TIMEOUT_S);
+		return;
+	}
+	if (sub->u.submit.forks > MAX_FORKS) {
+		reply_error_field(r, OM_ERANGE, "options.forks", "forks is at most %u", MAX_FORKS);
 		return;
 	}
 	if (sub->u.submit.batch_pct && sub->u.submit.batch > 100) {
-		reply_error(r, OM_ERANGE, "a batch in percent is at most 100%%");
+		reply_error_field(r, OM_ERANGE, "options.batch",
+		                  "a batch in percent is at most 100%%");
 		return;
 	}
 	if (om_selector_parse(sub->u.submit.selector, &sel, err, sizeof(err)) != 0) {
-		reply_error(r, OM_EINVAL, "bad selector '%s': %s", sub->u.submit.selector, err);
+		reply_error_field(r, OM_EINVAL, "selector", "bad selector '%s': %s",
+		                  sub->u.submit.selector, err);
 		return;
 	}
-	if ((rv = om_store_hosts_load(m->store, &all, &nall)) != 0) {
+	/* Only the hosts the selector can name, when it names them (not all
+	 * of a large inventory for a job on three hosts); still matched below. */
+	{
+		struct om_host_filter hf;
+		bool narrow = om_selector_filter(sel, &hf);
+
+		rv = om_store_hosts_load_filtered(m->store, narrow ? &hf : NULL, &all, &nall);
+		if (narrow)
+			om_selector_filter_release(&hf);
+	}
+	if (rv != 0) {
 		reply_error(r, OM_EDB, "cannot read the inventory: %s", om_strerror(rv));
 		goto out;
 	}
@@ -599,8 +637,8 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 		if (om_selector_match(sel, &all[i]))
 			matched[nm++] = all[i]; /* shallow: all[] keeps ownership */
 	if (nm == 0) {
-		reply_error(r, OM_ENOTFOUND, "selector '%s' matches no host",
-		            sub->u.submit.selector);
+		reply_error_field(r, OM_ENOTFOUND, "selector", "selector '%s' matches no host",
+		                  sub->u.submit.selector);
 		goto out;
 	}
 	if (auth_check_target(p, matched, nm, sub->u.submit.module, err, sizeof(err)) != 0) {
@@ -611,10 +649,10 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	}
 	/* The module must be offered and the params fit its schema: refused here,
 	 * a job is never recorded that no worker could run as asked. */
-	if ((rv = modules_check_submit(m, sub, err, sizeof(err))) != 0) {
+	if ((rv = modules_check_submit(m, sub, field, sizeof(field), err, sizeof(err))) != 0) {
 		audit(m, p->who, p->source, "job.submit", sub->u.submit.selector, "refused", "%s",
 		      err);
-		reply_error(r, rv, "%s", err);
+		reply_error_field(r, rv, field, "%s", err);
 		goto out;
 	}
 	memset(&spec, 0, sizeof(spec));
@@ -633,9 +671,13 @@ master_op_submit(struct master *m, struct om_rpc_req *r, struct peer *p)
 	spec.max_fail = sub->u.submit.max_fail;
 	spec.wave_size = om_wave_size((uint32_t)nm, sub->u.submit.batch, sub->u.submit.batch_pct);
 	spec.nwaves = om_wave_count((uint32_t)nm, spec.wave_size);
+	snprintf(batch, sizeof(batch), "%u%s", sub->u.submit.batch,
+	         sub->u.submit.batch_pct ? "%" : "");
+	spec.batch = batch;
 	if (nm > OM_MAX_HOSTS) {
-		reply_error(r, OM_ERANGE, "selector '%s' matches %zu hosts, at most %u per job",
-		            sub->u.submit.selector, nm, OM_MAX_HOSTS);
+		reply_error_field(r, OM_ERANGE, "selector",
+		                  "selector '%s' matches %zu hosts, at most %u per job",
+		                  sub->u.submit.selector, nm, OM_MAX_HOSTS);
 		goto out;
 	}
 	if ((rv = om_store_job_create(m->store, &spec, matched, nm, &job_id)) != 0) {
@@ -755,11 +797,13 @@ master_op_hosts_add(struct master *m, struct om_rpc_req *r, struct peer *p)
 
 	for (i = 0; i < n; i++) {
 		if (hs[i].idc == NULL || !om_name_valid(hs[i].idc)) {
-			reply_error(r, OM_EINVAL, "host '%s' needs a valid IDC", hs[i].name);
+			reply_error_field(r, OM_EINVAL, "idc", "host '%s' needs a valid IDC",
+			                  hs[i].name);
 			return;
 		}
 		if (hs[i].addr == NULL || hs[i].addr[0] == '\0' || hs[i].addr[0] == '-') {
-			reply_error(r, OM_EINVAL, "host '%s' needs a valid address", hs[i].name);
+			reply_error_field(r, OM_EINVAL, "addr", "host '%s' needs a valid address",
+			                  hs[i].name);
 			return;
 		}
 		if (hs[i].port == 0)
@@ -932,20 +976,22 @@ sweep(struct master *m)
 	om_free(jobs);
 }
 
-static void
+static int
 retention(struct master *m)
 {
 	struct om_retention_stats rs;
+	int rv;
 
-	if (om_store_retention(m->store, (int)m->cfg.retention_days, &rs) != 0) {
+	if ((rv = om_store_retention(m->store, (int)m->cfg.retention_days, &rs)) != 0) {
 		om_warn("output partitions and retention: %s", om_store_errmsg(m->store));
-		return;
+		return rv;
 	}
 	if (rs.created > 0)
 		om_info("created %u output partitions ahead of the job ids", rs.created);
 	if (rs.dropped > 0 || rs.jobs_deleted > 0)
 		om_info("retention (%u days): dropped %u output partitions, deleted %llu jobs",
 		        m->cfg.retention_days, rs.dropped, (unsigned long long)rs.jobs_deleted);
+	return 0;
 }
 
 static void
@@ -961,9 +1007,10 @@ housekeeping(struct master *m)
 		m->last_sweep = now;
 		sweep(m);
 	}
-	if (now - m->last_retention >= RETENTION_MS) {
-		m->last_retention = now;
-		retention(m);
+	if (now >= m->next_retention) {
+		/* the next pass counts from the end of this one; a failed pass
+		 * waits longer (a statement that timed out must not run back to back) */
+		m->next_retention = om_now_ms() + (retention(m) == 0 ? RETENTION_MS : RETENTION_BACKOFF_MS);
 	}
 	followers_wake(m, 0, true);
 	if (m->http != NULL && now - m->last_web_expire >= WEB_EXPIRE_MS) {

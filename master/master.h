@@ -69,7 +69,7 @@ struct master {
 	unsigned web_len;
 	bool web_closed; /* the core stopped taking calls */
 	int64_t last_web_expire;
-	int64_t last_housekeeping, last_sweep, last_retention;
+	int64_t last_housekeeping, last_sweep, next_retention;
 };
 
 /* Loads keys and secrets, opens the store and both endpoints. */

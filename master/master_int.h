@@ -68,6 +68,9 @@ typedef void (*op_fn)(struct master *, struct om_rpc_req *, struct peer *);
 /* master.c */
 void reply_error(struct om_rpc_req *r, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same naming the request field at fault (ERROR's field: "selector", "params.cmd"). */
+void reply_error_field(struct om_rpc_req *r, int code, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 struct wconn *wconn_find(struct master *m, const char *name);
 /*
  * Answers w's held POLL if there is something to say: cancels the store
@@ -113,10 +116,12 @@ void master_op_modules_list(struct master *m, struct om_rpc_req *r, struct peer 
 void master_op_module_show(struct master *m, struct om_rpc_req *r, struct peer *p);
 /*
  * Checks a SUBMIT's module and params against the catalog: 0; OM_EINVAL with
- * a sentence in err (an unknown module, the parameter at fault); another
- * OM_E* code (store failure) with err describing it.
+ * a sentence in err (an unknown module, the parameter at fault) and the
+ * request field in field ("module", "params.NAME"; "" when no one field's);
+ * another OM_E* code (store failure) with err describing it.
  */
-int modules_check_submit(struct master *m, const struct om_msg *sub, char *err, size_t errlen);
+int modules_check_submit(struct master *m, const struct om_msg *sub, char *field, size_t fieldlen,
+	char *err, size_t errlen);
 
 /* auth.c */
 /*

@@ -145,17 +145,20 @@ master_op_module_show(struct master *m, struct om_rpc_req *r, struct peer *p)
 }
 
 int
-modules_check_submit(struct master *m, const struct om_msg *sub, char *err, size_t errlen)
+modules_check_submit(struct master *m, const struct om_msg *sub, char *field, size_t fieldlen,
+                     char *err, size_t errlen)
 {
-	const char *name = sub->u.submit.module;
+	const char *name = sub->u.submit.module, *at = NULL;
 	struct om_plugin_param *params = NULL;
 	struct om_module_info *mi = NULL;
 	size_t n = 0;
 	char why[256];
 	int rv;
 
+	snprintf(field, fieldlen, "%s", "");
 	rv = om_store_module_get(m->store, name, &mi, NULL, NULL);
 	if (rv == OM_ENOTFOUND) {
+		snprintf(field, fieldlen, "%s", "module");
 		snprintf(err, errlen, "unknown module '%s': no worker offers it", name);
 		return OM_EINVAL;
 	}
@@ -171,8 +174,11 @@ modules_check_submit(struct master *m, const struct om_msg *sub, char *err, size
 		om_modules_free(mi, 1);
 		return rv == OM_ENOMEM ? rv : OM_EINVAL;
 	}
-	rv = om_params_validate(params, n, sub->u.submit.params, sub->u.submit.nparams, err,
-	                        errlen);
+	rv = om_params_validate_at(params, n, sub->u.submit.params, sub->u.submit.nparams, &at, err,
+	                           errlen);
+	/* at points into the schema or the request: copied before the schema goes */
+	if (rv != 0 && at != NULL)
+		snprintf(field, fieldlen, "params.%s", at);
 	om_params_schema_free(params, n);
 	om_modules_free(mi, 1);
 	return rv;

@@ -15,6 +15,7 @@
 #include "om/err.h"
 #include "om/msg.h"
 #include "selector.h"
+#include "store.h"
 
 #define SEL_MAX_TERMS 256
 
@@ -321,4 +322,47 @@ om_selector_free(struct om_selector *sel)
 		om_free(sel->terms[i].arg);
 	om_free(sel->terms);
 	om_free(sel);
+}
+
+bool
+om_selector_filter(const struct om_selector *sel, struct om_host_filter *f)
+{
+	const char **v;
+	size_t i;
+
+	if (sel == NULL || !sel->has_pos)
+		return false;
+	for (i = 0; i < sel->nterms; i++)
+		if (!sel->terms[i].neg &&
+		    (sel->terms[i].kind == TERM_ALL || sel->terms[i].kind == TERM_GLOB))
+			return false;
+	/* One block, three slices: names, idcs, groups. */
+	if ((v = om_calloc(sel->nterms * 3, sizeof(*v))) == NULL)
+		return false;
+	memset(f, 0, sizeof(*f));
+	f->names = v;
+	f->idcs = v + sel->nterms;
+	f->groups = v + 2 * sel->nterms;
+	for (i = 0; i < sel->nterms; i++) {
+		const struct term *t = &sel->terms[i];
+
+		if (t->neg)
+			continue;
+		if (t->kind == TERM_NAME)
+			f->names[f->nnames++] = t->arg;
+		else if (t->kind == TERM_IDC)
+			f->idcs[f->nidcs++] = t->arg;
+		else if (t->kind == TERM_GROUP)
+			f->groups[f->ngroups++] = t->arg;
+	}
+	return true;
+}
+
+void
+om_selector_filter_release(struct om_host_filter *f)
+{
+	if (f == NULL)
+		return;
+	om_free(f->names); /* the block of all three */
+	memset(f, 0, sizeof(*f));
 }

@@ -28,4 +28,14 @@ int om_selector_parse(const char *s, struct om_selector **out, char *err, size_t
 bool om_selector_match(const struct om_selector *sel, const struct om_host *h);
 void om_selector_free(struct om_selector *sel);
 
+struct om_host_filter; /* store.h */
+/*
+ * When every positive term of sel is a host name, an IDC or a group, fills f
+ * with them (pointers into sel, arrays freed by om_selector_filter_release)
+ * and returns true: only those hosts need loading.  false (f untouched)
+ * when sel may match any host: all, a glob, only exclusions, or no memory.
+ */
+bool om_selector_filter(const struct om_selector *sel, struct om_host_filter *f);
+void om_selector_filter_release(struct om_host_filter *f);
+
 #endif

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -317,7 +318,9 @@ static const char *const migrations[] = {
               " INSERT INTO job_event_parts (name, lo, hi) VALUES ('job_events_p1', 1, hi); END $$;"
               "INSERT INTO job_events SELECT * FROM job_events_v6;"
               "DROP TABLE job_events_v6;"
-              "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state = 'done';",
+              "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state = 'done';"
+              /* partition width: jobs of the last 24 hours, counted every 30 s */
+              "CREATE INDEX jobs_created ON jobs (created_at);",
         /* 8: web console sessions (issue 6): only hashes of the cookie
          * secret and of the CSRF token; absolute expiry and an idle limit
          * per row, so every master enforces what the one that made it set. */
@@ -333,6 +336,17 @@ static const char *const migrations[] = {
               " idle_s int NOT NULL CHECK (idle_s > 0));"
               "CREATE INDEX web_sessions_user ON web_sessions (user_id);"
               "CREATE INDEX web_sessions_expires ON web_sessions (expires_at);",
+        /* 9: a job's batch option as given ("N" hosts per wave or "N%"; "0":
+         * all at once), for job show and re-runs: wave_size alone loses the
+         * percentage.  NULL for a job of an older schema. */
+        [8] = "ALTER TABLE jobs ADD COLUMN batch text;",
+        /* 10: the open hosts of a job by (job, host): the master's per-host
+         * updates of a big job (pending expiry, loss, cancel) joined on
+         * job_id alone scanned every open host once per host, 10,000 hosts
+         * taking 7 s.  The old index's uses are a prefix of this one. */
+        [9] = "DROP INDEX job_hosts_open;"
+              "CREATE INDEX job_hosts_open ON job_hosts (job_id, host) WHERE state NOT IN"
+              " ('ok','failed','unreachable','timeout','cancelled','skipped','lost');",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -410,19 +424,22 @@ static const struct {
         {"om_events", "SELECT j.state, e.id, e.kind, e.host, e.stream, e.data,"
                       " e.state, e.exit_code, e.reason, e.duration_ms, h.changed,"
                       " h.result::text"
+                      /* the scope as a filter, not joins: joins under the LIMIT
+                       * made the plan sort every event after the cursor */
                       " FROM jobs j LEFT JOIN LATERAL (SELECT v.* FROM job_events v"
-                      " LEFT JOIN job_hosts sh ON cardinality($5::text[])"
-                      " + cardinality($6::text[]) > 0 AND sh.job_id = v.job_id"
-                      " AND sh.host = v.host"
-                      " LEFT JOIN hosts sv ON cardinality($6::text[]) > 0 AND sv.name = v.host"
                       " WHERE v.job_id = j.id AND v.id > $2::bigint"
                       " AND ($4::bool OR v.stream IS DISTINCT FROM 3)"
-                      " AND (v.host IS NULL OR ((cardinality($5::text[]) = 0"
-                      " OR sh.idc = ANY ($5::text[])) AND (cardinality($6::text[]) = 0"
+                      " AND (v.host IS NULL OR cardinality($5::text[]) + cardinality($6::text[]) = 0"
+                      " OR EXISTS (SELECT 1 FROM job_hosts sh LEFT JOIN hosts sv ON sv.name = sh.host"
+                      " WHERE sh.job_id = v.job_id AND sh.host = v.host"
+                      " AND (cardinality($5::text[]) = 0 OR sh.idc = ANY ($5::text[]))"
+                      " AND (cardinality($6::text[]) = 0"
                       " OR coalesce(sv.groups, '{}') && $6::text[]))) ORDER BY v.id"
                       " LIMIT $3::bigint) e ON true"
-                      " LEFT JOIN job_hosts h ON e.kind = 2 AND h.job_id = j.id"
-                      " AND h.host = e.host"
+                      /* per event by key: a join was planned as a scan of every
+                       * host of the job per page (10,000 hosts: 150 ms a page) */
+                      " LEFT JOIN LATERAL (SELECT x.changed, x.result FROM job_hosts x"
+                      " WHERE e.kind = 2 AND x.job_id = j.id AND x.host = e.host) h ON true"
                       " WHERE j.id = $1::bigint ORDER BY e.id"},
         {"om_notify", "SELECT pg_notify('om_events', $1::text)"},
         {"om_host_put", "INSERT INTO hosts (name, addr, port, ssh_user, idc, groups)"
@@ -441,7 +458,6 @@ om__store_set_err(struct om_store *st, const char *what, const char *msg)
 	size_t n;
 
 	snprintf(st->err, sizeof(st->err), "%s: %s", what, msg && *msg ? msg : "unknown error");
-	st->fail_ms = om_now_ms();
 	/* libpq messages end in a newline; logs add their own. */
 	n = strlen(st->err);
 	while (n > 0 && (st->err[n - 1] == '\n' || st->err[n - 1] == ' '))
@@ -449,12 +465,34 @@ om__store_set_err(struct om_store *st, const char *what, const char *msg)
 	st->have_msg = true;
 }
 
+/*
+ * Only the database being away counts as a failure for
+ * om_store_last_failure_ms (which holds back declaring workers lost): a
+ * refused login, a bad token or a statement timeout must not, or anyone
+ * sending bad cookies would keep every dead worker's tasks open forever.
+ */
+void
+om__store_set_fail(struct om_store *st, const char *what, const char *msg)
+{
+	om__store_set_err(st, what, msg);
+	st->fail_ms = om_now_ms();
+}
+
 void
 om__store_set_err_res(struct om_store *st, const char *what, const PGresult *r)
 {
 	const char *msg = r ? PQresultErrorMessage(r) : NULL;
+	const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
-	om__store_set_err(st, what, msg && *msg ? msg : PQerrorMessage(st->conn));
+	msg = msg && *msg ? msg : PQerrorMessage(st->conn);
+	/* no result, a broken connection, connection exceptions (08), operator
+	 * intervention such as a shutdown (57P01-57P05), too many connections */
+	if (r == NULL || PQstatus(st->conn) != CONNECTION_OK || code == NULL ||
+	    strncmp(code, "08", 2) == 0 || strncmp(code, "57P", 3) == 0 ||
+	    strcmp(code, "53300") == 0)
+		om__store_set_fail(st, what, msg);
+	else
+		om__store_set_err(st, what, msg);
 }
 
 bool
@@ -664,7 +702,7 @@ session_setup(struct om_store *st)
 	PQsetNoticeProcessor(st->conn, notice_drop, NULL);
 	/* Text is UTF-8 end to end (reasons are cleaned to it). */
 	if (PQsetClientEncoding(st->conn, "UTF8") != 0) {
-		om__store_set_err(st, "set client encoding", PQerrorMessage(st->conn));
+		om__store_set_fail(st, "set client encoding", PQerrorMessage(st->conn));
 		return OM_EDB;
 	}
 	/* Every wait has a bound: a stuck statement or lock fails the call, the
@@ -718,14 +756,15 @@ om__store_ready(struct om_store *st)
 	if (st->broken || PQstatus(st->conn) == CONNECTION_BAD) {
 		st->broken = false;
 		st->prepared = false;
+		om__store_stmts_clear(st); /* a new session has none of them */
 		PQreset(st->conn);
 		if (PQstatus(st->conn) != CONNECTION_OK) {
-			om__store_set_err(st, "reconnect", PQerrorMessage(st->conn));
+			om__store_set_fail(st, "reconnect", PQerrorMessage(st->conn));
 			return OM_EDB;
 		}
 		if (PQpipelineStatus(st->conn) != PQ_PIPELINE_OFF) {
 			st->broken = true;
-			om__store_set_err(st, "reconnect", "connection still in pipeline mode");
+			om__store_set_fail(st, "reconnect", "connection still in pipeline mode");
 			return OM_EDB;
 		}
 		if (session_setup(st) != 0)
@@ -738,7 +777,7 @@ om__store_ready(struct om_store *st)
 		om__store_rollback(st);
 	else if (ts != PQTRANS_IDLE) {
 		st->broken = true;
-		om__store_set_err(st, "connection", "busy or in an unknown state");
+		om__store_set_fail(st, "connection", "busy or in an unknown state");
 		return OM_EDB;
 	}
 	if (!st->prepared)
@@ -746,11 +785,148 @@ om__store_ready(struct om_store *st)
 	return 0;
 }
 
+/* --- statement cache ------------------------------------------------------------ */
+
+#define STMT_SLOTS 512 /* open addressing; caching stops at 3/4 full */
+
+struct om__stmt {
+	uint64_t hash;
+	char *sql; /* NULL: free slot */
+};
+
+static uint64_t
+stmt_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* Only DML is planned; DDL and transaction control are not worth a slot. */
+static bool
+stmt_cacheable(const char *sql)
+{
+	static const char *const kw[] = {"SELECT", "WITH", "INSERT", "UPDATE", "DELETE"};
+	size_t i, n;
+
+	while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+		sql++;
+	for (i = 0; i < sizeof(kw) / sizeof(kw[0]); i++) {
+		n = strlen(kw[i]);
+		if (strncasecmp(sql, kw[i], n) == 0 && (sql[n] == ' ' || sql[n] == '\n'))
+			return true;
+	}
+	return false;
+}
+
+void
+om__store_stmts_clear(struct om_store *st)
+{
+	unsigned i;
+
+	if (st->stmts == NULL)
+		return;
+	for (i = 0; i < STMT_SLOTS; i++)
+		om_free(st->stmts[i].sql);
+	om_free(st->stmts);
+	st->stmts = NULL;
+	st->nstmts = 0;
+}
+
+/* Drops slot i's statement from the session and the cache. */
+static void
+stmt_drop(struct om_store *st, unsigned i)
+{
+	char dq[32];
+
+	snprintf(dq, sizeof(dq), "DEALLOCATE om_q%u", i);
+	PQclear(PQexec(st->conn, dq));
+	if (st->stmts[i].sql != NULL) {
+		om_free(st->stmts[i].sql);
+		st->stmts[i].sql = NULL;
+		st->nstmts--;
+		/* Open addressing: the slots after it are placed again. */
+		for (unsigned j = (i + 1) % STMT_SLOTS; st->stmts[j].sql != NULL;
+		     j = (j + 1) % STMT_SLOTS) {
+			char *moved = st->stmts[j].sql;
+
+			/* Their statements carry their slot's name: they go, and come back on use. */
+			snprintf(dq, sizeof(dq), "DEALLOCATE om_q%u", j);
+			PQclear(PQexec(st->conn, dq));
+			st->stmts[j].sql = NULL;
+			st->nstmts--;
+			om_free(moved);
+		}
+	}
+}
+
+/*
+ * The slot of sql's prepared statement, preparing it first when needed;
+ * -1 when it goes unprepared (not DML, cache full, the prepare failed:
+ * PQexecParams then reports whatever is wrong with it).
+ */
+static int
+stmt_get(struct om_store *st, const char *sql, int n)
+{
+	char name[16];
+	uint64_t h;
+	unsigned i;
+	PGresult *r;
+	bool ok;
+
+	if (!stmt_cacheable(sql))
+		return -1;
+	if (st->stmts == NULL && (st->stmts = om_calloc(STMT_SLOTS, sizeof(*st->stmts))) == NULL)
+		return -1;
+	h = stmt_hash(sql);
+	for (i = (unsigned)(h % STMT_SLOTS); st->stmts[i].sql != NULL; i = (i + 1) % STMT_SLOTS)
+		if (st->stmts[i].hash == h && strcmp(st->stmts[i].sql, sql) == 0)
+			return (int)i;
+	if (st->nstmts >= STMT_SLOTS / 4 * 3)
+		return -1;
+	snprintf(name, sizeof(name), "om_q%u", i);
+	r = PQprepare(st->conn, name, sql, n, NULL);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	if (!ok)
+		return -1;
+	if ((st->stmts[i].sql = om_strdup(sql)) == NULL) {
+		stmt_drop(st, i);
+		return -1;
+	}
+	st->stmts[i].hash = h;
+	st->nstmts++;
+	return (int)i;
+}
+
+PGresult *
+om__store_exec(struct om_store *st, const char *sql, int n, const char *const *vals,
+               const int *lens, const int *fmts, int rfmt)
+{
+	char name[16];
+	const char *code;
+	PGresult *r;
+	int i = stmt_get(st, sql, n);
+
+	if (i < 0)
+		return PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, rfmt);
+	snprintf(name, sizeof(name), "om_q%d", i);
+	r = PQexecPrepared(st->conn, name, n, vals, lens, fmts, rfmt);
+	/* "cached plan must not change result type": a table changed under the
+	 * statement (another master migrated).  Prepared again at the next call. */
+	if (r != NULL && (code = PQresultErrorField(r, PG_DIAG_SQLSTATE)) != NULL &&
+	    strcmp(code, "0A000") == 0)
+		stmt_drop(st, (unsigned)i);
+	return r;
+}
+
 PGresult *
 om__store_query(struct om_store *st, const char *what, const char *sql, int n,
                 const char *const *vals, int rfmt)
 {
-	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, rfmt);
+	PGresult *r = om__store_exec(st, sql, n, vals, NULL, NULL, rfmt);
 
 	if (!om__store_res_ok(r)) {
 		om__store_set_err_res(st, what, r);
@@ -778,7 +954,7 @@ pipe_sql(struct om_store *st, const char *sql)
 	if (st->pipe_err)
 		return st->pipe_err;
 	if (!PQsendQueryParams(st->conn, sql, 0, NULL, NULL, NULL, NULL, 0)) {
-		om__store_set_err(st, "pipeline send", PQerrorMessage(st->conn));
+		om__store_set_fail(st, "pipeline send", PQerrorMessage(st->conn));
 		return st->pipe_err = OM_EDB;
 	}
 	st->npipe++;
@@ -792,7 +968,7 @@ pipe_send(struct om_store *st, const char *stmt, int n, const char *const *vals,
 	if (st->pipe_err)
 		return st->pipe_err;
 	if (!PQsendQueryPrepared(st->conn, stmt, n, vals, lens, fmts, 0)) {
-		om__store_set_err(st, stmt, PQerrorMessage(st->conn));
+		om__store_set_fail(st, stmt, PQerrorMessage(st->conn));
 		return st->pipe_err = OM_EDB;
 	}
 	st->npipe++;
@@ -810,7 +986,7 @@ pipe_begin(struct om_store *st)
 	st->npipe = 0;
 	st->pipe_err = 0;
 	if (!PQenterPipelineMode(st->conn)) {
-		om__store_set_err(st, "pipeline", PQerrorMessage(st->conn));
+		om__store_set_fail(st, "pipeline", PQerrorMessage(st->conn));
 		return OM_EDB;
 	}
 	pipe_sql(st, "BEGIN");
@@ -835,7 +1011,7 @@ pipe_end(struct om_store *st)
 		pipe_sql(st, "COMMIT");
 	rv = st->pipe_err;
 	if (!PQpipelineSync(st->conn)) {
-		om__store_set_err(st, "pipeline sync", PQerrorMessage(st->conn));
+		om__store_set_fail(st, "pipeline sync", PQerrorMessage(st->conn));
 		st->broken = true;
 		return OM_EDB;
 	}
@@ -856,14 +1032,14 @@ pipe_end(struct om_store *st)
 	r = PQgetResult(st->conn);
 	if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
 		if (!st->have_msg)
-			om__store_set_err(st, "pipeline", PQerrorMessage(st->conn));
+			om__store_set_fail(st, "pipeline", PQerrorMessage(st->conn));
 		st->broken = true;
 		rv = OM_EDB;
 	}
 	PQclear(r);
 	if (!PQexitPipelineMode(st->conn)) {
 		if (!st->have_msg)
-			om__store_set_err(st, "pipeline exit", PQerrorMessage(st->conn));
+			om__store_set_fail(st, "pipeline exit", PQerrorMessage(st->conn));
 		st->broken = true;
 		return OM_EDB;
 	}
@@ -871,7 +1047,7 @@ pipe_end(struct om_store *st)
 	if (PQtransactionStatus(st->conn) != PQTRANS_IDLE)
 		om__store_rollback(st);
 	if (rv != 0 && !st->have_msg)
-		om__store_set_err(st, "pipeline", PQerrorMessage(st->conn));
+		om__store_set_fail(st, "pipeline", PQerrorMessage(st->conn));
 	return rv;
 }
 
@@ -981,7 +1157,7 @@ om_store_open(struct om_store **out, const char *conninfo, char *err, size_t err
 		return OM_ENOMEM;
 	}
 	if (PQstatus(st->conn) != CONNECTION_OK) {
-		om__store_set_err(st, "connect", PQerrorMessage(st->conn));
+		om__store_set_fail(st, "connect", PQerrorMessage(st->conn));
 		rv = OM_EDB;
 		goto fail;
 	}
@@ -1002,6 +1178,7 @@ om_store_close(struct om_store *st)
 	if (st == NULL)
 		return;
 	PQfinish(st->conn);
+	om__store_stmts_clear(st);
 	om_free(st);
 }
 
@@ -1091,7 +1268,26 @@ om_store_hosts_upsert(struct om_store *st, const struct om_host *hosts, size_t n
 int
 om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 {
+	return om_store_hosts_load_filtered(st, NULL, hosts, n);
+}
+
+/* A text[] literal of v[0..n) into b (released by the caller). */
+static int
+text_array(struct om_buf *b, const char *const *v, size_t n)
+{
+	om_buf_init(b, ARRAY_MAX);
+	om_buf_putc(b, '{');
+	for (size_t i = 0; i < n; i++)
+		om__store_array_put(b, v[i], i == 0);
+	return om__store_array_end(b);
+}
+
+int
+om_store_hosts_load_filtered(struct om_store *st, const struct om_host_filter *f,
+                             struct om_host **hosts, size_t *n)
+{
 	struct om_host *hs;
+	struct om_buf an, ai, ag;
 	PGresult *r;
 	int rv, i, rows;
 
@@ -1101,10 +1297,35 @@ om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n)
 		return rv;
 	/* binary results: groups arrive as a self-describing array, no parsing of
 	 * quoted literals */
-	if ((r = om__store_query(st, "hosts load",
-	             "SELECT name, addr, port, ssh_user, idc, groups FROM hosts"
-	             " ORDER BY name COLLATE \"C\"",
-	             0, NULL, 1)) == NULL)
+	if (f == NULL) {
+		r = om__store_query(st, "hosts load",
+		                    "SELECT name, addr, port, ssh_user, idc, groups FROM hosts"
+		                    " ORDER BY name COLLATE \"C\"",
+		                    0, NULL, 1);
+	} else {
+		const char *v[3];
+
+		/* each is built, so each can be released, whatever fails */
+		rv = text_array(&an, f->names, f->nnames);
+		rv = text_array(&ai, f->idcs, f->nidcs) ? OM_ENOMEM : rv;
+		rv = text_array(&ag, f->groups, f->ngroups) ? OM_ENOMEM : rv;
+		v[0] = (const char *)an.data;
+		v[1] = (const char *)ai.data;
+		v[2] = (const char *)ag.data;
+		r = rv != 0 ? NULL
+		            : om__store_query(st, "hosts load",
+		                              "SELECT name, addr, port, ssh_user, idc, groups"
+		                              " FROM hosts WHERE name = ANY($1::text[])"
+		                              " OR idc = ANY($2::text[]) OR groups && $3::text[]"
+		                              " ORDER BY name COLLATE \"C\"",
+		                              3, v, 1);
+		om_buf_release(&an);
+		om_buf_release(&ai);
+		om_buf_release(&ag);
+		if (rv != 0)
+			return OM_ENOMEM;
+	}
+	if (r == NULL)
 		return OM_EDB;
 	rows = PQntuples(r);
 	if ((hs = om_calloc((size_t)rows, sizeof(*hs))) == NULL) {
@@ -1229,7 +1450,7 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 {
 	struct om_buf a[7]; /* keys, vals, names, idcs, addrs, ports, users */
 	char timeout[16], forks[16], nh[16], wsize[16], nwaves[16], maxf[16];
-	const char *v[21];
+	const char *v[22];
 	PGresult *r;
 	size_t i;
 	int rv = 0, k;
@@ -1295,6 +1516,7 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	v[18] = nwaves;
 	v[19] = spec->has_max_fail ? "true" : "false";
 	v[20] = maxf;
+	v[21] = spec->batch;
 	/* One statement is one transaction.  A job without hosts is done at
 	 * once, with its job-done event, so a follower does not wait forever.
 	 * Lost hosts are retried when the job asks or its module is idempotent
@@ -1303,7 +1525,8 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	r = om__store_query(st, "job create",
 	        "WITH j AS (INSERT INTO jobs (created_by, selector, module, param_keys, param_vals,"
 	        " timeout_s, forks, nhosts, state, last_event, finished_at, become, become_user,"
-	        " check_mode, retry_lost, wave_size, nwaves, has_max_fail, max_fail, retry_reason)"
+	        " check_mode, retry_lost, wave_size, nwaves, has_max_fail, max_fail, retry_reason,"
+	        " batch)"
 	        " VALUES ($1::text, $2::text, $3::text, $4::text[], $5::text[], $6::int, $7::int,"
 	        " $8::int, CASE WHEN $8::int = 0 THEN 'done' ELSE 'running' END,"
 	        " CASE WHEN $8::int = 0 THEN 1 ELSE 0 END,"
@@ -1312,7 +1535,7 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	        " WHERE name = $3::text), false),"
 	        " $18::int, $19::int, $20::bool, $21::int,"
 	        " CASE WHEN $17::bool THEN 'option' WHEN (SELECT idempotent FROM modules"
-	        " WHERE name = $3::text) THEN 'idempotent' END) RETURNING id, state),"
+	        " WHERE name = $3::text) THEN 'idempotent' END, $22::text) RETURNING id, state),"
 	        " h AS (INSERT INTO job_hosts (job_id, host, idc, addr, port, ssh_user, seq)"
 	        " SELECT j.id, u.host, u.idc, u.addr, u.port, u.ssh_user, u.i - 1 FROM j,"
 	        " unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[])"
@@ -1320,7 +1543,7 @@ om_store_job_create(struct om_store *st, const struct om_job_spec *spec,
 	        " e AS (INSERT INTO job_events (job_id, id, kind)"
 	        " SELECT j.id, 1, 3 FROM j WHERE j.state = 'done')"
 	        " SELECT id FROM j",
-	        21, v, 0);
+	        22, v, 0);
 	if (r == NULL) {
 		rv = OM_EDB;
 		goto out;

@@ -32,6 +32,18 @@ int om_store_schema_version(struct om_store *st);
 int om_store_hosts_upsert(struct om_store *st, const struct om_host *hosts, size_t n);
 /* All hosts ordered by name; caller frees with om_hosts_free(*hosts, *n). */
 int om_store_hosts_load(struct om_store *st, struct om_host **hosts, size_t *n);
+/*
+ * Hosts a selector's positive terms can name (om_selector_filter): those
+ * whose name is one of names, whose IDC is one of idcs, or in one of groups.
+ * A superset of what the selector matches: callers still match each host.
+ */
+struct om_host_filter {
+	const char **names, **idcs, **groups;
+	size_t nnames, nidcs, ngroups;
+};
+/* As om_store_hosts_load, only the hosts f lets through (f NULL: all of them). */
+int om_store_hosts_load_filtered(struct om_store *st, const struct om_host_filter *f,
+                                 struct om_host **hosts, size_t *n);
 
 /* Records a worker presenting a key: upsert by name, last_seen = now. */
 int om_store_worker_seen(struct om_store *st, const char *name, const char *idc,
@@ -57,6 +69,7 @@ struct om_job_spec {
 	uint32_t nwaves;         /* 0: 1 */
 	bool has_max_fail;
 	uint32_t max_fail; /* percent */
+	const char *batch; /* the batch option as given ("10", "25%", "0"); NULL: not recorded */
 };
 
 /*
@@ -294,6 +307,33 @@ void om_job_summaries_free(struct om_job_summary *j, size_t n);
 int om_store_job_summary(struct om_store *st, uint64_t job_id, const struct om_job_scope *scope,
                          struct om_job_summary *out);
 
+/* Values longer than this are not read back by om_store_job_detail (file contents). */
+#define OM_JOB_PARAM_SHOWN 1024
+
+/* What a job was submitted with; release with om_job_detail_release. */
+struct om_job_detail {
+	struct om_kv *params; /* in submission order; val NULL when longer than
+	                       * OM_JOB_PARAM_SHOWN bytes (not read) */
+	size_t nparams;
+	char *schema; /* the module's schema as last announced (JSON), NULL: none */
+	uint32_t timeout_s, forks;
+	uint32_t wave_size; /* hosts per wave as computed at submission */
+	char *batch;        /* the batch option as given ("10", "25%", "0"); NULL: not recorded */
+	bool has_max_fail;
+	uint32_t max_fail;
+	bool check, become;
+	char *become_user; /* NULL: root */
+	bool retry_option; /* --retry-lost was given (not only an idempotent module) */
+};
+void om_job_detail_release(struct om_job_detail *d);
+
+/*
+ * The parameters and options of job job_id, secrets included: the caller
+ * decides what to show (jobview.c redacts).  OM_ENOTFOUND: no such job.
+ * Visibility is the caller's to check first (om_store_job_summary).
+ */
+int om_store_job_detail(struct om_store *st, uint64_t job_id, struct om_job_detail *out);
+
 struct om_jobs_filter {
 	uint32_t state;         /* enum om_job_filter (om/msg.h) */
 	const char *created_by; /* NULL or as recorded: "user 'x'" */
@@ -484,6 +524,17 @@ int om_store_audit(struct om_store *st, const char *actor, const char *source,
 	const char *action, const char *target, const char *outcome, const char *detail);
 /* Rows with id > after_id and at >= since_us, in id order, at most limit. */
 int om_store_audit_list(struct om_store *st, int64_t since_us, uint64_t after_id, size_t limit,
+	struct om_audit_rec **out, size_t *n);
+/* A page of the audit log (om_store_audit_page). */
+struct om_audit_query {
+	int64_t since_us;   /* rows at or after this time */
+	uint64_t after_id;  /* rows with a greater id */
+	uint64_t before_id; /* rows with a smaller id; 0: no bound */
+	bool desc;          /* newest first */
+	size_t limit;       /* at most this many (and at most one reply's worth) */
+};
+/* om_store_audit_list with an upper bound and either order. */
+int om_store_audit_page(struct om_store *st, const struct om_audit_query *q,
 	struct om_audit_rec **out, size_t *n);
 /*
  * Re-reads the whole chain.  0 when every row's hash matches and ids are

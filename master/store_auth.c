@@ -268,7 +268,7 @@ q(struct om_store *st, const char *what, const char *sql, int n, const char *con
 	}
 	for (i = 0; lens && i < n; i++)
 		fmts[i] = lens[i] != 0;
-	r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, 1);
+	r = om__store_exec(st, sql, n, vals, lens, fmts, 1);
 	if (om__store_res_ok(r))
 		return r;
 	code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -280,7 +280,10 @@ q(struct om_store *st, const char *what, const char *sql, int n, const char *con
 
 		snprintf(msg, sizeof(msg), "database error %s%s%s", code, cons ? " on " : "",
 		         cons ? cons : "");
-		om__store_set_err(st, what, msg);
+		if (strncmp(code, "08", 2) == 0 || strncmp(code, "57P", 3) == 0)
+			om__store_set_fail(st, what, msg); /* the database is away */
+		else
+			om__store_set_err(st, what, msg);
 	} else {
 		/* without a SQLSTATE the text is libpq's own: it quotes no parameter */
 		om__store_set_err_res(st, what, r);
@@ -1726,31 +1729,51 @@ audit_fill(const PGresult *r, int row, struct om_audit_rec *a)
 	return 0;
 }
 
+/* The rows of om_store_audit_page, before their order. */
+#define AUDIT_PAGE                                                                                 \
+	"SELECT id, at_us, actor, source, action, target, outcome, detail FROM audit"              \
+	" WHERE id > $1::bigint AND id < $4::bigint AND at_us >= $2::bigint"
+
 int
 om_store_audit_list(struct om_store *st, int64_t since_us, uint64_t after_id, size_t limit,
                     struct om_audit_rec **out, size_t *n)
 {
+	struct om_audit_query aq = {.since_us = since_us, .after_id = after_id, .limit = limit};
+
+	return om_store_audit_page(st, &aq, out, n);
+}
+
+int
+om_store_audit_page(struct om_store *st, const struct om_audit_query *aq, struct om_audit_rec **out,
+                    size_t *n)
+{
 	struct om_audit_rec *recs = NULL;
-	char aid[24], since[24], lim[24];
-	const char *v[3] = {aid, since, lim};
+	char aid[24], since[24], lim[24], bid[24];
+	const char *v[4] = {aid, since, lim, bid};
+	size_t limit = aq->limit;
 	PGresult *r;
 	int rv = 0, i, rows;
 
 	*out = NULL;
 	*n = 0;
-	if (after_id >= INT64_MAX || limit == 0)
+	if (aq->after_id >= INT64_MAX || limit == 0 || aq->before_id == 1)
 		return 0;
 	if (limit > OM_MAX_ITEMS)
 		limit = OM_MAX_ITEMS; /* "at most limit": one reply's worth */
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	snprintf(aid, sizeof(aid), "%" PRIu64, after_id);
-	snprintf(since, sizeof(since), "%" PRId64, since_us);
+	snprintf(aid, sizeof(aid), "%" PRIu64, aq->after_id);
+	snprintf(since, sizeof(since), "%" PRId64, aq->since_us);
 	snprintf(lim, sizeof(lim), "%zu", limit);
+	/* ids are bigint: a bound past them is no bound */
+	snprintf(bid, sizeof(bid), "%" PRIu64,
+	         aq->before_id == 0 || aq->before_id > INT64_MAX ? (uint64_t)INT64_MAX
+	                                                         : aq->before_id);
+	/* Keyset pages through the primary key either way. */
 	r = q(st, "audit list",
-	      "SELECT id, at_us, actor, source, action, target, outcome, detail FROM audit"
-	      " WHERE id > $1::bigint AND at_us >= $2::bigint ORDER BY id LIMIT $3::bigint",
-	      3, v, NULL, 0, NULL);
+	      aq->desc ? AUDIT_PAGE " ORDER BY id DESC LIMIT $3::bigint"
+	               : AUDIT_PAGE " ORDER BY id LIMIT $3::bigint",
+	      4, v, NULL, 0, NULL);
 	if (r == NULL)
 		return OM_EDB;
 	rows = PQntuples(r);

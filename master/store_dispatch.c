@@ -316,7 +316,10 @@ dispatch_locked(struct om_store *st, uint64_t job_id, uint32_t lo, uint32_t hi, 
 			        "now())"
 			        " WHERE job_id = $1::bigint AND idc = $2::text AND state = 'queued'"
 			        " AND task_id IS NULL AND attempt = $5::int"
-			        " AND seq >= $3::int AND seq < $4::int",
+			        " AND seq >= $3::int AND seq < $4::int"
+			        /* already marked: not rewritten by every sweep */
+			        " AND (pending_since IS NULL OR reason IS DISTINCT FROM"
+			        " 'pending: no live worker in IDC ''' || $2::text || '''')",
 			        5, uv);
 		}
 		PQclear(w);

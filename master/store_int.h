@@ -30,6 +30,9 @@ struct om_store {
 	bool listen;   /* LISTEN om_dispatch, om_events (again after a reconnect) */
 	int64_t live_ms; /* a worker heard from within this long is live */
 	int64_t fail_ms; /* om_now_ms() of the last failure */
+	/* Statements om__store_exec prepared in this session (NULL: none yet). */
+	struct om__stmt *stmts;
+	unsigned nstmts;
 	char err[512];
 };
 
@@ -41,6 +44,8 @@ void om__store_set_err(struct om_store *st, const char *what, const char *msg);
 /* The result's error message (or the connection's when r is NULL). */
 void om__store_set_err_res(struct om_store *st, const char *what, const PGresult *r);
 bool om__store_res_ok(const PGresult *r);
+/* As om__store_set_err, and the database counts as away (om_store_last_failure_ms). */
+void om__store_set_fail(struct om_store *st, const char *what, const char *msg);
 
 /* --- codecs */
 int om__store_parse_u64(const char *s, uint64_t *out);
@@ -63,6 +68,19 @@ int om__store_scope_arrays(const struct om_job_scope *s, struct om_buf *idcs,
 /* --- connection and statements */
 int om__store_ready(struct om_store *st);
 void om__store_rollback(struct om_store *st);
+/*
+ * One statement through the session's statement cache: a DML statement
+ * (SELECT, WITH, INSERT, UPDATE, DELETE) is prepared the first time its
+ * text is seen and executed as that prepared statement afterwards, so
+ * PostgreSQL parses and plans it once per session instead of at every call
+ * (planning was most of the database's CPU per job: bench/, issue 7).
+ * Anything else, or a full cache, goes through PQexecParams.  Arguments as
+ * PQexecParams (parameter types from the casts in the text).  Caller PQclears.
+ */
+PGresult *om__store_exec(struct om_store *st, const char *sql, int n, const char *const *vals,
+                         const int *lens, const int *fmts, int rfmt);
+/* Forgets the cache (the session's statements are gone: reconnect, close). */
+void om__store_stmts_clear(struct om_store *st);
 /* One parameterized statement (text params), results in format rfmt (0 text,
  * 1 binary); NULL with the error recorded on failure.  Caller PQclears. */
 PGresult *om__store_query(struct om_store *st, const char *what, const char *sql, int n,

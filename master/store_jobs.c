@@ -14,6 +14,7 @@
 
 #include "om/base.h"
 #include "om/msg.h"
+#include "om/noise.h" /* om_wipe */
 #include "store.h"
 #include "store_int.h"
 
@@ -286,6 +287,133 @@ om_store_job_summary(struct om_store *st, uint64_t job_id, const struct om_job_s
 	}
 	if (rv != 0)
 		om_job_summary_release(out);
+	return rv;
+}
+
+void
+om_job_detail_release(struct om_job_detail *d)
+{
+	size_t i;
+
+	if (d == NULL)
+		return;
+	for (i = 0; i < d->nparams; i++) {
+		om_free(d->params[i].key);
+		if (d->params[i].val != NULL)
+			/* secrets among them */
+			om_wipe(d->params[i].val, strlen(d->params[i].val));
+		om_free(d->params[i].val);
+	}
+	om_free(d->params);
+	om_free(d->schema);
+	om_free(d->batch);
+	om_free(d->become_user);
+	memset(d, 0, sizeof(*d));
+}
+
+/* The options row of om_store_job_detail into d. */
+static int
+detail_options(struct om_store *st, const char *jid, struct om_job_detail *d)
+{
+	const char *v[1] = {jid};
+	PGresult *r;
+	int rv;
+
+	if ((r = query(st, "job detail",
+	               "SELECT j.timeout_s, j.forks, j.wave_size, j.has_max_fail, j.max_fail,"
+	               " j.check_mode, j.become, j.become_user,"
+	               " j.retry_lost AND j.retry_reason IS DISTINCT FROM 'idempotent', j.batch,"
+	               " (SELECT m.schema::text FROM modules m WHERE m.name = j.module)"
+	               " FROM jobs j WHERE j.id = $1::bigint",
+	               1, v)) == NULL)
+		return OM_EDB;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return OM_ENOTFOUND;
+	}
+	if (PQnfields(r) != 11) {
+		PQclear(r);
+		om__store_set_err(st, "job detail", "unexpected columns");
+		return OM_EDB;
+	}
+	d->timeout_s = (uint32_t)om__store_bin_int(r, 0, 0);
+	d->forks = (uint32_t)om__store_bin_int(r, 0, 1);
+	d->wave_size = (uint32_t)om__store_bin_int(r, 0, 2);
+	d->has_max_fail = bin_bool(r, 0, 3);
+	d->max_fail = (uint32_t)om__store_bin_int(r, 0, 4);
+	d->check = bin_bool(r, 0, 5);
+	d->become = bin_bool(r, 0, 6);
+	d->retry_option = bin_bool(r, 0, 8);
+	rv = take_str(r, 0, 7, &d->become_user) && take_str(r, 0, 9, &d->batch) &&
+	                     take_str(r, 0, 10, &d->schema)
+	             ? 0
+	             : OM_ENOMEM;
+	PQclear(r);
+	return rv;
+}
+
+int
+om_store_job_detail(struct om_store *st, uint64_t job_id, struct om_job_detail *out)
+{
+	char jid[24], cap[16];
+	const char *v[2] = {jid, cap};
+	PGresult *r;
+	int rv, i, rows;
+
+	if (out == NULL)
+		return OM_EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (job_id == 0 || job_id > INT64_MAX)
+		return OM_ENOTFOUND;
+	if ((rv = om__store_ready(st)) != 0)
+		return rv;
+	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);
+	snprintf(cap, sizeof(cap), "%d", OM_JOB_PARAM_SHOWN);
+	if ((rv = detail_options(st, jid, out)) != 0)
+		goto fail;
+	/* A long value (a file's content) stays in the database: NULL. */
+	if ((r = query(st, "job params",
+	               "SELECT p.k, CASE WHEN octet_length(p.v) <= $2::int THEN p.v END"
+	               " FROM jobs j, unnest(j.param_keys, j.param_vals) WITH ORDINALITY"
+	               " AS p(k, v, i) WHERE j.id = $1::bigint ORDER BY p.i",
+	               2, v)) == NULL) {
+		rv = OM_EDB;
+		goto fail;
+	}
+	rows = PQntuples(r);
+	if (rows > OM_MAX_PARAMS) {
+		PQclear(r);
+		om__store_set_err(st, "job params", "more parameters than a job takes");
+		rv = OM_EDB;
+		goto fail;
+	}
+	if (rows > 0 && (out->params = om_calloc((size_t)rows, sizeof(*out->params))) == NULL) {
+		PQclear(r);
+		rv = OM_ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < rows && rv == 0; i++) {
+		out->nparams++;
+		if (!take_str(r, i, 0, &out->params[i].key) ||
+		    !take_str(r, i, 1, &out->params[i].val))
+			rv = OM_ENOMEM;
+		else if (out->params[i].key == NULL)
+			rv = OM_EPROTO; /* a NULL key: not what job create writes */
+	}
+	/* the values may hold secrets: wiped with the result */
+	for (i = 0; i < rows; i++)
+		if (!PQgetisnull(r, i, 1))
+			om_wipe(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+	PQclear(r);
+	if (rv == OM_EPROTO) {
+		om__store_set_err(st, "job params", "a parameter without a name");
+		rv = OM_EDB;
+	}
+	if (rv != 0)
+		goto fail;
+	return 0;
+fail:
+	om_job_detail_release(out);
 	return rv;
 }
 

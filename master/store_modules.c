@@ -22,7 +22,7 @@
 static PGresult *
 query(struct om_store *st, const char *what, const char *sql, int n, const char *const *vals)
 {
-	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, 0);
+	PGresult *r = om__store_exec(st, sql, n, vals, NULL, NULL, 0);
 
 	if (!om__store_res_ok(r)) {
 		om__store_set_err_res(st, what, r);

@@ -35,6 +35,7 @@
 #define MAX_CREATE  4    /* partitions created per call */
 #define JOB_BATCH   "500"   /* jobs deleted per transaction, at most */
 #define HOST_BATCH  "20000" /* and their host rows, at most (but one job always) */
+#define EVENT_BATCH "50000" /* and output rows, at most */
 #define MAX_BATCHES 8    /* transactions of row deletion per call */
 
 /* DDL must not queue behind a long transaction (and make every insert queue
@@ -198,47 +199,59 @@ fail:
 
 /*
  * Expired jobs outside droppable partitions, a bounded batch (their host rows
- * count too: one job may have 100,000): how many, or OM_EDB.
+ * count too: one job may have 100,000): their output first, at most
+ * EVENT_BATCH rows, and the jobs themselves only once their remaining output
+ * fits in this transaction, so a job with millions of lines of output takes
+ * several calls instead of one statement that never finishes.  > 0 when
+ * something was deleted, 0 when nothing is left, or OM_EDB.
  */
 static int
 delete_batch(struct om_store *st, const char *days, struct om_retention_stats *out)
 {
 	const char *v[1] = {days};
 	PGresult *r;
-	int rv, n;
+	int rv;
+	long nev, njobs;
 
 	if ((rv = begin_locked(st)) <= 0)
 		return rv;
 	/* A job in a partition that will be dropped whole waits for the drop:
 	 * deleting its output row by row is what partitions are there to avoid. */
 	r = om__store_query(st, "expired jobs",
-	                    "DELETE FROM jobs WHERE id IN (SELECT id FROM (SELECT j.id, j.nhosts,"
+	                    "WITH b AS (SELECT id FROM (SELECT j.id, j.nhosts,"
 	                    " sum(j.nhosts) OVER (ORDER BY j.id) AS upto FROM jobs j"
 	                    " WHERE j.state = 'done'"
 	                    " AND j.finished_at < now() - make_interval(days => $1::int)"
 	                    " AND NOT EXISTS (SELECT 1 FROM job_event_parts p"
 	                    " WHERE j.id >= p.lo AND j.id < p.hi"
 	                    " AND p.hi <= (SELECT last_value FROM jobs_id_seq) + 1)"
-	                    " ORDER BY j.id LIMIT " JOB_BATCH ") b"
-	                    " WHERE b.upto - b.nhosts < " HOST_BATCH ")",
+	                    " ORDER BY j.id LIMIT " JOB_BATCH ") x"
+	                    " WHERE x.upto - x.nhosts < " HOST_BATCH "),"
+	                    " e AS (DELETE FROM job_events WHERE (job_id, id) IN (SELECT job_id, id"
+	                    " FROM job_events WHERE job_id IN (SELECT id FROM b)"
+	                    " LIMIT " EVENT_BATCH ") RETURNING 1),"
+	                    " ne AS (SELECT count(*) AS n FROM e),"
+	                    " d AS (DELETE FROM jobs WHERE id IN (SELECT id FROM b)"
+	                    " AND (SELECT n FROM ne) < " EVENT_BATCH " RETURNING 1)"
+	                    " SELECT (SELECT n FROM ne), (SELECT count(*) FROM d)",
 	                    1, v, 0);
 	if (r == NULL) {
 		om__store_rollback(st);
 		return OM_EDB;
 	}
-	n = (int)strtol(PQcmdTuples(r), NULL, 10);
+	nev = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	njobs = strtol(PQgetvalue(r, 0, 1), NULL, 10);
 	PQclear(r);
 	if ((rv = commit(st)) != 0)
 		return rv;
-	out->jobs_deleted += (uint64_t)n;
-	return n;
+	out->jobs_deleted += (uint64_t)njobs;
+	return njobs > 0 || nev > 0;
 }
 
 int
 om_store_retention(struct om_store *st, int retention_days, struct om_retention_stats *out)
 {
 	char days[16];
-	int64_t fail_ms;
 	int rv, i;
 
 	memset(out, 0, sizeof(*out));
@@ -246,9 +259,6 @@ om_store_retention(struct om_store *st, int retention_days, struct om_retention_
 		return OM_EINVAL;
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	/* A DDL lock timeout is not a database failure: it must not make the
-	 * master doubt what it hears from workers (om_store_last_failure_ms). */
-	fail_ms = st->fail_ms;
 	if ((rv = create_ahead(st, out)) < 0)
 		goto out;
 	if (retention_days == 0)
@@ -262,7 +272,5 @@ om_store_retention(struct om_store *st, int retention_days, struct om_retention_
 	if (rv >= 0)
 		return 0;
 out:
-	if (strstr(st->err, "lock timeout") != NULL)
-		st->fail_ms = fail_ms;
 	return rv;
 }

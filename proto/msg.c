@@ -37,7 +37,8 @@
  *   DONE        count o, text o
  *   WORKERS_LIST -
  *   WORKERS     workers R (array of worker)
- *   ERROR       code R (int32), text o
+ *   ERROR       code R (int32), text o, field o (<= OM_MAX_FIELD: the request field
+ *               at fault; older decoders skip it)
  *
  *   trust and access (issue 3):
  *   KEYS_LIST, USERS_LIST, TOKENS_LIST, AUDIT_VERIFY   -
@@ -50,7 +51,8 @@
  *   TOKEN_CREATE name R (name), user o (name), scopes o (array of <= OM_MAX_SCOPES
  *               strings of <= 32 bytes), ttl o (ttl_s)
  *   TOKEN_REVOKE id R
- *   AUDIT_LIST  since o (since_ms, int64), after o (after_id), limit o
+ *   AUDIT_LIST  since o (since_ms, int64), after o (after_id), limit o,
+ *               before o (before_id), desc o (bool: newest first)
  *   SECRET      id R, secret R (secret), exp o (expires_ms, int64)
  *   TABLE       cols R (1..OM_MAX_TABLE_COLUMNS strings of <= 255),
  *               cells R (row-major strings of <= OM_MAX_TEXT or nil, at most
@@ -345,6 +347,7 @@ static const struct field workers_f[] = {
 static const struct field error_f[] = {
 	I32("code", REQ, M(error.code)),
 	STR("text", OPT, M(error.text), OM_MAX_TEXT),
+	STR("field", OPT, M(error.field), OM_MAX_FIELD),
 };
 static const struct field key_set_f[] = {
 	U64("id", REQ, M(key_set.id)),
@@ -384,6 +387,8 @@ static const struct field audit_f[] = {
 	I64("since", OPT, M(audit.since_ms)),
 	U64("after", OPT, M(audit.after_id)),
 	U32("limit", OPT, M(audit.limit)),
+	U64("before", OPT, M(audit.before_id)),
+	BOOL("desc", OPT, M(audit.desc)),
 };
 static const struct field secret_f[] = {
 	U64("id", REQ, M(secret.id)),

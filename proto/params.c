@@ -207,10 +207,19 @@ int
 om_params_validate(const struct om_plugin_param *schema, size_t n, const struct om_kv *kv,
                    size_t nkv, char *err, size_t errlen)
 {
+	return om_params_validate_at(schema, n, kv, nkv, NULL, err, errlen);
+}
+
+int
+om_params_validate_at(const struct om_plugin_param *schema, size_t n, const struct om_kv *kv,
+                      size_t nkv, const char **param, char *err, size_t errlen)
+{
 	const struct om_plugin_param *p;
 	size_t i, j;
 	int rc;
 
+	if (param != NULL)
+		*param = NULL;
 	if (nkv > 0 && kv == NULL)
 		return OM_EINVAL;
 	for (i = 0; i < nkv; i++) {
@@ -218,6 +227,8 @@ om_params_validate(const struct om_plugin_param *schema, size_t n, const struct 
 			om_seterr(err, errlen, "parameter %zu has no name or no value", i + 1);
 			return OM_EINVAL;
 		}
+		if (param != NULL)
+			*param = kv[i].key;
 		if ((p = find(schema, n, kv[i].key)) == NULL) {
 			om_seterr(err, errlen, "unknown parameter '%.64s'", kv[i].key);
 			return OM_EINVAL;
@@ -238,10 +249,14 @@ om_params_validate(const struct om_plugin_param *schema, size_t n, const struct 
 			if (strcmp(kv[j].key, schema[i].name) == 0)
 				break;
 		if (j == nkv) {
+			if (param != NULL)
+				*param = schema[i].name;
 			om_seterr(err, errlen, "missing required parameter '%s'", schema[i].name);
 			return OM_EINVAL;
 		}
 	}
+	if (param != NULL)
+		*param = NULL;
 	return 0;
 }
 

@@ -40,6 +40,7 @@
 #include "engine.h"
 #include "om/base.h"
 #include "om/params.h"
+#include "sshkey.h"
 
 #define TICK_MS         50
 #define MAX_EVENTS      256
@@ -101,6 +102,7 @@ struct conn {
 	bool peer_gone;          /* hang-up or error seen: reads go on even while paused */
 	struct op *send_owner;   /* its packet is half sent: it alone may send */
 	struct resolve *resolve; /* C_RESOLVE: the lookup in flight */
+	void *login_key;         /* C_AUTH: the struct om_sshkey this login signs with */
 	bool in_pool;
 	unsigned bucket;
 	struct conn *next, *prev;   /* every conn */
@@ -224,6 +226,11 @@ struct cmd {
 	struct cmd *next;
 };
 
+struct keyref {
+	struct om_sshkey *k;
+	struct keyref *next;
+};
+
 struct engine {
 	struct om_engine_opts o;
 	pthread_t thread;
@@ -242,6 +249,11 @@ struct engine {
 	LIBSSH2_KNOWNHOSTS *kh;
 	struct timespec kh_mtime;
 	off_t kh_size;
+	/* The login key parsed once (NULL: libssh2 reads the file at each login). */
+	struct om_sshkey *key;
+	struct timespec key_mtime;
+	off_t key_size;
+	struct keyref *key_old; /* replaced keys: a login in flight may still sign with one */
 	struct trun *tasks;
 	struct conn *conns;
 	unsigned nconns, nidle;
@@ -386,6 +398,45 @@ kh_refresh(struct engine *e)
 		while (e->lru_head != NULL)
 			conn_kill(e, e->lru_head, true);
 	}
+}
+
+/*
+ * (Re)reads the login key when the file changed (as kh_refresh for
+ * known_hosts).  A key of a kind sshkey.c does not hold leaves e->key NULL:
+ * libssh2 then reads the file at every login, as before.
+ */
+static void
+key_refresh(struct engine *e)
+{
+	struct om_sshkey *k;
+	struct keyref *old;
+	struct stat st;
+	int rc;
+
+	if (stat(e->o.privkey, &st) != 0)
+		return;
+	if (st.st_mtim.tv_sec == e->key_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == e->key_mtime.tv_nsec && st.st_size == e->key_size)
+		return;
+	e->key_mtime = st.st_mtim;
+	e->key_size = st.st_size;
+	if ((rc = om_sshkey_load(e->o.privkey, &k)) != 0) {
+		if (rc != OM_ETYPE)
+			om_debug("ssh key '%s': %s; libssh2 reads it at each login", e->o.privkey,
+			         om_strerror(rc));
+		k = NULL;
+	}
+	if (e->key != NULL) {
+		if ((old = om_calloc(1, sizeof(*old))) == NULL) {
+			om_sshkey_free(k); /* keep the old key rather than free one in use */
+			e->key_size = -1;  /* and try again at the next login */
+			return;
+		}
+		old->k = e->key;
+		old->next = e->key_old;
+		e->key_old = old;
+	}
+	e->key = k;
 }
 
 static int
@@ -1245,8 +1296,20 @@ conn_connect_step(struct engine *e, struct conn *c, uint32_t events)
 			c->step_deadline = om_now_ms() + (int64_t)e->o.connect_timeout_s * 1000;
 			break;
 		case C_AUTH:
-			rc = libssh2_userauth_publickey_fromfile_ex(
-			        c->s, t->user, (unsigned)strlen(t->user), NULL, e->o.privkey, NULL);
+			/* One key for the whole login, however often it returns EAGAIN. */
+			if (c->login_key == NULL)
+				c->login_key = e->key;
+			if (c->login_key != NULL) {
+				size_t blen;
+				const unsigned char *blob = om_sshkey_blob(c->login_key, &blen);
+
+				rc = libssh2_userauth_publickey(c->s, t->user, blob, blen,
+				                                om_sshkey_sign, &c->login_key);
+			} else {
+				rc = libssh2_userauth_publickey_fromfile_ex(
+				        c->s, t->user, (unsigned)strlen(t->user), NULL,
+				        e->o.privkey, NULL);
+			}
 			if (rc == LIBSSH2_ERROR_EAGAIN)
 				return;
 			if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
@@ -1964,6 +2027,7 @@ host_start(struct engine *e, struct hrun *h)
 		return true;
 	}
 	kh_refresh(e);
+	key_refresh(e);
 	conn_start(e, h);
 	return true;
 }
@@ -2478,6 +2542,7 @@ om_engine_open(const struct om_engine_opts *opts, struct om_engine **out)
 		goto fail;
 	if ((rc = kh_load(e)) != 0)
 		goto fail;
+	key_refresh(e);
 	rc = OM_ESYS;
 	if ((e->ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		goto fail;
@@ -2500,6 +2565,7 @@ fail:
 		libssh2_knownhost_free(e->kh);
 	if (e->kh_session != NULL)
 		libssh2_session_free(e->kh_session);
+	om_sshkey_free(e->key);
 	if (e->resolver != NULL)
 		resolver_unref(e->resolver); /* no thread yet: the only reference */
 	pthread_mutex_destroy(&e->lock);
@@ -2655,6 +2721,14 @@ om_engine_close(struct om_engine *oe)
 	close(e->ep);
 	libssh2_knownhost_free(e->kh);
 	libssh2_session_free(e->kh_session);
+	om_sshkey_free(e->key);
+	while (e->key_old != NULL) {
+		struct keyref *k = e->key_old;
+
+		e->key_old = k->next;
+		om_sshkey_free(k->k);
+		om_free(k);
+	}
 	pthread_mutex_destroy(&e->lock);
 	om_free(e);
 }

@@ -3,7 +3,9 @@
 # fresh worker, so every host needs a new SSH session) and warm (the same
 # job again over the pooled sessions), beside pssh on the same hosts in the
 # same run.  Also the worker's CPU per host and its RSS per open session.
-# Not part of make check; `make bench` (issue 7) grows from it.
+# Not part of make check.  `make bench` (bench/run.sh, issue 7) grew from it
+# and does all of this beside pdsh, clush and ansible too; this stays as a
+# quick look at one tool.
 #
 #   tests/bench/fanout.sh [N...]     default: 100 500; needs root and pssh
 #

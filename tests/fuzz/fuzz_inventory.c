@@ -1,5 +1,5 @@
 /*
- * Fuzzes the Ansible INI inventory parser (cli/inventory.c) and checks what
+ * Fuzzes the Ansible INI inventory parser (proto/inventory.c) and checks what
  * it promises about a successful result: every name valid, every host with
  * an address and an IDC, counts within the protocol limits.
  */
@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "inventory.h"
 #include "om/base.h"
 #include "om/err.h"
+#include "om/inventory.h"
 #include "om/msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

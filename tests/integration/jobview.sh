@@ -117,6 +117,9 @@ case_show() {
 	check "job show: counts are not 'ok 2 failed 1 unreachable 1'" \
 		out_re c1 '^hosts: +ok 2 failed 1 unreachable 1$'
 	check "job show: duration missing" out_re c1 '^duration: +[0-9]+\.[0-9]{2} s$'
+	check "job show: no params line" out_re c1 '^params: +cmd=.*out-x'
+	check "job show: no options line" \
+		out_re c1 '^options: +timeout=0 forks=0 batch=0 max_fail=- check=no become=no become_user=- retry_lost=no$'
 	check "job show: hosts not by state then name: $(host_lines c1)" \
 		[ "$(host_lines c1)" = "web-1 ok web-4 ok web-2 failed lonely-j unreachable" ]
 	check "job show: web-2's line lacks exit 3 or its worker" out_re c1 '^web-2 +failed +3 +[0-9.]+ s +bj-[12] '
@@ -130,6 +133,8 @@ case_show() {
 	check "job show --json: exit $RC" [ "$RC" -eq 0 ]
 	check "job show --json: fields" json_ok c3 \
 		'j["id"] == '"$JOB"' and j["state"] == "done" and j["module"] == "shell" and j["user"] == "admin" and j["duration_ms"] >= 0 and j["finished"]'
+	check "job show --json: params or options" json_ok c3 \
+		'"out-x" in j["params"]["cmd"] and j["options"]["batch"] == 0 and j["options"]["max_fail"] is None'
 	check "job show --json: counts" json_ok c3 \
 		'j["counts"] == {"ok": 2, "failed": 1, "unreachable": 1} and list(j["counts"]) == ["ok", "failed", "unreachable"]'
 	check "job show --json: hosts" json_ok c3 \

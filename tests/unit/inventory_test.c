@@ -1,4 +1,4 @@
-/* Ansible INI inventory import: cli/inventory.c. */
+/* Ansible INI inventory import: proto/inventory.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "inventory.h"
 #include "om/base.h"
 #include "om/err.h"
+#include "om/inventory.h"
 #include "om/msg.h"
 
 struct parsed {

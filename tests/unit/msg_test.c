@@ -242,6 +242,7 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 	case OM_MSG_ERROR:
 		assert_int_equal(a->u.error.code, b->u.error.code);
 		assert_str_or_null(a->u.error.text, b->u.error.text);
+		assert_str_or_null(a->u.error.field, b->u.error.field);
 		break;
 	case OM_MSG_KEY_SET:
 		assert_true(a->u.key_set.id == b->u.key_set.id);
@@ -298,6 +299,8 @@ assert_msg(const struct om_msg *a, const struct om_msg *b)
 		assert_true(a->u.audit.since_ms == b->u.audit.since_ms);
 		assert_true(a->u.audit.after_id == b->u.audit.after_id);
 		assert_int_equal(a->u.audit.limit, b->u.audit.limit);
+		assert_true(a->u.audit.before_id == b->u.audit.before_id);
+		assert_int_equal(a->u.audit.desc, b->u.audit.desc);
 		break;
 	case OM_MSG_SECRET:
 		assert_true(a->u.secret.id == b->u.secret.id);
@@ -518,6 +521,7 @@ sample(enum om_msg_type t, struct om_msg *m)
 	case OM_MSG_ERROR:
 		m->u.error.code = OM_EAUTH;
 		m->u.error.text = "token expired";
+		m->u.error.field = "params.cmd";
 		break;
 	case OM_MSG_KEY_SET:
 		m->u.key_set.id = 1ull << 33;
@@ -561,6 +565,8 @@ sample(enum om_msg_type t, struct om_msg *m)
 		m->u.audit.since_ms = -1;
 		m->u.audit.after_id = 1000;
 		m->u.audit.limit = 50;
+		m->u.audit.before_id = 2000;
+		m->u.audit.desc = true;
 		break;
 	case OM_MSG_SECRET:
 		m->u.secret.id = 9;
@@ -2563,6 +2569,90 @@ test_issue5_messages(void **state)
 	expect_decode(&b, 0);
 }
 
+/* Issue 6: ERROR's optional field, AUDIT_LIST newest first. */
+static void
+test_issue6_messages(void **state)
+{
+	char longf[OM_MAX_FIELD + 2];
+	struct om_msg m, out;
+	struct om_buf b;
+
+	(void)state;
+	/* an ERROR as a master before the field sends it: no field */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_ERROR);
+	om_mpw_cstr(&b, "code");
+	om_mpw_int(&b, OM_EINVAL);
+	put_kv_str(&b, "text", "parameter 'cmd': missing");
+	assert_int_equal(decode_exact(b.data, b.len, &m), 0);
+	assert_int_equal(m.u.error.code, OM_EINVAL);
+	assert_null(m.u.error.field);
+	om_msg_release(&m);
+	om_buf_release(&b);
+	/* with one, and a nil one (absent) */
+	memset(&m, 0, sizeof(m));
+	m.type = OM_MSG_ERROR;
+	m.u.error.code = OM_EINVAL;
+	m.u.error.field = "options.timeout";
+	roundtrip(&m, &out);
+	assert_string_equal(out.u.error.field, "options.timeout");
+	assert_null(out.u.error.text);
+	om_msg_release(&out);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_ERROR);
+	put_kv_uint(&b, "code", 1);
+	om_mpw_cstr(&b, "field");
+	om_mpw_nil(&b);
+	expect_decode(&b, 0);
+	/* too long: the encoder and the decoder refuse it */
+	memset(longf, 'f', sizeof(longf) - 1);
+	longf[sizeof(longf) - 1] = '\0';
+	m.u.error.field = longf;
+	om_buf_init(&b, OM_MAX_FRAME);
+	assert_int_equal(om_msg_encode(&m, &b), OM_EMSGSIZE);
+	assert_int_equal(b.len, 0);
+	om_buf_release(&b);
+	om_buf_init(&b, 1024);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_ERROR);
+	put_kv_uint(&b, "code", 1);
+	put_kv_str(&b, "field", longf);
+	expect_decode(&b, OM_EMSGSIZE);
+	/* a field of the wrong type */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 3);
+	put_kv_uint(&b, "t", OM_MSG_ERROR);
+	put_kv_uint(&b, "code", 1);
+	put_kv_uint(&b, "field", 7);
+	expect_decode(&b, OM_ETYPE);
+
+	/* AUDIT_LIST from an omctl before desc: oldest first, no upper bound */
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_AUDIT_LIST);
+	put_kv_uint(&b, "limit", 10);
+	assert_int_equal(decode_exact(b.data, b.len, &m), 0);
+	assert_false(m.u.audit.desc);
+	assert_true(m.u.audit.before_id == 0);
+	om_msg_release(&m);
+	om_buf_release(&b);
+	memset(&m, 0, sizeof(m));
+	m.type = OM_MSG_AUDIT_LIST;
+	m.u.audit.desc = true;
+	m.u.audit.before_id = UINT64_MAX;
+	roundtrip(&m, &out);
+	assert_true(out.u.audit.desc);
+	assert_true(out.u.audit.before_id == UINT64_MAX);
+	om_msg_release(&out);
+	om_buf_init(&b, 256);
+	om_mpw_map(&b, 2);
+	put_kv_uint(&b, "t", OM_MSG_AUDIT_LIST);
+	put_kv_str(&b, "desc", "yes");
+	expect_decode(&b, OM_ETYPE);
+}
+
 int
 main(void)
 {
@@ -2592,6 +2682,7 @@ main(void)
 	        cmocka_unit_test(test_host_copy_and_frees),
 	        cmocka_unit_test(test_issue4_messages),
 	        cmocka_unit_test(test_issue5_messages),
+	        cmocka_unit_test(test_issue6_messages),
 	};
 
 	return cmocka_run_group_tests_name("msg", tests, NULL, NULL);

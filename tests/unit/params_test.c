@@ -376,6 +376,39 @@ test_schema_alloc_failure(void **state)
 	om_free(json);
 }
 
+/* om_params_validate_at: the parameter at fault, by name. */
+static void
+test_validate_at(void **state)
+{
+	struct om_kv kv[3];
+	const char *at = "x";
+	char err[256];
+
+	(void)state;
+	kv[0] = (struct om_kv){"cmd", "ls"};
+	kv[1] = (struct om_kv){"mode", "9z"};
+	assert_int_equal(om_params_validate_at(schema, NSCHEMA, kv, 2, &at, err, sizeof(err)),
+	                 OM_EINVAL);
+	assert_string_equal(at, "mode");
+	kv[1] = (struct om_kv){"colour", "red"};
+	assert_int_equal(om_params_validate_at(schema, NSCHEMA, kv, 2, &at, err, sizeof(err)),
+	                 OM_EINVAL);
+	assert_string_equal(at, "colour");
+	/* a missing required one is named from the schema */
+	kv[0] = (struct om_kv){"count", "3"};
+	assert_int_equal(om_params_validate_at(schema, NSCHEMA, kv, 1, &at, err, sizeof(err)),
+	                 OM_EINVAL);
+	assert_string_equal(at, "cmd");
+	/* no one parameter's fault, and success: NULL */
+	assert_int_equal(om_params_validate_at(schema, NSCHEMA, NULL, 1, &at, err, sizeof(err)),
+	                 OM_EINVAL);
+	assert_null(at);
+	kv[0] = (struct om_kv){"cmd", "ls"};
+	at = "x";
+	assert_int_equal(om_params_validate_at(schema, NSCHEMA, kv, 1, &at, err, sizeof(err)), 0);
+	assert_null(at);
+}
+
 int
 main(void)
 {
@@ -383,6 +416,7 @@ main(void)
 	        cmocka_unit_test(test_types),
 	        cmocka_unit_test(test_error_text),
 	        cmocka_unit_test(test_unknown_and_required),
+	        cmocka_unit_test(test_validate_at),
 	        cmocka_unit_test(test_bool_spellings),
 	        cmocka_unit_test(test_schema_roundtrip),
 	        cmocka_unit_test(test_schema_hostile),

@@ -363,8 +363,8 @@ test_count_bound(void **state)
 static void
 test_builtins(void **state)
 {
-	static const char *const mods[] = {"shell", "command", "script",  "copy",   "fetch",
-	                                   "ping",  "facts",   "service", "package"};
+	static const char *const mods[] = {"shell", "command", "script",  "copy",    "fetch",
+	                                   "ping",  "facts",   "service", "package", "noop"};
 	char dir[PATH_MAX * 2], *log;
 	struct om_plugins *p;
 	struct om_module_info *cat;
@@ -380,7 +380,8 @@ test_builtins(void **state)
 	for (uint32_t i = 0; i < n; i++) {
 		/* read-only, or converging on a checksum: the rest may not run twice */
 		bool idem = strcmp(cat[i].name, "ping") == 0 || strcmp(cat[i].name, "facts") == 0 ||
-		            strcmp(cat[i].name, "fetch") == 0 || strcmp(cat[i].name, "copy") == 0;
+		            strcmp(cat[i].name, "fetch") == 0 || strcmp(cat[i].name, "copy") == 0 ||
+		            strcmp(cat[i].name, "noop") == 0;
 
 		if (cat[i].idempotent != idem)
 			fail_msg("built-in module '%s': idempotent %d, want %d", cat[i].name,

@@ -12,6 +12,7 @@
 #include "om/err.h"
 #include "om/msg.h"
 #include "selector.h"
+#include "store.h"
 
 static char *web_groups[] = {"web", "frontend"};
 static char *db_groups[] = {"db"};
@@ -250,6 +251,62 @@ test_sparse_host(void **state)
 	om_selector_free(sel);
 }
 
+static bool
+in(const char *s, const char **v, size_t n)
+{
+	for (size_t i = 0; s != NULL && i < n; i++)
+		if (strcmp(s, v[i]) == 0)
+			return true;
+	return false;
+}
+
+/* What the store's filtered load lets through (its WHERE clause). */
+static bool
+filter_passes(const struct om_host_filter *f, const struct om_host *h)
+{
+	if (in(h->name, f->names, f->nnames) || in(h->idc, f->idcs, f->nidcs))
+		return true;
+	for (uint32_t g = 0; g < h->ngroups; g++)
+		if (in(h->groups[g], f->groups, f->ngroups))
+			return true;
+	return false;
+}
+
+/* The prefilter: a superset of the matches, or "load everything". */
+static void
+test_filter(void **state)
+{
+	static const char *const narrow[] = {"web-1", "web-1,db-2", "idc:sh", "group:db,web-3",
+	                                     "group:web,!web-2", "idc:bj,!group:db", "nohost"};
+	static const char *const wide[] = {"all", "web-*", "!web-1", "db-1,web-?", "all,!db-1"};
+	struct om_host_filter f;
+	struct om_selector *sel;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(narrow) / sizeof(narrow[0]); i++) {
+		assert_int_equal(om_selector_parse(narrow[i], &sel, NULL, 0), 0);
+		assert_true(om_selector_filter(sel, &f));
+		for (size_t k = 0; k < NHOSTS; k++)
+			if (om_selector_match(sel, &hosts[k]) && !filter_passes(&f, &hosts[k]))
+				fail_msg("'%s' matches %s, which its filter drops", narrow[i],
+				         hosts[k].name);
+		om_selector_filter_release(&f);
+		om_selector_free(sel);
+	}
+	/* exclusions name nothing to load */
+	assert_int_equal(om_selector_parse("group:web,!web-2", &sel, NULL, 0), 0);
+	assert_true(om_selector_filter(sel, &f));
+	assert_int_equal(f.nnames + f.nidcs, 0);
+	assert_int_equal(f.ngroups, 1);
+	om_selector_filter_release(&f);
+	om_selector_free(sel);
+	for (size_t i = 0; i < sizeof(wide) / sizeof(wide[0]); i++) {
+		assert_int_equal(om_selector_parse(wide[i], &sel, NULL, 0), 0);
+		assert_false(om_selector_filter(sel, &f));
+		om_selector_free(sel);
+	}
+}
+
 /* Every allocation failure is reported as OM_ENOMEM without a leak. */
 static void
 test_alloc_failures(void **state)
@@ -279,6 +336,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_all),
+	        cmocka_unit_test(test_filter),
 	        cmocka_unit_test(test_idc),
 	        cmocka_unit_test(test_group),
 	        cmocka_unit_test(test_exact_name),

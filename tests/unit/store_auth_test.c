@@ -527,6 +527,17 @@ test_users(void **state)
 	ms_unknown = ms_since(&t0);
 	assert_int_equal(om_store_user_login(f->st, "bad\xff", "alice-password-1", &out), OM_EAUTH);
 	assert_int_equal(om_store_user_login(f->st, "alice", "", &out), OM_EAUTH);
+	/* refusals are not database failures: a stream of bad logins or tokens
+	 * must not hold back declaring dead workers lost (regression) */
+	{
+		int64_t failed_at = om_store_last_failure_ms(f->st);
+		struct om_token_info tok;
+		memset(&tok, 0, sizeof(tok));
+		assert_int_equal(om_store_user_login(f->st, "alice", "nope-nope-1", &out), OM_EAUTH);
+		assert_int_equal(om_store_user_login(f->st, "mallory", "nope-nope-1", &out), OM_EAUTH);
+		assert_true(om_store_token_check(f->st, "omt_00", &tok, NULL) != 0);
+		assert_int_equal(om_store_last_failure_ms(f->st), failed_at);
+	}
 	printf("  login: wrong password %.0f ms, unknown user %.0f ms\n", ms_wrong, ms_unknown);
 	/* an unknown user costs a scrypt too */
 	assert_true(ms_unknown > ms_wrong / 2);
@@ -893,6 +904,54 @@ test_audit_append_verify(void **state)
 	assert_int_equal(n, 0);
 	assert_int_equal(om_store_audit_list(f->st, 0, 0, 0, &recs, &n), 0);
 	assert_int_equal(n, 0);
+
+	/* newest first, paging down with before_id (the console's audit page) */
+	{
+		struct om_audit_query aq = {.desc = true, .limit = 20};
+		uint64_t top = 0;
+		got = 0;
+		do {
+			assert_int_equal(om_store_audit_page(f->st, &aq, &recs, &n), 0);
+			assert_true(n <= 20);
+			for (i = 0; i < n; i++) {
+				if (top == 0)
+					top = recs[0].id;
+				assert_int_equal(recs[i].id, top - got - i);
+			}
+			if (n > 0)
+				aq.before_id = recs[n - 1].id;
+			got += n;
+			om_audit_recs_free(recs, n);
+		} while (n == 20);
+		/* every row once, down to the first of this test's database */
+		assert_int_equal(top, q_int(f, "SELECT max(id) FROM audit", 0, NULL));
+		assert_int_equal(got, q_int(f, "SELECT count(*) FROM audit", 0, NULL));
+		/* both bounds: the rows between, either order */
+		aq.after_id = base + 10;
+		aq.before_id = base + 14;
+		assert_int_equal(om_store_audit_page(f->st, &aq, &recs, &n), 0);
+		assert_int_equal(n, 3);
+		assert_int_equal(recs[0].id, base + 13);
+		assert_int_equal(recs[2].id, base + 11);
+		om_audit_recs_free(recs, n);
+		aq.desc = false;
+		assert_int_equal(om_store_audit_page(f->st, &aq, &recs, &n), 0);
+		assert_int_equal(n, 3);
+		assert_int_equal(recs[0].id, base + 11);
+		om_audit_recs_free(recs, n);
+		/* nothing below id 1; a bound past every id is none */
+		aq.after_id = 0;
+		aq.before_id = 1;
+		assert_int_equal(om_store_audit_page(f->st, &aq, &recs, &n), 0);
+		assert_int_equal(n, 0);
+		aq.before_id = UINT64_MAX;
+		aq.desc = true;
+		aq.limit = 1;
+		assert_int_equal(om_store_audit_page(f->st, &aq, &recs, &n), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(recs[0].id, top);
+		om_audit_recs_free(recs, n);
+	}
 
 	/* the table refuses change, for the role the store runs as too */
 	assert_int_equal(

@@ -815,6 +815,192 @@ test_job_output(void **state)
 	assert_false(more);
 }
 
+/* --- what a job was submitted with (issue 6) ----------------------------------------- */
+
+/* A job of module jd-mod (user, token: secret; blob) with every option set. */
+static uint64_t
+make_detail_job(struct fx *f, const char *const *vals, const char *batch)
+{
+	struct om_module_info mod = {
+	        .name = "jd-mod",
+	        .version = "1.0",
+	        .kind = "script",
+	        .schema = "[{\"name\":\"user\",\"type\":\"string\"},"
+	                  "{\"name\":\"token\",\"type\":\"string\",\"secret\":true},"
+	                  "{\"name\":\"blob\",\"type\":\"string\"}]",
+	};
+	struct om_kv kv[4] = {{"user", (char *)vals[0]},
+	                      {"token", (char *)vals[1]},
+	                      {"blob", (char *)vals[2]},
+	                      {"extra", "x"}};
+	struct om_job_spec js = {"user 'jd'", "jd-0", "jd-mod", kv, 4, 60, 5};
+	struct om_host h = {.name = "jd-0", .addr = "10.0.0.1", .idc = "dc1", .port = 22};
+	uint64_t job = 0;
+
+	js.become = true;
+	js.become_user = "app";
+	js.check = true;
+	js.retry_lost = true;
+	js.wave_size = 1;
+	js.nwaves = 1;
+	js.has_max_fail = true;
+	js.max_fail = 10;
+	js.batch = batch;
+	assert_int_equal(om_store_modules_put(f->st, "jd-w", "dc1", &mod, 1), 0);
+	assert_int_equal(om_store_hosts_upsert(f->st, &h, 1), 0);
+	assert_int_equal(om_store_job_create(f->st, &js, &h, 1, &job), 0);
+	return job;
+}
+
+static void
+test_job_detail(void **state)
+{
+	struct fx *f = fx_of(state);
+	char big[OM_JOB_PARAM_SHOWN + 2];
+	const char *vals[3] = {"bob", "hunter2", big};
+	struct om_job_detail d;
+	uint64_t job;
+
+	memset(big, 'A', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	job = make_detail_job(f, vals, "25%");
+	assert_int_equal(om_store_job_detail(f->st, job, &d), 0);
+	assert_int_equal(d.nparams, 4);
+	assert_string_equal(d.params[0].key, "user");
+	assert_string_equal(d.params[0].val, "bob");
+	/* the store gives secrets back: redaction is the reader's (jobview.c) */
+	assert_string_equal(d.params[1].val, "hunter2");
+	assert_string_equal(d.params[2].key, "blob");
+	assert_null(d.params[2].val); /* longer than OM_JOB_PARAM_SHOWN: not read */
+	assert_string_equal(d.params[3].key, "extra");
+	assert_non_null(d.schema);
+	assert_non_null(strstr(d.schema, "token"));
+	assert_int_equal(d.timeout_s, 60);
+	assert_int_equal(d.forks, 5);
+	assert_int_equal(d.wave_size, 1);
+	assert_string_equal(d.batch, "25%");
+	assert_true(d.has_max_fail);
+	assert_int_equal(d.max_fail, 10);
+	assert_true(d.check);
+	assert_true(d.become);
+	assert_string_equal(d.become_user, "app");
+	assert_true(d.retry_option);
+	om_job_detail_release(&d);
+	assert_null(d.params);
+	/* exactly OM_JOB_PARAM_SHOWN bytes are still shown */
+	big[OM_JOB_PARAM_SHOWN] = '\0';
+	job = make_detail_job(f, vals, NULL);
+	assert_int_equal(om_store_job_detail(f->st, job, &d), 0);
+	assert_int_equal(strlen(d.params[2].val), OM_JOB_PARAM_SHOWN);
+	assert_null(d.batch); /* not recorded */
+	om_job_detail_release(&d);
+	assert_int_equal(om_store_job_detail(f->st, 999999999, &d), OM_ENOTFOUND);
+	assert_int_equal(om_store_job_detail(f->st, 0, &d), OM_ENOTFOUND);
+}
+
+struct show_sink {
+	int type;
+	char *params, *options;
+};
+
+static void
+show_reply(void *arg, const struct om_msg *rep)
+{
+	struct show_sink *s = arg;
+	uint32_t c;
+
+	s->type = rep->type;
+	if (rep->type != OM_MSG_TABLE)
+		return;
+	for (c = 0; c < rep->u.table.ncolumns; c++) {
+		const char *v = rep->u.table.cells[c];
+		if (strcmp(rep->u.table.columns[c], "PARAMS") == 0 && v != NULL)
+			s->params = strdup(v);
+		if (strcmp(rep->u.table.columns[c], "OPTIONS") == 0 && v != NULL)
+			s->options = strdup(v);
+	}
+}
+
+/* JOB_SHOW as any client gets it (master_op_job_show). */
+static void
+job_show(struct fx *f, uint64_t job, struct show_sink *s)
+{
+	struct om_msg q = {.type = OM_MSG_JOB_SHOW};
+	struct master *m = calloc(1, sizeof(*m));
+	struct peer p;
+	struct om_rpc_req *r;
+
+	assert_non_null(m);
+	memset(s, 0, sizeof(*s));
+	memset(&p, 0, sizeof(p));
+	p.kind = PEER_CLIENT;
+	p.scopes = OM_SCOPE_READ;
+	snprintf(p.who, sizeof(p.who), "user 'jd'");
+	m->store = f->st;
+	q.u.by_id.id = job;
+	assert_non_null(r = om_rpc_local_new(&q, show_reply, NULL, s, NULL));
+	master_op_job_show(m, r, &p);
+	om_rpc_local_release(r);
+	free(m);
+}
+
+static void
+test_job_show_redacts(void **state)
+{
+	struct fx *f = fx_of(state);
+	char big[OM_JOB_PARAM_SHOWN + 2];
+	const char *vals[3] = {"bob", "hunter2", big};
+	struct show_sink s;
+	uint64_t job;
+
+	memset(big, 'A', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	job = make_detail_job(f, vals, "25%");
+	job_show(f, job, &s);
+	assert_int_equal(s.type, OM_MSG_TABLE);
+	/* the secret and the name the schema does not know are kept in; the long one is null */
+	assert_non_null(s.params);
+	assert_string_equal(s.params, "{\"user\":\"bob\",\"token\":\"********\",\"blob\":null,"
+	                              "\"extra\":\"********\"}");
+	assert_string_equal(s.options,
+	                    "{\"timeout\":60,\"forks\":5,\"batch\":\"25%\",\"max_fail\":10,"
+	                    "\"check\":true,\"become\":true,\"become_user\":\"app\","
+	                    "\"retry_lost\":true}");
+	free(s.params);
+	free(s.options);
+	/* a job of an older schema: batch is the hosts per wave */
+	{
+		char jid[24];
+		const char *v[1] = {jid};
+		snprintf(jid, sizeof(jid), "%" PRIu64, job);
+		assert_int_equal(
+		        q_int(f,
+		              "WITH u AS (UPDATE jobs SET batch = NULL, has_max_fail = false"
+		              " WHERE id = $1 RETURNING 1) SELECT count(*) FROM u",
+		              1, v),
+		        1);
+	}
+	job_show(f, job, &s);
+	assert_non_null(strstr(s.options, "\"batch\":1,"));
+	assert_non_null(strstr(s.options, "\"max_fail\":null"));
+	free(s.params);
+	free(s.options);
+	/* without its module's schema, every value is kept in */
+	{
+		PGresult *r = PQexec(f->db, "DELETE FROM modules WHERE name = 'jd-mod'");
+		assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+		PQclear(r);
+	}
+	job_show(f, job, &s);
+	assert_null(strstr(s.params, "bob"));
+	assert_null(strstr(s.params, "hunter2"));
+	assert_non_null(strstr(s.params, "\"user\":\"********\""));
+	free(s.params);
+	free(s.options);
+	job_show(f, 999999999, &s);
+	assert_int_equal(s.type, OM_MSG_ERROR);
+}
+
 int
 main(void)
 {
@@ -824,7 +1010,8 @@ main(void)
 	        cmocka_unit_test(test_file_stream),        cmocka_unit_test(test_job_get_and_open),
 	        cmocka_unit_test(test_job_summary),        cmocka_unit_test(test_job_scope_matches_auth),
 	        cmocka_unit_test(test_jobs_list),          cmocka_unit_test(test_job_hosts_page),
-	        cmocka_unit_test(test_job_output),
+	        cmocka_unit_test(test_job_output),         cmocka_unit_test(test_job_detail),
+	        cmocka_unit_test(test_job_show_redacts),
 	};
 
 	return cmocka_run_group_tests_name("store_jobs", tests, group_setup, group_teardown);

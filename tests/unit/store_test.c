@@ -177,6 +177,36 @@ test_hosts(void **state)
 	assert_int_equal(om_store_hosts_load(f->st, &out, &n), 0);
 	assert_string_equal(out[1].addr, "10.0.0.1");
 	om_hosts_free(out, n);
+
+	/* filtered: by name, IDC or group, any of them; still ordered by name */
+	{
+		const char *names[] = {"web1", "nohost"}, *idcs[] = {"dc2"}, *groups[] = {"db"};
+		struct om_host_filter hf = {.names = names, .nnames = 1};
+
+		assert_int_equal(om_store_hosts_load_filtered(f->st, &hf, &out, &n), 0);
+		assert_int_equal(n, 1);
+		assert_string_equal(out[0].name, "web1");
+		om_hosts_free(out, n);
+		hf.names = names + 1;
+		assert_int_equal(om_store_hosts_load_filtered(f->st, &hf, &out, &n), 0);
+		assert_int_equal(n, 0);
+		om_hosts_free(out, n);
+		hf.idcs = idcs;
+		hf.nidcs = 1;
+		assert_int_equal(om_store_hosts_load_filtered(f->st, &hf, &out, &n), 0);
+		assert_int_equal(n, 1);
+		assert_string_equal(out[0].name, "db1");
+		om_hosts_free(out, n);
+		hf.names = names;
+		hf.nidcs = 0;
+		hf.groups = groups;
+		hf.ngroups = 1;
+		assert_int_equal(om_store_hosts_load_filtered(f->st, &hf, &out, &n), 0);
+		assert_int_equal(n, 2);
+		assert_string_equal(out[0].name, "db1");
+		assert_string_equal(out[1].name, "web1");
+		om_hosts_free(out, n);
+	}
 }
 
 static void

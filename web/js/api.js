@@ -14,8 +14,9 @@ export class ApiError extends Error {
     this.path = path;
     this.retryAfter = null;
   }
-  // a route the server does not have (yet)
-  get missing() { return this.status === 404 && /route/i.test(this.message) || this.status === 501; }
+  // a route the server does not have (yet): 404 "no such route", 405 (the
+  // path exists with other methods only), 501
+  get missing() { return (this.status === 404 && /no such route/i.test(this.message)) || this.status === 405 || this.status === 501; }
 }
 
 export function setCsrf(token) { csrf = token || null; }

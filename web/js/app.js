@@ -15,6 +15,7 @@ const PAGES = [
   {path: '/audit', title: 'Audit log', mod: './pages/audit.js', role: 'admin'},
 ];
 const JOB_PAGE = {path: '/jobs/', title: 'Job', mod: './pages/job.js'};
+const HOST_PAGE = {path: '/hosts/', title: 'Host', mod: './pages/host.js'};
 
 const main = document.getElementById('main');
 const ctx = {me: null, navigate: (hash) => { location.hash = hash; }};
@@ -61,8 +62,11 @@ async function route() {
   if (!page && path.startsWith('/jobs/')) {
     page = JOB_PAGE;
     params.id = path.slice(6);
+  } else if (!page && path.startsWith('/hosts/') && path.length > 7) {
+    page = HOST_PAGE;
+    try { params.name = decodeURIComponent(path.slice(7)); } catch { params.name = path.slice(7); }
   }
-  buildNav(page === JOB_PAGE ? '/history' : page && page.path);
+  buildNav(page === JOB_PAGE ? '/history' : page === HOST_PAGE ? '/inventory' : page && page.path);
   clear(main);
   if (!page) {
     main.append(h('section', {class: 'card'}, h('h1', null, 'Not found'), h('p', null, 'No page here. ', h('a', {href: '#/'}, 'Back to the dashboard'))));

@@ -36,8 +36,9 @@ export async function fetchJobAll(id, {onlyStates} = {}) {
 
 export const NOT_OK = new Set([...FINAL].filter((s) => s !== 'ok'));
 
-// The params of jobs this browser submitted (secret ones never stored),
-// so that a re-run can fill the form again: the API does not return them.
+// The params of jobs this browser submitted (secret ones never stored): only
+// a fallback for a re-run when GET /jobs/{id} has no "params" (an older
+// server); the run page prefers the server's.
 export function rememberParams(id, module, params) {
   try {
     localStorage.setItem('om.job.' + id, JSON.stringify({module, params}));

@@ -36,6 +36,7 @@
 #define OM_MAX_RESULT        (256 << 10) /* structured result (JSON text) of one host */
 #define OM_MAX_SCHEMA        65536     /* parameter schema of one module (JSON text) */
 #define OM_MAX_MODULES       256       /* modules per catalog */
+#define OM_MAX_FIELD         (OM_MAX_NAME + 32) /* ERROR field: "params." and a name */
 
 enum om_msg_type {
 	OM_MSG_NONE = 0,
@@ -316,6 +317,10 @@ struct om_msg {
 		struct { /* ERROR */
 			int32_t code; /* OM_E* */
 			char *text;
+			/* optional: the request field at fault, named as the REST API
+			 * names it ("selector", "params.cmd", "options.timeout",
+			 * "password"); NULL when none or unknown */
+			char *field;
 		} error;
 		struct { /* KEY_SET */
 			uint64_t id;
@@ -352,6 +357,8 @@ struct om_msg {
 			int64_t since_ms; /* wall clock; 0: from the start */
 			uint64_t after_id;
 			uint32_t limit;
+			uint64_t before_id; /* rows with a smaller id; 0: no bound */
+			bool desc;          /* newest first (a master before it ignores it) */
 		} audit;
 		struct { /* SECRET */
 			uint64_t id;

@@ -25,6 +25,13 @@
 /* 0, or OM_EINVAL with a sentence in err naming the parameter. */
 int om_params_validate(const struct om_plugin_param *schema, size_t n, const struct om_kv *kv,
                        size_t nkv, char *err, size_t errlen);
+/*
+ * The same; on OM_EINVAL *param (when param is not NULL) is the name of the
+ * parameter at fault, or NULL when the fault is no one parameter's.  The
+ * name points into kv or schema: valid while they are.
+ */
+int om_params_validate_at(const struct om_plugin_param *schema, size_t n, const struct om_kv *kv,
+                          size_t nkv, const char **param, char *err, size_t errlen);
 
 /* true for the spellings bool accepts as true; *ok false when it is no bool at all. */
 bool om_param_bool(const char *v, bool *ok);

@@ -2,7 +2,11 @@
 // the output of the selected host streaming live, identical outputs folded
 // into groups (clush -b), and a timeline of per-host durations.  Events come
 // from GET /jobs/{id}/events (server-sent events, resumed by the browser
-// with Last-Event-ID); the starting state from GET /jobs/{id}.
+// with Last-Event-ID); the starting state from GET /jobs/{id}.  State events
+// carry final states per host; "counts" events (at most one a second) carry
+// the job's live numbers of queued, dispatched and running hosts: the
+// counters show them, and the grid colours that many of the unfinished hosts
+// running / dispatched (which ones is an estimate: the tooltip says so).
 import {h, append, clear, setText, fmtTime, fmtMs, foldNames} from '../dom.js';
 import {get, post, apiUrl} from '../api.js';
 import {STATES, STATE_INDEX, FINAL} from '../states.js';
@@ -141,6 +145,7 @@ class JobView {
     this.es.addEventListener('output', (e) => this.onEvent(e));
     this.es.addEventListener('state', (e) => this.onEvent(e));
     this.es.addEventListener('done', (e) => this.onEvent(e));
+    this.es.addEventListener('counts', (e) => this.onCounts(e));
     this.es.addEventListener('message', (e) => this.onEvent(e));
     this.es.addEventListener('error', () => {
       if (this.closed) return;
@@ -205,16 +210,58 @@ class JobView {
     if (ev.exit_code !== undefined) inf.exit = ev.exit_code;
     if (ev.duration_ms !== undefined) inf.dur = ev.duration_ms;
     if (ev.reason !== undefined) inf.reason = ev.reason;
-    if (cur !== s) {
-      this.counts[cur]--;
-      this.counts[s]++;
-      this.states[i] = s;
-      this.grid.touch(i);
-      this.scheduleCounters();
-    }
+    this.setState(i, s);
     if (i === this.selected) this.updateHostHead();
     this.dirtyGroups = true;
     this.dirtyTimeline = true;
+  }
+
+  setState(i, s) {
+    const cur = this.states[i];
+    if (cur === s) return false;
+    this.counts[cur]--;
+    this.counts[s]++;
+    this.states[i] = s;
+    this.grid.touch(i);
+    this.scheduleCounters();
+    return true;
+  }
+
+  // event: counts {"counts": {"queued": n, "dispatched": n, "running": n, ...}, "nhosts": n}
+  onCounts(e) {
+    let ev;
+    try { ev = JSON.parse(e.data); } catch { return; }
+    const c = ev && ev.counts;
+    if (!c || typeof c !== 'object') return;
+    this.live = c;
+    this.root.dataset.liveCounts = '1';
+    this.applyLive();
+  }
+
+  // The unfinished hosts here take the server's numbers: the ones already
+  // running stay running first, then dispatched ones move up, then queued
+  // ones (in grid order); the rest are queued.  Final states are per host.
+  applyLive() {
+    const c = this.live;
+    if (!c) return;
+    const Q = STATE_INDEX.queued, D = STATE_INDEX.dispatched, R = STATE_INDEX.running;
+    const by = {[R]: [], [D]: [], [Q]: []};
+    let open = 0;
+    for (let i = 0; i < this.states.length; i++) {
+      const s = this.states[i];
+      if (FINAL.has(STATES[s])) continue;
+      (by[s] || by[Q]).push(i);
+      open++;
+    }
+    const num = (v) => (Number.isFinite(Number(v)) && Number(v) > 0 ? Math.floor(Number(v)) : 0);
+    const r = Math.min(num(c.running), open);
+    const d = Math.min(num(c.dispatched), open - r);
+    let k = 0, sel = false;
+    for (const i of [...by[R], ...by[D], ...by[Q]]) {
+      if (this.setState(i, k < r ? R : k < r + d ? D : Q) && i === this.selected) sel = true;
+      k++;
+    }
+    if (sel) this.updateHostHead();
   }
 
   async finish() {
@@ -339,7 +386,9 @@ class JobView {
   tip(i, x, y) {
     if (i < 0) { this.tipEl.classList.add('hidden'); return; }
     const inf = this.info[i];
-    let t = `${this.names[i]}: ${STATES[this.states[i]]}`;
+    const st = STATES[this.states[i]];
+    let t = `${this.names[i]}: ${st}`;
+    if (this.live && !FINAL.has(st)) t += ' (estimated from the job\'s live counts)';
     if (inf.dur != null) t += ` · ${fmtMs(inf.dur)}`;
     if (inf.exit != null) t += ` · exit ${inf.exit}`;
     setText(this.tipEl, t);
@@ -410,12 +459,12 @@ class JobView {
     const dl = h('a', {class: 'btn small', href: apiUrl(`/jobs/${this.id}/output?host=${encodeURIComponent(this.names[i])}`), download: `job${this.id}-${this.names[i]}.out`}, 'Download raw');
     append(this.hostHead, [
       h('strong', {class: 'mono', id: 'host-name'}, this.names[i]),
-      h('span', {class: ['state', 'st-' + s]}, s),
+      this.live && !FINAL.has(s) ? h('span', {class: ['state', 'est', 'st-' + s], title: 'not finished: estimated from the job\'s live counts'}, s + ' (est.)') : h('span', {class: ['state', 'st-' + s]}, s),
       inf.exit != null ? h('span', null, `exit ${inf.exit}`) : null,
       inf.dur != null ? h('span', {class: 'muted'}, fmtMs(inf.dur)) : null,
       inf.worker ? h('span', {class: 'muted'}, `worker ${inf.worker}`) : null,
       inf.reason ? h('span', {class: 'muted break'}, inf.reason) : null,
-      dl]);
+      dl, h('a', {class: 'btn small', href: '#/hosts/' + encodeURIComponent(this.names[i])}, 'Host page')]);
   }
 
   refreshSlow() {

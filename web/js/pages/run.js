@@ -1,5 +1,9 @@
 // Run a job: a target selector with a live count of matching hosts, a module
 // picker, a form generated from the module's parameter schema, options.
+// A re-run (?from=ID) fills the form with that job's params and options from
+// GET /jobs/{id} (secret values come back as "********" and must be typed
+// again); this browser's own record of the jobs it submitted is the fallback
+// for a server that does not return them.
 import {h, clear, setText, debounce, foldNames} from '../dom.js';
 import {get, post} from '../api.js';
 import {rememberParams, recallParams} from '../jobs.js';
@@ -19,8 +23,8 @@ export async function render(root, ctx) {
     root.append(errorBox(e));
     return;
   }
-  const from = q.get('from') && recallParams(q.get('from'));
-  const state = {schema: [], module: null, seq: 0};
+  const from = await loadFrom(q.get('from'));
+  const state = {schema: [], module: null, seq: 0, prevFiles: new Map()};
 
   // --- target
   const sel = h('input', {id: 'run-selector', name: 'selector', class: 'wide mono', value: q.get('selector') || '', placeholder: "all, idc:bj, group:web, web-*, 'a,b', '!db-1'", autocomplete: 'off', spellcheck: 'false', maxlength: 65536});
@@ -59,6 +63,7 @@ export async function render(root, ctx) {
     state.module = name || null;
     clear(paramsBox);
     state.schema = [];
+    state.prevFiles = new Map();
     if (!name) return;
     let m;
     try {
@@ -71,7 +76,14 @@ export async function render(root, ctx) {
     state.schema = m.schema || [];
     if (m.description) paramsBox.append(h('p', {class: 'muted small'}, `${m.name} ${m.version || ''}: ${m.description}`));
     if (!state.schema.length) paramsBox.append(h('p', {class: 'muted'}, 'This module takes no parameters.'));
-    for (const p of state.schema) paramsBox.append(paramField(p, values && values[p.name]));
+    for (const p of state.schema) {
+      const v = values ? values[p.name] : undefined;
+      if ((p.type || '').toLowerCase() === 'file' && typeof v === 'string' && v !== MASK) state.prevFiles.set(p.name, v);
+      paramsBox.append(paramField(p, v));
+    }
+    // parameters of the old job the module no longer has
+    const gone = values ? Object.keys(values).filter((k) => !state.schema.some((p) => p.name === k)) : [];
+    if (gone.length) paramsBox.append(h('p', {class: 'notice warn'}, `The module no longer takes: ${gone.join(', ')} (left out).`));
   }
   modSel.addEventListener('change', () => { setText(modErr, ''); chooseModule(modSel.value); });
 
@@ -168,11 +180,16 @@ export async function render(root, ctx) {
         if (f) {
           if (f.size > 48 * 1024) throw new Error(`${p.name}: the file is over 48 KiB (the request would be refused)`);
           v = await f.text();
-        }
+        } else if (state.prevFiles.has(p.name)) v = state.prevFiles.get(p.name);
       } else {
         v = input.value;
         if (v === '') v = undefined;
         else if (input.type === 'number') v = Number(v);
+      }
+      if (v === undefined && input.dataset.reenter) {
+        input.classList.add('invalid');
+        input.focus();
+        throw new Error(`${p.name}: type the secret again (a re-run does not get secret or too long values back)`);
       }
       if (v === undefined) {
         if (p.required) throw new Error(`${p.name} is required`);
@@ -199,13 +216,49 @@ export async function render(root, ctx) {
   } else if (want) {
     modErr.textContent = `module '${want}' is not offered by any worker now`;
   }
+  if (from && from.options) fillOptions(from.options);
   if (q.get('from')) {
-    root.insertBefore(h('div', {class: 'notice'}, `Re-run of job ${q.get('from')}`,
-      from ? ': parameters filled in from this browser\'s record.' : ': this browser has no record of its parameters; fill them in.'), form);
+    const secrets = from && from.params ? Object.keys(from.params).filter((k) => from.params[k] === MASK || from.params[k] === null) : [];
+    const how = !from ? ': neither the server nor this browser has its parameters; fill them in.'
+      : from.source === 'server' ? `: parameters${from.options ? ' and options' : ''} filled in from the job.`
+      : ': parameters filled in from this browser\'s record (the server did not return them; options not filled).';
+    root.insertBefore(h('div', {class: 'notice', id: 'run-from', dataset: {from: q.get('from'), source: from ? from.source : 'none'}}, `Re-run of job ${q.get('from')}`, how,
+      secrets.length ? h('span', {class: 'secret-note'}, ` Secret (or too long) values are not given back: enter ${secrets.join(', ')} again.`) : null), form);
+  }
+
+  function fillOptions(o) {
+    const set = (k, v) => { if (v !== undefined && v !== null && v !== '' && v !== 0) opt[k].value = String(v); };
+    set('timeout', o.timeout);
+    set('forks', o.forks);
+    set('batch', o.batch);
+    if (o.max_fail !== undefined && o.max_fail !== null) opt.max_fail.value = String(o.max_fail); // null: not given
+    set('become_user', o.become_user);
+    for (const k of ['check', 'become', 'retry_lost']) opt[k].checked = o[k] === true;
   }
   if (sel.value) updateCount();
   (sel.value ? modSel : sel).focus();
   return () => updateCount.cancel();
+}
+
+const MASK = '********';
+
+// The params and options of job id for a re-run: the server's (GET
+// /jobs/{id}), else this browser's record; null without either.
+async function loadFrom(id) {
+  if (!id || !/^[1-9][0-9]{0,18}$/.test(id)) return null;
+  try {
+    const j = (await get(`/jobs/${id}?limit=1`)).job || {};
+    const obj = (v) => {
+      if (typeof v === 'string') { try { v = JSON.parse(v); } catch { return null; } } // JSON text from an older server
+      return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
+    };
+    const params = obj(j.params);
+    if (params) return {module: j.module, params, options: obj(j.options), source: 'server'};
+  } catch (e) {
+    if (e.status === 401) throw e;
+  }
+  const l = recallParams(id);
+  return l ? {...l, options: null, source: 'browser'} : null;
 }
 
 // One input per schema parameter: type string/path/mode/int/bool/file, choices, secret.
@@ -218,7 +271,8 @@ function paramField(p, value) {
   } else if (t === 'bool' || t === 'boolean') {
     input = h('input', {id, type: 'checkbox'});
     input.addEventListener('change', () => { input.dataset.touched = '1'; });
-    if (value !== undefined) { input.checked = !!value; input.dataset.touched = '1'; } else if (p.default === 'true') input.checked = true;
+    // values come back as strings ("true"/"false"), or booleans
+    if (value !== undefined && value !== null && value !== MASK) { input.checked = value === true || /^(true|yes|on|1)$/i.test(String(value)); input.dataset.touched = '1'; } else if (p.default === 'true') input.checked = true;
   } else if (t === 'int' || t === 'integer' || t === 'number' || t === 'size') {
     input = h('input', {id, type: 'number'});
   } else if (t === 'file') {
@@ -230,10 +284,24 @@ function paramField(p, value) {
   }
   input.dataset.param = p.name;
   if (p.default != null && input.type !== 'checkbox' && input.tagName === 'INPUT') input.placeholder = `default ${p.default}`;
-  if (value !== undefined && input.type !== 'checkbox' && input.type !== 'file' && !p.secret) input.value = String(value);
+  // a secret is never filled in, whatever came back; null: the value was too
+  // long to give back (a file's content)
+  const reenter = value === MASK || value === null || (!!p.secret && value !== undefined);
+  const tooLong = value === null;
+  if (value !== undefined && !reenter && input.type !== 'checkbox' && input.type !== 'file' && !p.secret) {
+    if (input.tagName === 'SELECT' && ![...input.options].some((o) => o.value === String(value))) input.append(h('option', {value: String(value)}, String(value)));
+    input.value = String(value);
+  }
+  if (reenter) {
+    input.dataset.reenter = '1';
+    input.required = true;
+    input.placeholder = 'type it again';
+  }
   const isBox = input.type === 'checkbox';
-  const title = h('span', null, p.name, p.required ? h('span', {class: 'field-error'}, ' *') : null, h('span', {class: 'muted small'}, ` (${t}${p.secret ? ', secret' : ''})`));
+  const title = h('span', null, p.name, p.required || reenter ? h('span', {class: 'field-error'}, ' *') : null, h('span', {class: 'muted small'}, ` (${t}${p.secret ? ', secret' : ''})`));
+  const note = reenter ? h('span', {class: 'secret-note', dataset: {reenter: p.name}}, tooLong ? 'the job\'s value is too long to give back: enter it again' : t === 'file' ? 'secret: the job had a file here; choose it again' : 'secret: the job had a value; type it again') :
+    t === 'file' && typeof value === 'string' ? h('span', {class: 'field-help'}, `the job's content (${value.length} characters) is used unless you choose another file`) : null;
   const err = h('span', {class: 'field-error', dataset: {field: 'params.' + p.name}});
   const help = p.description ? h('span', {class: 'field-help'}, p.description) : null;
-  return isBox ? h('label', {class: 'inline'}, input, title, help, err) : h('label', null, title, input, help, err);
+  return isBox ? h('label', {class: 'inline'}, input, title, help, err) : h('label', null, title, input, note, help, err);
 }

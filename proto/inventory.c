@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "inventory.h"
+#include "om/inventory.h"
 #include "om/base.h"
 #include "om/err.h"
 #include "om/msg.h"
@@ -201,6 +201,18 @@ addr_ok(const char *s, size_t n)
 		if (s[i] == '\0' || (!is_alnum(s[i]) && strchr("._-:%", s[i]) == NULL))
 			return false;
 	return true;
+}
+
+bool
+om_host_addr_valid(const char *s)
+{
+	return s != NULL && addr_ok(s, strlen(s));
+}
+
+bool
+om_host_user_valid(const char *s)
+{
+	return s != NULL && user_ok(s, strlen(s));
 }
 
 /* Decimal 1..65535 only: no sign, no spaces, no hex. */
