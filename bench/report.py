@@ -20,7 +20,7 @@ ORDER = [("omserver", "cold"), ("omserver", "warm"), ("pssh", "fresh"), ("pdsh",
 LABEL = {("omserver", "cold"): "omserver cold", ("omserver", "warm"): "omserver warm",
          ("ansible", "fresh"): "ansible (raw)"}
 TARGETS = {"cold_hosts_per_s": 85, "cold_cpu_ms_per_host": 2.0, "warm_cmds_per_s": 600,
-           "noop_p50_ms": 5.0}
+           "noop_p50_ms": 5.0, "scale_wall_s": 5.0, "scale_results_per_s": 2000}
 
 
 def label(tool, mode):
@@ -43,6 +43,7 @@ def main():
     meta = next((l for l in lines if l.get("kind") == "meta"), {})
     rss = [l for l in lines if l.get("kind") == "rss"]
     disp = next((l for l in lines if l.get("kind") == "dispatch"), None)
+    sc = next((l for l in lines if l.get("kind") == "scale"), None)
 
     cells = {}
     for m in meas:
@@ -105,6 +106,26 @@ def main():
             "hosts_ok": res["hosts_ok"],
         }
 
+    scale = None
+    if sc:
+        # submit -> every result stored: omctl run returns once the master says done
+        scale = {
+            "tool": "omserver-sim", "mode": "scale", "n": sc["n"],
+            "cmd": f"uname -a (--sim {sc['sim']})",
+            "wall_s": r3(sc["wall_s"], 3),
+            "hosts_per_s": r3(sc["n"] / sc["wall_s"], 1),
+            "controller_cpu_ms_per_host": r3((sc["master_cpu_s"] + sc["worker_cpu_s"]) * 1000 / sc["n"], 3),
+            "runs": 1,
+            "results_stored_per_s": r3(sc["stored_ok"] / sc["wall_s"], 1),
+            "stored_ok": sc["stored_ok"], "ok": sc["ok"], "idcs": 2, "workers": 2,
+            "output_bytes_stored": sc.get("output_bytes_stored"),
+            "master_cpu_s": sc["master_cpu_s"], "worker_cpu_s": sc["worker_cpu_s"],
+            "pg_cpu_s": sc["pg_cpu_s"], "omctl_cpu_s": sc["client_cpu_s"],
+            "master_peak_rss_kb": sc["master_peak_rss_kb"],
+            "worker_peak_rss_kb": sc["worker_peak_rss_kb"],
+            "date": sc.get("date"), "command": sc.get("command"),
+        }
+
     rss_rows = []
     for n in sorted({r["n"] for r in rss}):
         rs = [r for r in rss if r["n"] == n]
@@ -136,7 +157,16 @@ def main():
                         "measured": f"{p50:.2f} ms (p99 {dispatch['latency_ms']['p99_ms']:.2f} ms)",
                         "met": p50 <= TARGETS["noop_p50_ms"]})
 
-    doc = {"meta": meta, "rows": rows + ([dispatch] if dispatch else []), "worker_rss": rss_rows,
+    if scale:
+        targets.append({"target": f"{scale['n']} simulated hosts in <= {TARGETS['scale_wall_s']} s",
+                        "measured": f"{scale['wall_s']:.2f} s",
+                        "met": scale["wall_s"] <= TARGETS["scale_wall_s"]})
+        targets.append({"target": f">= {TARGETS['scale_results_per_s']} host-results/s into PostgreSQL",
+                        "measured": f"{scale['results_stored_per_s']:.0f}/s",
+                        "met": scale["results_stored_per_s"] >= TARGETS["scale_results_per_s"]})
+
+    doc = {"meta": meta, "rows": rows + ([dispatch] if dispatch else []) + ([scale] if scale else []),
+           "worker_rss": rss_rows,
            "targets": targets}
     with open(os.path.join(out, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1)
@@ -223,6 +253,22 @@ def main():
         w(f"{dispatch['jobs_per_s']} jobs/s sequential; per job: master + worker CPU "
           f"{dispatch['controller_cpu_ms_per_host']} ms, PostgreSQL {dispatch['pg_cpu_ms_per_job']} ms, "
           f"client {dispatch['client_cpu_ms_per_job']:.2f} ms; {dispatch['hosts_ok']}/{dispatch['runs']} ok.\n")
+    if scale:
+        w("## Scale simulation (sim connector)\n")
+        w(f"One job (`shell` `uname -a`, forks {scale['n']}) on {scale['n']} simulated hosts, half in each of "
+          f"two IDCs, one om-worker each started with `--sim {sc['sim']}` (no SSH: each command "
+          "completes after the latency with that many bytes of output; from there the real path: "
+          "outbox, reports, master, PostgreSQL). Wall: `omctl run` from submit until the master says the "
+          f"job is done, i.e. every result stored. Run by `{scale['command']}` on {scale['date']}.\n")
+        w("| N | wall s | host-results stored/s | ok stored | master CPU s | workers CPU s | "
+          "controller CPU ms/host | PostgreSQL CPU s | omctl CPU s | master peak RSS kB | "
+          "workers peak RSS kB |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        w(f"| {scale['n']} | {scale['wall_s']:.3f} | {scale['results_stored_per_s']:.0f} | "
+          f"{scale['stored_ok']}/{scale['n']} | {scale['master_cpu_s']:.2f} | {scale['worker_cpu_s']:.2f} | "
+          f"{scale['controller_cpu_ms_per_host']:.3f} | {scale['pg_cpu_s']:.2f} | {scale['omctl_cpu_s']:.2f} | "
+          f"{scale['master_peak_rss_kb']} | {' / '.join(str(x) for x in scale['worker_peak_rss_kb'])} |")
+        w("")
     if rss_rows:
         w("## Worker memory per pooled session\n")
         w("RSS of a fresh om-worker, and after the warm run with N sessions in its pool (median over runs).\n")
@@ -245,7 +291,7 @@ def readme(path, meta, md):
     keep, on = [], False
     for line in md:
         if line.startswith("## "):
-            on = line.startswith(("## Targets", "## `true`", "## `uname -a`"))
+            on = line.startswith(("## Targets", "## `true`", "## `uname -a`", "## Scale"))
             if on:
                 line = "#" + line  # a level below README's Performance
         if on:

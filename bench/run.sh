@@ -15,6 +15,11 @@
 #   -o   where latest.md and latest.json go (default bench/results)
 #   --no-install   do not apt-get install missing peers (they are skipped)
 #   --readme       also put the main tables into README.md (Performance)
+#   --only "SECTIONS"  run only these of: fanout dispatch scale (default all);
+#                  the rows of the other sections are kept from the previous
+#                  OUTDIR/latest.raw.jsonl, so latest.{md,json} stay whole
+#   --scale-n N    scale: simulated hosts, half per IDC (default 10000)
+#   --scale-sim S  scale: om-worker --sim LATENCY_MS:OUTPUT_BYTES (default 5:100)
 #
 # Needs root (sshd switches users) and `make` (build/bin, build/plugins,
 # build/bench/om-bench-dispatch).  Everything runs on loopback:
@@ -26,6 +31,11 @@
 #   omserver inventory has the same names with ansible_host=127.0.1.K.
 #   One inventory host is one SSH session to omserver (sessions are pooled
 #   per inventory name), as N machines would be.
+# - scale: two more workers, sim-a (IDC sima) and sim-b (IDC simb), run with
+#   --sim (hosts simulated in the worker: no SSH; see worker/sim.h); SCALE_N
+#   inventory hosts, half per IDC; one job (shell `uname -a`, forks = N)
+#   from submit to every result stored in PostgreSQL (omctl run returns when
+#   the master says the job is done).
 # - omserver: PostgreSQL (BASE), one master, one worker (IDC bj) that serves
 #   every bench host.  "cold": the worker was just restarted, so every host
 #   needs a new SSH connection; "warm": the same job again at once, on the
@@ -71,6 +81,9 @@ DJOBS=200
 OUT=$HERE/results
 INSTALL=1
 README=
+ONLY=
+SCALE_N=10000
+SCALE_SIM=5:100
 while (($#)); do
 	case $1 in
 	-n) SIZES=$2; shift 2 ;;
@@ -82,7 +95,10 @@ while (($#)); do
 	-o) OUT=$2; shift 2 ;;
 	--no-install) INSTALL=0; shift ;;
 	--readme) README=$TOP/README.md; shift ;;
-	-h | --help) sed -n "2,21p" "$0"; exit 0 ;;
+	--only) ONLY=$2; shift 2 ;;
+	--scale-n) SCALE_N=$2; shift 2 ;;
+	--scale-sim) SCALE_SIM=$2; shift 2 ;;
+	-h | --help) sed -n "2,27p" "$0"; exit 0 ;;
 	*) echo "bench: unknown option '$1' (--help)" >&2; exit 2 ;;
 	esac
 done
@@ -95,6 +111,11 @@ done
 [[ $FANOUT =~ ^[0-9]+$ ]] && ((FANOUT >= 1 && FANOUT <= 500)) || { echo "bench: -f wants 1..500" >&2; exit 2; }
 [[ $DJOBS =~ ^[0-9]+$ ]] && ((DJOBS <= 10000)) || { echo "bench: -j wants 0..10000" >&2; exit 2; }
 for c in $CMDS; do [[ $c == true || $c == uname ]] || { echo "bench: -c wants true and/or uname" >&2; exit 2; }; done
+for s in $ONLY; do [[ $s =~ ^(fanout|dispatch|scale)$ ]] || { echo "bench: --only wants fanout, dispatch and/or scale" >&2; exit 2; }; done
+[[ $SCALE_N =~ ^[0-9]+$ ]] && ((SCALE_N >= 2 && SCALE_N <= 10000)) || { echo "bench: --scale-n wants 2..10000" >&2; exit 2; }
+[[ $SCALE_SIM =~ ^[0-9]+(:[0-9]+[KM]?)?$ ]] || { echo "bench: --scale-sim wants LATENCY_MS[:OUTPUT_BYTES]" >&2; exit 2; }
+# want SECTION: true when SECTION runs (--only, or every section)
+want() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }
 
 BASE=${OM_BENCH_BASEPORT:-27000}
 SSHPORT=$((BASE + 1))
@@ -127,6 +148,7 @@ RUSAGE=$TOP/build/bench/om-bench-rusage
 declare -A PEER_PKG=([pssh]=pssh [pdsh]=pdsh [clush]=clustershell [ansible]=ansible-core)
 declare -A PEER_BIN=([pssh]=parallel-ssh [pdsh]=pdsh [clush]=clush [ansible]=ansible)
 missing=()
+want fanout || TOOLS=omserver
 for t in $TOOLS; do
 	[[ $t == omserver ]] && continue
 	[[ -n ${PEER_PKG[$t]:-} ]] || die "unknown tool '$t'"
@@ -203,6 +225,7 @@ fi
 
 host_name() { printf 'h%04d.l%d\n' "$1" $((($1 - 1) % NADDR + 1)); }
 
+if want fanout || want dispatch; then
 # omserver inventory: the bench hosts, groups n10, n100, ... for the sizes
 {
 	echo "[bench]"
@@ -275,6 +298,7 @@ pipelining = False
 EOF
 out=$(timeout 20 ssh -F "$P/ssh_config" "$(host_name 1)" 'echo ok' 2>&1)
 [[ $out == ok ]] || die "ssh to the fleet does not work: $out"
+fi
 
 # --- counters -------------------------------------------------------------------------
 TICK=$(getconf CLK_TCK)
@@ -445,6 +469,7 @@ measure_omserver() {
 # --- fan-out: every size, command and repetition; tools interleaved ----------------
 SKIPPED=0
 ntools=${#RUN_TOOLS[@]}
+want fanout || SIZES=
 for n in $SIZES; do
 	for cmd in $CMDS; do
 		for ((rep = 1; rep <= RUNS; rep++)); do
@@ -466,7 +491,7 @@ for n in $SIZES; do
 done
 
 # --- dispatch latency: noop jobs on one host, one client session ---------------------
-if ((DJOBS > 0)); then
+if ((DJOBS > 0)) && want dispatch; then
 	fresh_worker
 	wpid=$(worker_pid)
 	log "dispatch: $DJOBS noop jobs on $(host_name 1), one after the other"
@@ -484,6 +509,65 @@ if ((DJOBS > 0)); then
 	fi
 fi
 
+# --- scale: SCALE_N simulated hosts over two IDCs, one job ----------------------------
+rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+if want scale; then
+	log "scale: $SCALE_N simulated hosts (--sim $SCALE_SIM) across IDCs sima and simb"
+	# stop the SSH worker: the whole machine goes to the simulation
+	stop_worker
+	{
+		for idc in sima simb; do
+			echo "[$idc]"
+			for ((i = 1; i <= SCALE_N; i++)); do
+				if [[ $idc == sima ]] && ((i % 2 == 0)); then continue; fi
+				if [[ $idc == simb ]] && ((i % 2 == 1)); then continue; fi
+				printf 's%05d.sim ansible_host=10.%d.%d.%d ansible_user=%s\n' "$i" $((i / 65536)) \
+					$((i / 256 % 256)) $((i % 256)) "$OM_SSH_USER"
+			done
+			printf '\n[%s:vars]\nidc=%s\n\n' "$idc" "$idc"
+		done
+		printf '[scale:children]\nsima\nsimb\n'
+	} >"$DIR/scale.ini"
+	"$OMCTL" hosts import "$DIR/scale.ini" >"$DIR/logs/scale-import.out" 2>&1 ||
+		{ cat "$DIR/logs/scale-import.out" >&2; die "omctl hosts import (scale) failed"; }
+	SIMW=()
+	for w in sim-a:sima sim-b:simb; do
+		om_enroll_token "$DIR" "${w##*:}" >"$DIR/worker-${w%%:*}.enroll" || die "no enroll token"
+		OM_WORKER_ARGS="--sim $SCALE_SIM --forks 10000" om_worker_start "$DIR" "${w%%:*}" "${w##*:}"
+		SIMW+=("$(cat "$DIR/worker-${w%%:*}.pid")")
+	done
+	for ((i = 0; i < 150; i++)); do
+		(($("$OMCTL" workers list 2>/dev/null | grep -cE '^sim-[ab] +[a-z]+ +connected ') == 2)) && break
+		sleep 0.2
+	done
+	((i < 150)) || { om_log_tail "$DIR/worker-sim-a.log" >&2; die "the sim workers did not connect"; }
+	# peak RSS from here: clear_refs 5 resets VmHWM
+	for p in "$MASTER_PID" "${SIMW[@]}"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null; done
+	m0=$(cpu_ns master) g0=$(cpu_ns pg)
+	wa0=$(pid_ticks "${SIMW[0]}") wb0=$(pid_ticks "${SIMW[1]}")
+	"$RUSAGE" "$DIR/logs/scale.rusage" timeout "$TOOL_TIMEOUT" "$OMCTL" run -t group:scale -m shell \
+		-a "uname -a" --forks "$SCALE_N" >"$DIR/logs/scale.out" 2>&1 </dev/null
+	rc=$?
+	m1=$(cpu_ns master) g1=$(cpu_ns pg)
+	wa1=$(pid_ticks "${SIMW[0]}") wb1=$(pid_ticks "${SIMW[1]}")
+	read -r wall cli < <(awk '{ printf "%.4f %.4f\n", $1, $2 + $3 }' "$DIR/logs/scale.rusage")
+	jid=$(om_psql "$DIR" "SELECT max(id) FROM jobs WHERE selector = 'group:scale'")
+	stored=$(om_psql "$DIR" "SELECT count(*) FROM job_hosts WHERE job_id = ${jid:-0} AND state = 'ok'")
+	outb=$(om_psql "$DIR" "SELECT coalesce(sum(length(data)), 0) FROM job_events WHERE job_id = ${jid:-0}" 2>/dev/null)
+	printf '{"kind":"scale","n":%d,"sim":"%s","wall_s":%s,"ok":%d,"rc":%d,"stored_ok":%d,"output_bytes_stored":%s,"master_cpu_s":%s,"worker_cpu_s":%s,"client_cpu_s":%s,"pg_cpu_s":%s,"master_peak_rss_kb":%d,"worker_peak_rss_kb":[%d,%d],"worker_rss_kb":[%d,%d],"forks":%d,"load1":%s,"date":"%s","command":"%s"}\n' \
+		"$SCALE_N" "$SCALE_SIM" "$wall" "$(grep -c ': ok (' "$DIR/logs/scale.out")" "$rc" "${stored:-0}" \
+		"${outb:-null}" "$(ns_s "$m0" "$m1")" \
+		"$(awk -v a=$((wa1 - wa0 + wb1 - wb0)) -v t="$TICK" 'BEGIN { printf "%.4f", a / t }')" \
+		"$cli" "$(ns_s "$g0" "$g1")" "$(rss_kb "$MASTER_PID" VmHWM)" \
+		"$(rss_kb "${SIMW[0]}" VmHWM)" "$(rss_kb "${SIMW[1]}" VmHWM)" \
+		"$(rss_kb "${SIMW[0]}" VmRSS)" "$(rss_kb "${SIMW[1]}" VmRSS)" "$SCALE_N" \
+		"$(cut -d' ' -f1 /proc/loadavg)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMAND_LINE" >>"$RAW"
+	log "scale: $(tail -n 1 "$RAW")"
+	((rc == 0 && ${stored:-0} == SCALE_N)) ||
+		log "warning: scale: ${stored:-0} of $SCALE_N results stored ok (exit $rc), see $DIR/logs/scale.out"
+	for p in "${SIMW[@]}"; do kill -TERM "$p" 2>/dev/null; done
+fi
+
 # --- report ---------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - BENCH_START))
 {
@@ -497,6 +581,25 @@ ELAPSED=$(($(date +%s) - BENCH_START))
 		"$(ver clustershell)" "$(ver ansible-core)"
 } >>"$RAW"
 mkdir -p "$OUT"
+if [[ -n $ONLY && -s $OUT/latest.raw.jsonl ]]; then
+	# --only: the other sections' rows (and, without fanout, the meta) from the last run
+	python3 - "$OUT/latest.raw.jsonl" "$RAW" "$ONLY" >"$DIR/merged.jsonl" <<'PY' || die "cannot merge with the last run"
+import json, sys
+old, new, only = sys.argv[1], sys.argv[2], sys.argv[3].split()
+def section(r):
+    if "tool" in r or r.get("kind") == "rss":
+        return "fanout"
+    return r.get("kind")
+ran = set(only) | ({"meta"} if "fanout" in only else set())
+keep = [json.loads(l) for l in open(old) if l.strip()]
+keep = [r for r in keep if section(r) not in ran]
+rows = [json.loads(l) for l in open(new) if l.strip()]
+rows = [r for r in rows if not (r.get("kind") == "meta" and "fanout" not in only)]
+for r in keep + rows:
+    print(json.dumps(r))
+PY
+	cp "$DIR/merged.jsonl" "$RAW"
+fi
 python3 "$HERE/report.py" "$RAW" "$OUT" ${README:+"$README"} || die "report.py failed (raw rows: $RAW)"
 cp "$RAW" "$OUT/latest.raw.jsonl"
 sed -n '/^## Targets/,/^## `true`/p' "$OUT/latest.md" | sed '$d'

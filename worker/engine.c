@@ -142,6 +142,9 @@ struct op {
 	om_exec_cb ecb;
 	om_xfer_cb xcb;
 	void *arg;
+	/* the sim connector (opts.sim): its completion, and the host it is for */
+	struct om_sim_timer sim;
+	struct hrun *sim_h;
 };
 
 struct arena_blk {
@@ -262,6 +265,7 @@ struct engine {
 	struct conn *graveyard;
 	struct resolver *resolver;
 	size_t dl_held; /* bytes held by downloads in flight (DOWNLOAD_BUDGET) */
+	struct om_sim_queue simq; /* opts.sim: simulated ops, by completion time */
 	uint8_t buf[READ_BUF];
 };
 
@@ -381,7 +385,7 @@ kh_refresh(struct engine *e)
 	struct stat st;
 	int rc;
 
-	if (stat(e->o.known_hosts, &st) != 0)
+	if (e->o.sim.on || stat(e->o.known_hosts, &st) != 0)
 		return;
 	if (st.st_mtim.tv_sec == e->kh_mtime.tv_sec && st.st_mtim.tv_nsec == e->kh_mtime.tv_nsec &&
 	    st.st_size == e->kh_size)
@@ -413,7 +417,7 @@ key_refresh(struct engine *e)
 	struct stat st;
 	int rc;
 
-	if (stat(e->o.privkey, &st) != 0)
+	if (e->o.sim.on || stat(e->o.privkey, &st) != 0)
 		return;
 	if (st.st_mtim.tv_sec == e->key_mtime.tv_sec &&
 	    st.st_mtim.tv_nsec == e->key_mtime.tv_nsec && st.st_size == e->key_size)
@@ -767,6 +771,8 @@ op_free(struct op *op)
 		return;
 	if (op->kind == OP_DOWNLOAD && op->e != NULL)
 		op->e->dl_held -= op->out.len;
+	if (op->e != NULL)
+		om_sim_queue_del(&op->e->simq, &op->sim);
 	om_free(op->cmd);
 	om_free(op->data);
 	om_free(op->path);
@@ -1795,6 +1801,8 @@ op_complete(struct engine *e, struct hrun *h, struct op *op, int rc)
 		}
 		libssh2_channel_free(op->ch);
 		op->ch = NULL;
+	} else if (op->sim_h != NULL && rc == 0) {
+		res.exit_status = 0; /* the sim connector: every command succeeds */
 	}
 	if (op == h->kill) {
 		h->kill = NULL;
@@ -2006,6 +2014,16 @@ host_start(struct engine *e, struct hrun *h)
 		h->t->active++;
 		atomic_fetch_add(&e->st_active, 1);
 		host_end(e, h, OM_HS_FAILED, -1, "invalid target: address and user required");
+		return true;
+	}
+	if (e->o.sim.on) {
+		/* The sim connector: every host is connected at once, no session. */
+		h->t0 = om_now_ms();
+		if (h->t->task.timeout_s > 0)
+			h->deadline = h->t0 + (int64_t)h->t->task.timeout_s * 1000;
+		h->t->active++;
+		atomic_fetch_add(&e->st_active, 1);
+		host_connected(e, h);
 		return true;
 	}
 	make_key(t, key, sizeof key);
@@ -2396,6 +2414,44 @@ commands(struct engine *e)
 	}
 }
 
+/*
+ * The sim connector: completes the simulated ops that are due.  An exec
+ * streams output_bytes of om_sim_fill on stdout (in READ_BUF pieces, as
+ * reads would) and exits 0; an upload succeeds; a download finds no file.
+ * While output is paused a streamed exec waits, as a session would not be
+ * read.
+ */
+static void
+sim_fire(struct engine *e)
+{
+	struct om_sim_timer *tm;
+	int64_t now = om_now_ms();
+
+	while ((tm = om_sim_queue_pop(&e->simq, now)) != NULL) {
+		struct op *op = (struct op *)(void *)((char *)tm - offsetof(struct op, sim));
+		struct hrun *h = op->sim_h;
+		int rc = 0;
+
+		if (op->kind == OP_EXEC) {
+			const char *name = h->t->task.hosts[h->idx].name;
+			size_t off, n, total = e->o.sim.output_bytes;
+
+			if (op_paused(e, h, op) && total > 0) {
+				om_sim_queue_add(&e->simq, &op->sim, now + TICK_MS);
+				continue;
+			}
+			for (off = 0; off < total; off += n) {
+				n = total - off < READ_BUF ? total - off : READ_BUF;
+				om_sim_fill(name, off, e->buf, n);
+				exec_emit(e, h, op, OM_STREAM_STDOUT, e->buf, n);
+			}
+		} else if (op->kind == OP_DOWNLOAD) {
+			rc = OM_ENOTFOUND;
+		}
+		op_complete(e, h, op, rc);
+	}
+}
+
 static void *
 loop_main(void *arg)
 {
@@ -2434,6 +2490,12 @@ loop_main(void *arg)
 			more |= c->more;
 		}
 		wait_ms = more ? 0 : TICK_MS;
+		if (e->simq.head != NULL) {
+			int64_t sw = om_sim_queue_wait(&e->simq, om_now_ms());
+
+			if (sw < wait_ms)
+				wait_ms = (int)sw;
+		}
 		nev = epoll_wait(e->ep, evs, MAX_EVENTS, wait_ms);
 		if (nev < 0 && errno != EINTR) {
 			om_err("ssh engine: epoll_wait: %s", strerror(errno));
@@ -2460,6 +2522,8 @@ loop_main(void *arg)
 		 * sessions are stepped as a backstop: a step that finds nothing
 		 * costs one recv() answering EAGAIN.
 		 */
+		if (e->simq.head != NULL)
+			sim_fire(e);
 		now = om_now_ms();
 		bool sweep = now - last_sweep >= TICK_MS;
 		if (sweep) {
@@ -2510,7 +2574,8 @@ om_engine_open(const struct om_engine_opts *opts, struct om_engine **out)
 	*out = NULL;
 	if (opts == NULL)
 		return OM_EINVAL;
-	if ((rc = file_check(opts->privkey)) != 0 || (rc = file_check(opts->known_hosts)) != 0)
+	if (!opts->sim.on &&
+	    ((rc = file_check(opts->privkey)) != 0 || (rc = file_check(opts->known_hosts)) != 0))
 		return rc;
 	if ((e = om_calloc(1, sizeof *e)) == NULL)
 		return OM_ENOMEM;
@@ -2540,7 +2605,7 @@ om_engine_open(const struct om_engine_opts *opts, struct om_engine **out)
 	e->resolver->refs = 1; /* the engine's */
 	if ((e->kh_session = libssh2_session_init()) == NULL)
 		goto fail;
-	if ((rc = kh_load(e)) != 0)
+	if (!e->o.sim.on && (rc = kh_load(e)) != 0)
 		goto fail;
 	key_refresh(e);
 	rc = OM_ESYS;
@@ -2719,7 +2784,8 @@ om_engine_close(struct om_engine *oe)
 	}
 	close(e->evfd);
 	close(e->ep);
-	libssh2_knownhost_free(e->kh);
+	if (e->kh != NULL) /* NULL under the sim connector */
+		libssh2_knownhost_free(e->kh);
 	libssh2_session_free(e->kh_session);
 	om_sshkey_free(e->key);
 	while (e->key_old != NULL) {
@@ -2979,8 +3045,16 @@ op_new(struct hrun *h, enum opkind kind, const void *data, size_t len, struct op
 static void
 op_install(struct hrun *h, struct op *op)
 {
-	op->deadline = om_now_ms() + (int64_t)h->t->e->o.connect_timeout_s * 1000;
+	struct engine *e = h->t->e;
+
 	h->op = op;
+	if (e->o.sim.on) {
+		/* The sim connector: the op completes after the latency (sim_fire). */
+		op->sim_h = h;
+		om_sim_queue_add(&e->simq, &op->sim, om_now_ms() + (int64_t)e->o.sim.latency_ms);
+		return;
+	}
+	op->deadline = om_now_ms() + (int64_t)e->o.connect_timeout_s * 1000;
 	if (h->c != NULL)
 		h->c->more = true; /* start it on this loop iteration */
 }

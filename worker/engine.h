@@ -34,6 +34,7 @@
 
 #include "om/msg.h"
 #include "plugins.h"
+#include "sim.h"
 
 enum om_hostkey_policy { OM_HK_STRICT = 0, OM_HK_ACCEPT_NEW = 1 };
 
@@ -57,6 +58,11 @@ struct om_engine_opts {
 	 * output and fetched files (OM_STREAM_FILE) do not count.
 	 */
 	uint64_t max_output;
+	/*
+	 * Benchmarks and tests only: hosts simulated in-process (sim.h), no SSH
+	 * at all; privkey and known_hosts may then be NULL.
+	 */
+	struct om_sim sim;
 };
 
 #define OM_ENGINE_MAX_OUTPUT ((uint64_t)64 << 20)
@@ -119,7 +125,7 @@ const struct om_host_api *om_engine_host_api(void);
 
 /*
  * Starts the loop thread.  opts' strings must outlive the engine.  Returns
- * OM_ENOTFOUND / OM_EPERM for a missing or unreadable key or known_hosts
+ * (unless opts->sim.on) OM_ENOTFOUND / OM_EPERM for a missing or unreadable key or known_hosts
  * file, OM_EINVAL for a known_hosts file libssh2 cannot parse.  Caller
  * closes *out with om_engine_close.
  */

@@ -44,7 +44,7 @@
 #define SPOOL_RETRY_MS  5000 /* after a spool write error: memory only for this long */
 
 /* Long options without a short form. */
-enum { OPT_SPOOL = 0x5301, OPT_SPOOL_MAX };
+enum { OPT_SPOOL = 0x5301, OPT_SPOOL_MAX, OPT_SIM };
 
 struct config {
 	const char *name, *idc, *master_key_hex, *key_path;
@@ -58,6 +58,7 @@ struct config {
 	enum om_log_level log_level;
 	const char *spool_dir; /* --spool; NULL: KEYFILE.spool */
 	uint64_t spool_max;    /* --spool-max */
+	struct om_sim sim;     /* --sim: simulated hosts, benchmarks and tests only */
 };
 
 /* A task the worker holds (see worker.held); stays put while it has items. */
@@ -1140,8 +1141,12 @@ usage(FILE *f)
 	        "                 [--spool DIR] (default KEYFILE.spool)\n"
 	        "                 [--spool-max BYTES[K|M|G]] (default 1G)\n"
 	        "                 [--log-level error|warn|info|debug]\n"
+	        "                 [--sim LATENCY_MS[:OUTPUT_BYTES[K|M]]]\n"
 	        "Several masters (one database): --master A,B or --master A --master B;\n"
-	        "the worker moves to the next one when its master stops answering.\n");
+	        "the worker moves to the next one when its master stops answering.\n"
+	        "--sim is for benchmarks and tests only: no SSH at all; every host connects\n"
+	        "at once and every command exits 0 after LATENCY_MS with OUTPUT_BYTES of\n"
+	        "made-up output (--ssh-key and --known-hosts are then not needed).\n");
 }
 
 static int
@@ -1169,6 +1174,7 @@ parse_args(int argc, char **argv, struct config *c)
 	        {"max-output", required_argument, NULL, 'O'},
 	        {"spool", required_argument, NULL, OPT_SPOOL},
 	        {"spool-max", required_argument, NULL, OPT_SPOOL_MAX},
+	        {"sim", required_argument, NULL, OPT_SIM},
 	        {"log-level", required_argument, NULL, 'l'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -1282,6 +1288,12 @@ parse_args(int argc, char **argv, struct config *c)
 				               "(a number with an optional K, M or G)\n"),
 				       -1;
 			break;
+		case OPT_SIM:
+			if (om_sim_parse(optarg, &c->sim) != 0)
+				return fprintf(stderr, "om-worker: --sim wants LATENCY_MS[:OUTPUT_BYTES] "
+				                       "(0..600000 ms, 0..64M bytes)\n"),
+				       -1;
+			break;
 		case 'l':
 			if (om_log_level_parse(optarg, &c->log_level) != 0)
 				return fprintf(stderr, "om-worker: unknown log level '%s'\n",
@@ -1298,8 +1310,8 @@ parse_args(int argc, char **argv, struct config *c)
 	}
 	if (c->name == NULL && gethostname(host, sizeof(host) - 1) == 0)
 		c->name = host;
-	if (!c->idc || c->nmasters == 0 || !c->master_key_hex || !c->key_path || !c->ssh_key ||
-	    !c->known_hosts) {
+	if (!c->idc || c->nmasters == 0 || !c->master_key_hex || !c->key_path ||
+	    (!c->sim.on && (!c->ssh_key || !c->known_hosts))) {
 		usage(stderr);
 		return -1;
 	}
@@ -1410,6 +1422,10 @@ main(int argc, char **argv)
 		eo.connect_retries = w.cfg.connect_retries;
 		eo.no_pool = w.cfg.no_pool;
 		eo.max_output = w.cfg.max_output;
+		eo.sim = w.cfg.sim;
+		if (eo.sim.on)
+			om_warn("--sim: hosts are simulated (%u ms, %zu bytes of output): no SSH",
+			        eo.sim.latency_ms, eo.sim.output_bytes);
 		if ((rv = om_engine_open(&eo, &w.engine)) != 0) {
 			om_err("cannot start the SSH engine (key '%s', known_hosts '%s'): %s",
 			       w.cfg.ssh_key, w.cfg.known_hosts, om_strerror(rv));
