@@ -54,34 +54,12 @@ wait_connected() { # N workers connected within 20 s
 	done
 	return 1
 }
-# Runs omctl run in the background: output in $T/NAME.out, exit code in $T/NAME.rc.
-run_bg() {
-	local name=$1
-	shift
-	echo "omctl run $*" >"$T/$name.cmd"
-	(
-		timeout 120 "$OMCTL" run "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null
-		echo $? >"$T/$name.rc"
-	) &
-	BGPID=$!
-}
-rc_of() { cat "$T/$1.rc" 2>/dev/null || echo "?"; }
 # Waits until job JOB has a host in state running or dispatched, or any host final (10 s).
 wait_job_started() {
 	local i
 	for ((i = 0; i < 100; i++)); do
 		[[ $(q "SELECT count(*) FROM job_hosts WHERE job_id = $1 AND state <> 'queued'") -gt 0 ]] &&
 			return 0
-		sleep 0.1
-	done
-	return 1
-}
-latest_job() { q "SELECT coalesce(max(id), 0) FROM jobs"; }
-wait_new_job() { # PREV: a job newer than PREV exists (10 s); prints its id
-	local i id
-	for ((i = 0; i < 100; i++)); do
-		id=$(latest_job)
-		[[ $id -gt $1 ]] && echo "$id" && return 0
 		sleep 0.1
 	done
 	return 1

@@ -147,30 +147,8 @@ NPASS=$((NPASS + 1))
 # shellcheck disable=SC1091
 . "$DIR/env"
 
-# --- helpers (as in durable.sh) ------------------------------------------------------------
+# --- helpers (the rest are in itlib.sh) ----------------------------------------------------
 worker_state() { "$OMCTL" workers list 2>/dev/null | awk -v w="$1" '$1 == w { print $3 }'; }
-# Runs omctl run in the background: output in $T/NAME.out, exit code in $T/NAME.rc.
-run_bg() {
-	local name=$1
-	shift
-	echo "omctl run $*" >"$T/$name.cmd"
-	(
-		timeout 120 "$OMCTL" run "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null
-		echo $? >"$T/$name.rc"
-	) &
-	BGPID=$!
-}
-rc_of() { cat "$T/$1.rc" 2>/dev/null || echo "?"; }
-latest_job() { q "SELECT coalesce(max(id), 0) FROM jobs"; }
-wait_new_job() { # PREV: a job newer than PREV exists (10 s); prints its id
-	local i id
-	for ((i = 0; i < 100; i++)); do
-		id=$(latest_job)
-		[[ $id -gt $1 ]] && echo "$id" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 count_state() { q "SELECT count(*) FROM job_hosts WHERE job_id = $1 AND state = '$2'"; }
 # JOB N: every host of JOB has at least N lines of stdout stored
 stored_at_least() {
