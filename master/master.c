@@ -83,24 +83,29 @@ follower_try(struct master *m, struct follower *f, bool force)
 	struct om_event *events = NULL;
 	size_t n = 0;
 	bool done = false;
+	uint64_t next = f->cursor;
 	int rv;
 
 	struct om_job_scope scope = {f->idcs, f->nidcs, f->groups, f->ngroups};
 
 	rv = om_store_events_query(m->store, f->job_id, f->cursor, FOLLOW_BATCH,
-	                           f->files ? OM_EVENTS_FILES : 0, &scope, &events, &n, &done);
+	                           f->files ? OM_EVENTS_FILES : 0, &scope, &events, &n, &done,
+	                           &next);
 	if (rv != 0) {
 		reply_error(f->req, rv, "cannot read events of job %llu: %s",
 		            (unsigned long long)f->job_id, om_strerror(rv));
 		return true;
 	}
-	if (n == 0 && !done && !force)
+	/* A cursor that moved without events (a long run of ids out of scope) is
+	 * answered at once: the client asks again from there, and the core
+	 * thread is not held scanning the rest of the job. */
+	if (n == 0 && !done && !force && next == f->cursor)
 		return false;
 	ev.u.events.job_id = f->job_id;
 	ev.u.events.events = events;
 	ev.u.events.nevents = (uint32_t)n;
 	ev.u.events.done = done;
-	ev.u.events.cursor = n > 0 ? events[n - 1].id : f->cursor;
+	ev.u.events.cursor = next;
 	om_rpc_reply(f->req, &ev);
 	om_events_free(events, n);
 	return true;

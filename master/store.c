@@ -36,6 +36,9 @@
 
 /* Caps on what one call builds in memory (array literals of a job). */
 #define ARRAY_MAX (256u << 20)
+/* om_store_events_query: ids one statement may look at, and statements per call */
+#define EVENTS_WINDOW  UINT64_C(1024)
+#define EVENTS_WINDOWS 16
 
 /* Runtime copies of the lists in migration 1 (which must never change). */
 #define FINAL_STATES "('ok','failed','unreachable','timeout','cancelled','skipped','lost')"
@@ -422,24 +425,28 @@ static const struct {
          * With a scope ($5 IDCs, $6 groups; '{}' both when none) only events
          * of hosts in it, and the job's end; unscoped, the joins are skipped. */
         {"om_events", "SELECT j.state, e.id, e.kind, e.host, e.stream, e.data,"
-                      " e.state, e.exit_code, e.reason, e.duration_ms, h.changed,"
-                      " h.result::text"
-                      /* the scope as a filter, not joins: joins under the LIMIT
-                       * made the plan sort every event after the cursor */
+                      " e.state, e.exit_code, e.reason, e.duration_ms,"
+                      /* Scalar subqueries by full key, never joins: the planner
+                       * cannot turn them into a scan of the job's hosts.  With
+                       * statistics from before a big job it did, for a join and
+                       * for a lateral join alike (10,000 hosts: 440 ms a page). */
+                      " CASE WHEN e.kind = 2 THEN (SELECT x.changed FROM job_hosts x"
+                      " WHERE x.job_id = e.job_id AND x.host = e.host) END,"
+                      " CASE WHEN e.kind = 2 THEN (SELECT x.result::text FROM job_hosts x"
+                      " WHERE x.job_id = e.job_id AND x.host = e.host) END, j.last_event"
                       " FROM jobs j LEFT JOIN LATERAL (SELECT v.* FROM job_events v"
-                      " WHERE v.job_id = j.id AND v.id > $2::bigint"
+                      " WHERE v.job_id = j.id AND v.id > $2::bigint AND v.id <= $7::bigint"
                       " AND ($4::bool OR v.stream IS DISTINCT FROM 3)"
                       " AND (v.host IS NULL OR cardinality($5::text[]) + cardinality($6::text[]) = 0"
-                      " OR EXISTS (SELECT 1 FROM job_hosts sh LEFT JOIN hosts sv ON sv.name = sh.host"
-                      " WHERE sh.job_id = v.job_id AND sh.host = v.host"
-                      " AND (cardinality($5::text[]) = 0 OR sh.idc = ANY ($5::text[]))"
-                      " AND (cardinality($6::text[]) = 0"
-                      " OR coalesce(sv.groups, '{}') && $6::text[]))) ORDER BY v.id"
-                      " LIMIT $3::bigint) e ON true"
-                      /* per event by key: a join was planned as a scan of every
-                       * host of the job per page (10,000 hosts: 150 ms a page) */
-                      " LEFT JOIN LATERAL (SELECT x.changed, x.result FROM job_hosts x"
-                      " WHERE e.kind = 2 AND x.job_id = j.id AND x.host = e.host) h ON true"
+                      /* the scope as a filter, not joins (joins under the LIMIT
+                       * made the plan sort every event after the cursor); a
+                       * scalar subquery, as an EXISTS was hashed over a scan of
+                       * every job's hosts */
+                      " OR (SELECT (cardinality($5::text[]) = 0 OR sh.idc = ANY ($5::text[]))"
+                      " AND (cardinality($6::text[]) = 0 OR coalesce((SELECT sv.groups FROM"
+                      " hosts sv WHERE sv.name = sh.host), '{}') && $6::text[])"
+                      " FROM job_hosts sh WHERE sh.job_id = v.job_id AND sh.host = v.host))"
+                      " ORDER BY v.id LIMIT $3::bigint) e ON true"
                       " WHERE j.id = $1::bigint ORDER BY e.id"},
         {"om_notify", "SELECT pg_notify('om_events', $1::text)"},
         {"om_host_put", "INSERT INTO hosts (name, addr, port, ssh_user, idc, groups)"
@@ -707,8 +714,11 @@ session_setup(struct om_store *st)
 	}
 	/* Every wait has a bound: a stuck statement or lock fails the call, the
 	 * caller retries (workers keep unacknowledged results meanwhile). */
+	/* jit off: every statement here is short, and a cost estimate over
+	 * jit_above_cost (a stale plan) made PostgreSQL spend about 290 ms
+	 * compiling a 1 ms query. */
 	r = PQexec(st->conn, "SET statement_timeout = '30s'; SET lock_timeout = '15s'; "
-			     "SET idle_in_transaction_session_timeout = '60s'");
+			     "SET idle_in_transaction_session_timeout = '60s'; SET jit = off");
 	if (!om__store_res_ok(r)) {
 		om__store_set_err_res(st, "set timeouts", r);
 		PQclear(r);
@@ -1599,8 +1609,11 @@ om_store_task_create(struct om_store *st, uint64_t job_id, const char *idc, cons
 	/* Only queued hosts move: one already dispatched (by another master, or
 	 * an earlier task) must not run twice. */
 	r = PQexecParams(st->conn,
+	                 /* hosts in seq order, as every task's (om_store_task_take) */
 	                 "WITH t AS (INSERT INTO tasks (job_id, idc, worker, state, hosts)"
-	                 " VALUES ($1::bigint, $2::text, $3::text, 'delivered', $4::text[])"
+	                 " VALUES ($1::bigint, $2::text, $3::text, 'delivered',"
+	                 " (SELECT coalesce(array_agg(host ORDER BY seq), '{}') FROM job_hosts"
+	                 " WHERE job_id = $1::bigint AND host = ANY($4::text[])))"
 	                 " RETURNING id),"
 	                 " u AS (UPDATE job_hosts h SET state = 'dispatched', task_id = t.id,"
 	                 " worker = $3::text FROM t WHERE h.job_id = $1::bigint"
@@ -1902,23 +1915,24 @@ int
 om_store_events_read(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                      struct om_event **out, size_t *n, bool *done)
 {
-	return om_store_events_query(st, job_id, cursor, limit, 0, NULL, out, n, done);
+	return om_store_events_query(st, job_id, cursor, limit, 0, NULL, out, n, done, NULL);
 }
 
 int
 om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                       unsigned flags, const struct om_job_scope *scope, struct om_event **out,
-                      size_t *n, bool *done)
+                      size_t *n, bool *done, uint64_t *next)
 {
-	char jid[24], cur[24], lim[24];
-	const char *v[6] = {jid, cur, lim, (flags & OM_EVENTS_FILES) ? "true" : "false", NULL,
-	                    NULL};
+	char jid[24], cur[24], lim[24], top[24];
+	const char *v[7] = {jid, cur, lim, (flags & OM_EVENTS_FILES) ? "true" : "false", NULL,
+	                    NULL, top};
 	struct om_buf idcs, groups;
 	struct om_event *ev = NULL;
 	PGresult *r;
-	size_t rows, i, take;
+	size_t rows, i, take = 0;
+	uint64_t scan;
 	bool more;
-	int rv = 0;
+	int rv = 0, iter;
 
 	*out = NULL;
 	*n = 0;
@@ -1930,7 +1944,9 @@ om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, siz
 	if (limit > OM_MAX_ITEMS)
 		limit = OM_MAX_ITEMS; /* "at most limit": one reply's worth */
 	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);
-	snprintf(cur, sizeof(cur), "%" PRIu64, cursor > INT64_MAX ? (uint64_t)INT64_MAX : cursor);
+	scan = cursor > INT64_MAX ? (uint64_t)INT64_MAX : cursor;
+	if (next != NULL)
+		*next = scan;
 	/* One extra row tells whether anything follows this page: ids have gaps
 	 * (a duplicate chunk burns one), so last_event alone can't. */
 	snprintf(lim, sizeof(lim), "%zu", limit + 1);
@@ -1939,31 +1955,70 @@ om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, siz
 	v[4] = (const char *)idcs.data;
 	v[5] = (const char *)groups.data;
 	/* binary results: bytea comes back byte-exact without unescaping */
-	r = PQexecPrepared(st->conn, "om_events", 6, v, NULL, NULL, 1);
+	/*
+	 * Window by window: ids are dense within a job but for burnt ones, so
+	 * a window of EVENTS_WINDOW ids bounds the rows one statement can touch
+	 * whatever plan PostgreSQL picks.  Without it, stale statistics (a
+	 * job far bigger than the average) made it sort every event after the
+	 * cursor for each page: 60 ms a page for a 10,000-host job.  Windows
+	 * with nothing visible (gaps, scope) are skipped, at most
+	 * EVENTS_WINDOWS of them; past that the caller gets no events and a
+	 * cursor that moved.
+	 */
+	for (iter = 0; iter < EVENTS_WINDOWS; iter++) {
+		uint64_t last, hi = scan > INT64_MAX - EVENTS_WINDOW ? (uint64_t)INT64_MAX
+		                                                     : scan + EVENTS_WINDOW;
+
+		snprintf(cur, sizeof(cur), "%" PRIu64, scan);
+		snprintf(top, sizeof(top), "%" PRIu64, hi);
+		r = PQexecPrepared(st->conn, "om_events", 7, v, NULL, NULL, 1);
+		if (!om__store_res_ok(r)) {
+			om__store_set_err_res(st, "events read", r);
+			PQclear(r);
+			rv = OM_EDB;
+			break;
+		}
+		if (PQntuples(r) == 0) {
+			PQclear(r);
+			rv = OM_ENOTFOUND;
+			break;
+		}
+		last = (uint64_t)om__store_bin_int(r, 0, 12);
+		rows = PQgetisnull(r, 0, 1) ? 0 : (size_t)PQntuples(r);
+		if (rows == 0 && hi < last) {
+			/* nothing visible in this window, more after it */
+			scan = hi;
+			PQclear(r);
+			continue;
+		}
+		more = rows > limit || hi < last;
+		take = rows > limit ? limit : rows;
+		if (take > 0 && (ev = om_calloc(take, sizeof(*ev))) == NULL) {
+			PQclear(r);
+			rv = OM_ENOMEM;
+			break;
+		}
+		for (i = 0; i < take && rv == 0; i++)
+			rv = event_fill(r, (int)i, &ev[i]);
+		if (rv == 0) {
+			*done = strcmp(PQgetvalue(r, 0, 0), "done") == 0 && !more;
+			/* a window read whole is behind us, events or not: never past
+			 * last_event, whose ids are all committed in this snapshot */
+			if (rows > limit)
+				scan = ev[take - 1].id;
+			else
+				scan = hi < last ? hi : (last > scan ? last : scan);
+		}
+		PQclear(r);
+		break;
+	}
 	om_buf_release(&idcs);
 	om_buf_release(&groups);
-	if (!om__store_res_ok(r)) {
-		om__store_set_err_res(st, "events read", r);
-		PQclear(r);
-		return OM_EDB;
-	}
-	if (PQntuples(r) == 0) {
-		PQclear(r);
-		return OM_ENOTFOUND;
-	}
-	rows = PQgetisnull(r, 0, 1) ? 0 : (size_t)PQntuples(r);
-	more = rows > limit;
-	take = more ? limit : rows;
-	if (take > 0 && (ev = om_calloc(take, sizeof(*ev))) == NULL) {
-		PQclear(r);
-		return OM_ENOMEM;
-	}
-	for (i = 0; i < take && rv == 0; i++)
-		rv = event_fill(r, (int)i, &ev[i]);
 	if (rv == 0) {
-		*done = strcmp(PQgetvalue(r, 0, 0), "done") == 0 && !more;
 		*out = ev;
 		*n = take;
+		if (next != NULL)
+			*next = scan;
 	} else {
 		om_events_free(ev, take);
 		if (rv == OM_EPROTO) {
@@ -1971,6 +2026,5 @@ om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, siz
 			rv = OM_EDB;
 		}
 	}
-	PQclear(r);
 	return rv;
 }

@@ -136,11 +136,14 @@ struct om_job_scope;
  * As om_store_events_read, which is this without flags or scope: output
  * events of stream 3 only with OM_EVENTS_FILES; with a scope (may be NULL),
  * only events of hosts in it, and the job's end.  State events carry changed
- * and result (caller frees with om_events_free).
+ * and result (caller frees with om_events_free).  *next (may be NULL): the
+ * cursor for the next call.  It can move with no events returned (ids
+ * burnt or out of scope); *n == 0 with *next > cursor and !*done means
+ * "call again from *next", not "nothing more yet".
  */
 int om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, size_t limit,
                           unsigned flags, const struct om_job_scope *scope,
-                          struct om_event **out, size_t *n, bool *done);
+                          struct om_event **out, size_t *n, bool *done, uint64_t *next);
 
 /* ---------------------------------------------------------------- dispatch (store_dispatch.c) */
 

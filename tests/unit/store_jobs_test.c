@@ -272,7 +272,7 @@ test_file_stream(void **state)
 	assert_int_equal(n, 4); /* stdout, 2 states, done */
 	om_events_free(ev, n);
 	/* with files, in order, byte-exact */
-	assert_int_equal(om_store_events_query(f->st, job, 0, 100, OM_EVENTS_FILES, NULL, &ev, &n, &done),
+	assert_int_equal(om_store_events_query(f->st, job, 0, 100, OM_EVENTS_FILES, NULL, &ev, &n, &done, NULL),
 	                 0);
 	assert_true(done);
 	assert_int_equal(n, 6);

@@ -374,6 +374,68 @@ test_paging(void **state)
 	assert_int_equal(pages, 4); /* 2 + 2 + 1 + empty */
 }
 
+/*
+ * A long run of burnt ids: each call looks at a bounded window of ids, so
+ * it may return nothing with a cursor that moved; following the cursor
+ * still yields every event once, in order, and the end.
+ */
+static void
+test_gap_windows(void **state)
+{
+	struct fx *f = fx_of(state);
+	uint64_t job = make_job(f, "gw", 1), cursor = 0, next = 0, last = 0;
+	struct om_store_chunk c[1];
+	struct om_store_state s[1];
+	struct om_event *ev = NULL;
+	char jid[24];
+	const char *v[1] = {jid};
+	size_t n = 0, i, lines = 0, calls = 0, empty_moves = 0;
+	bool done = false, end = false;
+	PGresult *r;
+
+	c[0] = chunk(job, "gw-0", 1, 0, "first", 5);
+	assert_int_equal(om_store_ingest(f->st, c, 1, NULL, 0), 0);
+	snprintf(jid, sizeof(jid), "%" PRIu64, job);
+	r = PQexecParams(f->db, "UPDATE jobs SET last_event = last_event + 40000 WHERE id = $1", 1,
+	                 NULL, v, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	c[0] = chunk(job, "gw-0", 1, 1, "second", 6);
+	s[0] = hstate(job, "gw-0", OM_HS_OK, 0, NULL);
+	assert_int_equal(om_store_ingest(f->st, c, 1, s, 1), 0);
+	do {
+		assert_true(calls++ < 100);
+		assert_int_equal(om_store_events_query(f->st, job, cursor, 10, 0, NULL, &ev, &n,
+		                                       &done, &next),
+		                 0);
+		for (i = 0; i < n; i++) {
+			assert_true(ev[i].id > last && ev[i].id <= next);
+			last = ev[i].id;
+			if (ev[i].kind == OM_EV_OUTPUT) {
+				const char *want = lines == 0 ? "first" : "second";
+				assert_int_equal(ev[i].len, strlen(want));
+				assert_memory_equal(ev[i].data, want, strlen(want));
+				lines++;
+			}
+			if (ev[i].kind == OM_EV_JOB_DONE)
+				end = true;
+		}
+		om_events_free(ev, n);
+		if (!done) /* never stuck: either events or a cursor that moved */
+			assert_true(next > cursor);
+		if (n == 0 && !done)
+			empty_moves++;
+		cursor = next;
+	} while (!done);
+	assert_int_equal(lines, 2);
+	assert_true(end);
+	assert_true(empty_moves >= 1); /* 40,000 ids are more than one call looks at */
+	/* the plain read keeps its contract on a job without gaps */
+	assert_int_equal(om_store_events_read(f->st, job, last, 10, &ev, &n, &done), 0);
+	assert_int_equal(n, 0);
+	assert_true(done);
+}
+
 static void
 test_states_and_done(void **state)
 {
@@ -647,8 +709,9 @@ main(void)
 	        cmocka_unit_test(test_job_rows),        cmocka_unit_test(test_bytes_exact),
 	        cmocka_unit_test(test_duplicates),      cmocka_unit_test(test_paging),
 	        cmocka_unit_test(test_states_and_done), cmocka_unit_test(test_empty_job),
-	        cmocka_unit_test(test_missing_job),     cmocka_unit_test(test_batch_rollback),
-	        cmocka_unit_test(test_reconnect),       cmocka_unit_test(test_ingest_timing),
+	        cmocka_unit_test(test_gap_windows),     cmocka_unit_test(test_missing_job),
+	        cmocka_unit_test(test_batch_rollback),  cmocka_unit_test(test_reconnect),
+	        cmocka_unit_test(test_ingest_timing),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
