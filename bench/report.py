@@ -20,7 +20,8 @@ ORDER = [("omserver", "cold"), ("omserver", "warm"), ("pssh", "fresh"), ("pdsh",
 LABEL = {("omserver", "cold"): "omserver cold", ("omserver", "warm"): "omserver warm",
          ("ansible", "fresh"): "ansible (raw)"}
 TARGETS = {"cold_hosts_per_s": 85, "cold_cpu_ms_per_host": 2.0, "warm_cmds_per_s": 600,
-           "noop_p50_ms": 5.0, "scale_wall_s": 5.0, "scale_results_per_s": 2000}
+           "noop_p50_ms": 5.0, "scale_wall_s": 5.0, "scale_results_per_s": 2000,
+           "flood_rss_growth_kb": 8 * 1024}
 
 
 def label(tool, mode):
@@ -36,6 +37,24 @@ def r3(x, nd=3):
     return None if x is None else round(x, nd)
 
 
+def mib(b):
+    return f"{b / 2**20:g} MiB" if b >= 2**20 else f"{b} bytes"
+
+
+def gib(b):
+    return f"{b / 2**30:.3g} GiB" if b >= 2**30 else mib(b)
+
+
+def halves(series, wall):
+    """Max RSS over the first and the second half of the run (series: [t_s, kb], start first)."""
+    pts = series[1:] or series
+    mid = wall / 2
+    a = [kb for t, kb in pts if t <= mid] or [pts[0][1]]
+    b = [kb for t, kb in pts if t > mid] or [pts[-1][1]]
+    return {"master_rss_first_half_max_kb": max(a), "master_rss_second_half_max_kb": max(b),
+            "master_rss_late_growth_kb": max(b) - max(a)}
+
+
 def main():
     raw, out = sys.argv[1], sys.argv[2]
     lines = [json.loads(l) for l in open(raw) if l.strip()]
@@ -44,6 +63,7 @@ def main():
     rss = [l for l in lines if l.get("kind") == "rss"]
     disp = next((l for l in lines if l.get("kind") == "dispatch"), None)
     sc = next((l for l in lines if l.get("kind") == "scale"), None)
+    fl = next((l for l in lines if l.get("kind") == "flood"), None)
 
     cells = {}
     for m in meas:
@@ -126,6 +146,31 @@ def main():
             "date": sc.get("date"), "command": sc.get("command"),
         }
 
+    flood = None
+    if fl and "skipped" not in fl:
+        # 1 GiB of output through the real path; the master's RSS must stay flat
+        mr = fl["master_rss_kb"]
+        flood = {
+            "tool": "omserver-sim", "mode": "flood", "n": fl["n"],
+            "cmd": f"cat big (--sim {fl['sim']})",
+            "wall_s": r3(fl["wall_s"], 3),
+            "hosts_per_s": r3(fl["n"] / fl["wall_s"], 1) if fl["wall_s"] else None,
+            "controller_cpu_ms_per_host": r3((fl["master_cpu_s"] + fl["worker_cpu_s"]) * 1000 / fl["n"], 3),
+            "runs": 1, "rc": fl["rc"],
+            "bytes_per_host": fl["bytes_per_host"], "total_bytes": fl["total_bytes"],
+            "stored_ok": fl["stored_ok"], "output_bytes_stored": fl.get("output_bytes_stored"),
+            "mb_per_s_stored": fl["mb_per_s"], "idcs": 1, "workers": 1,
+            "master_rss_kb": mr, "master_rss_growth_kb": mr["max"] - mr["start"],
+            # flat: no growth with the volume that went through, i.e. over time
+            **halves(fl["master_rss_series"], fl["wall_s"]),
+            "master_rss_series": fl["master_rss_series"],
+            "master_peak_rss_kb": fl["master_peak_rss_kb"],
+            "worker_rss_kb": fl["worker_rss_kb"], "worker_peak_rss_kb": fl["worker_peak_rss_kb"],
+            "master_cpu_s": fl["master_cpu_s"], "worker_cpu_s": fl["worker_cpu_s"],
+            "pg_cpu_s": fl["pg_cpu_s"], "omctl_cpu_s": fl["client_cpu_s"],
+            "date": fl.get("date"), "command": fl.get("command"),
+        }
+
     rss_rows = []
     for n in sorted({r["n"] for r in rss}):
         rs = [r for r in rss if r["n"] == n]
@@ -165,7 +210,23 @@ def main():
                         "measured": f"{scale['results_stored_per_s']:.0f}/s",
                         "met": scale["results_stored_per_s"] >= TARGETS["scale_results_per_s"]})
 
-    doc = {"meta": meta, "rows": rows + ([dispatch] if dispatch else []) + ([scale] if scale else []),
+    if flood:
+        lim = TARGETS["flood_rss_growth_kb"]
+        whole = flood["stored_ok"] == flood["n"] and flood["rc"] == 0
+        late = flood["master_rss_late_growth_kb"]
+        targets.append({"target": f"master RSS flat during {gib(flood['total_bytes'])} output flood "
+                                  f"(max of the second half - max of the first half <= {lim // 1024} MiB)",
+                        "measured": f"{late:+d} kB (first half max {flood['master_rss_first_half_max_kb']}, "
+                                    f"second half max {flood['master_rss_second_half_max_kb']} kB; "
+                                    f"idle {flood['master_rss_kb']['start']} kB)"
+                                    + ("" if whole else f", only {flood['stored_ok']}/{flood['n']} hosts ok"),
+                        "met": late <= lim and whole})
+    elif fl:
+        targets.append({"target": "master RSS flat during output flood", "measured": f"not run: {fl['skipped']}",
+                        "met": False})
+
+    doc = {"meta": meta, "rows": rows + ([dispatch] if dispatch else []) + ([scale] if scale else [])
+           + ([flood] if flood else []),
            "worker_rss": rss_rows,
            "targets": targets}
     with open(os.path.join(out, "latest.json"), "w") as f:
@@ -269,6 +330,39 @@ def main():
           f"{scale['controller_cpu_ms_per_host']:.3f} | {scale['pg_cpu_s']:.2f} | {scale['omctl_cpu_s']:.2f} | "
           f"{scale['master_peak_rss_kb']} | {' / '.join(str(x) for x in scale['worker_peak_rss_kb'])} |")
         w("")
+    if flood:
+        mr, wr = flood["master_rss_kb"], flood["worker_rss_kb"]
+        w("## Output flood (master memory)\n")
+        w(f"One job (`shell` `cat big`, forks {flood['n']}) on {flood['n']} simulated hosts of one om-worker "
+          f"started with `--sim {fl['sim']}`: each host prints {mib(flood['bytes_per_host'])}, "
+          f"{gib(flood['total_bytes'])} in all, through the real path (worker outbox and spool, reports, "
+          "master, PostgreSQL) and back to the `omctl run` that follows the job (its output to /dev/null). "
+          f"VmRSS of the master and the worker sampled every 0.25 s ({mr['samples']} samples); start: before "
+          "the submit, end: after omctl returned. "
+          f"Run by `{flood['command']}` on {flood['date']}.\n")
+        w("| N hosts | output per host | total | wall s | MB/s stored | stored ok | "
+          "master RSS start / median / max / end kB | max - start kB | worker peak RSS kB | "
+          "master CPU s | worker CPU s | PostgreSQL CPU s | omctl CPU s |")
+        w("|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
+        stored = f"{flood['stored_ok']}/{flood['n']}"
+        if flood["output_bytes_stored"] is not None and flood["output_bytes_stored"] != flood["total_bytes"]:
+            stored += f" ({flood['output_bytes_stored']} of {flood['total_bytes']} bytes)"
+        if flood["rc"]:
+            stored += f", omctl exit {flood['rc']}"
+        w(f"| {flood['n']} | {mib(flood['bytes_per_host'])} | {gib(flood['total_bytes'])} | "
+          f"{flood['wall_s']:.2f} | {flood['mb_per_s_stored']:.1f} | {stored} | "
+          f"{mr['start']} / {mr['p50']} / {mr['max']} / {mr['end']} | {flood['master_rss_growth_kb']} | "
+          f"{flood['worker_peak_rss_kb']} | {flood['master_cpu_s']:.2f} | {flood['worker_cpu_s']:.2f} | "
+          f"{flood['pg_cpu_s']:.2f} | {flood['omctl_cpu_s']:.2f} |")
+        w("")
+        ser = flood["master_rss_series"]
+        if len(ser) > 1:
+            step = (ser[-1][0] - ser[1][0]) / (len(ser) - 2) if len(ser) > 2 else ser[1][0] - ser[0][0]
+            w(f"master RSS kB at the start, then every ~{step:.2f} s (the max of each slice): "
+              + ", ".join(str(kb) for _, kb in ser) + "\n")
+    elif fl:
+        w("## Output flood (master memory)\n")
+        w(f"Not run: {fl['skipped']} (`{fl.get('command')}`, {fl.get('date')}).\n")
     if rss_rows:
         w("## Worker memory per pooled session\n")
         w("RSS of a fresh om-worker, and after the warm run with N sessions in its pool (median over runs).\n")

@@ -15,11 +15,14 @@
 #   -o   where latest.md and latest.json go (default bench/results)
 #   --no-install   do not apt-get install missing peers (they are skipped)
 #   --readme       also put the main tables into README.md (Performance)
-#   --only "SECTIONS"  run only these of: fanout dispatch scale (default all);
-#                  the rows of the other sections are kept from the previous
+#   --only "SECTIONS"  run only these of: fanout dispatch scale flood (default
+#                  all); the rows of the other sections are kept from the previous
 #                  OUTDIR/latest.raw.jsonl, so latest.{md,json} stay whole
 #   --scale-n N    scale: simulated hosts, half per IDC (default 10000)
 #   --scale-sim S  scale: om-worker --sim LATENCY_MS:OUTPUT_BYTES (default 5:100)
+#   --flood-n N    flood: simulated hosts (default 128)
+#   --flood-sim S  flood: om-worker --sim LATENCY_MS:OUTPUT_BYTES, at most 64M
+#                  a host (default 5:8M: 128 x 8 MiB = 1 GiB of output)
 #
 # Needs root (sshd switches users) and `make` (build/bin, build/plugins,
 # build/bench/om-bench-dispatch).  Everything runs on loopback:
@@ -36,6 +39,13 @@
 #   inventory hosts, half per IDC; one job (shell `uname -a`, forks = N)
 #   from submit to every result stored in PostgreSQL (omctl run returns when
 #   the master says the job is done).
+# - flood: one more worker, flood-1 (IDC flood), --sim FLOOD_SIM; one job
+#   (shell, forks = N) on FLOOD_N hosts (group flood) that each print 8 MiB
+#   by default, 1 GiB in all, through the real path (outbox, spool, reports,
+#   master, PostgreSQL, and back to the omctl that follows the job, whose
+#   output goes to /dev/null).  The master's VmRSS (and the worker's) is
+#   sampled every 0.25 s meanwhile: it must stay flat (bounded buffers).  The
+#   other workers are stopped first.
 # - omserver: PostgreSQL (BASE), one master, one worker (IDC bj) that serves
 #   every bench host.  "cold": the worker was just restarted, so every host
 #   needs a new SSH connection; "warm": the same job again at once, on the
@@ -62,8 +72,10 @@
 # tool rotating, so background load falls on all of them alike.
 #
 # Ports BASE..BASE+3 (OM_BENCH_BASEPORT, default 27000).  Bounded: each tool
-# run by `timeout`, the whole run by OM_BENCH_BUDGET seconds (default 1500:
-# remaining repetitions are skipped, and the report says so).
+# run by `timeout` (the flood's job by OM_BENCH_FLOOD_TIMEOUT, default 600 s),
+# the whole run by OM_BENCH_BUDGET seconds (default 1500: remaining
+# repetitions, and the flood when the budget is spent before it, are skipped,
+# and the report says so).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -84,6 +96,8 @@ README=
 ONLY=
 SCALE_N=10000
 SCALE_SIM=5:100
+FLOOD_N=128
+FLOOD_SIM=5:8M
 while (($#)); do
 	case $1 in
 	-n) SIZES=$2; shift 2 ;;
@@ -98,7 +112,9 @@ while (($#)); do
 	--only) ONLY=$2; shift 2 ;;
 	--scale-n) SCALE_N=$2; shift 2 ;;
 	--scale-sim) SCALE_SIM=$2; shift 2 ;;
-	-h | --help) sed -n "2,27p" "$0"; exit 0 ;;
+	--flood-n) FLOOD_N=$2; shift 2 ;;
+	--flood-sim) FLOOD_SIM=$2; shift 2 ;;
+	-h | --help) sed -n "2,30p" "$0"; exit 0 ;;
 	*) echo "bench: unknown option '$1' (--help)" >&2; exit 2 ;;
 	esac
 done
@@ -111,9 +127,21 @@ done
 [[ $FANOUT =~ ^[0-9]+$ ]] && ((FANOUT >= 1 && FANOUT <= 500)) || { echo "bench: -f wants 1..500" >&2; exit 2; }
 [[ $DJOBS =~ ^[0-9]+$ ]] && ((DJOBS <= 10000)) || { echo "bench: -j wants 0..10000" >&2; exit 2; }
 for c in $CMDS; do [[ $c == true || $c == uname ]] || { echo "bench: -c wants true and/or uname" >&2; exit 2; }; done
-for s in $ONLY; do [[ $s =~ ^(fanout|dispatch|scale)$ ]] || { echo "bench: --only wants fanout, dispatch and/or scale" >&2; exit 2; }; done
+for s in $ONLY; do [[ $s =~ ^(fanout|dispatch|scale|flood)$ ]] || { echo "bench: --only wants fanout, dispatch, scale and/or flood" >&2; exit 2; }; done
 [[ $SCALE_N =~ ^[0-9]+$ ]] && ((SCALE_N >= 2 && SCALE_N <= 10000)) || { echo "bench: --scale-n wants 2..10000" >&2; exit 2; }
 [[ $SCALE_SIM =~ ^[0-9]+(:[0-9]+[KM]?)?$ ]] || { echo "bench: --scale-sim wants LATENCY_MS[:OUTPUT_BYTES]" >&2; exit 2; }
+[[ $FLOOD_N =~ ^[0-9]+$ ]] && ((FLOOD_N >= 1 && FLOOD_N <= 10000)) || { echo "bench: --flood-n wants 1..10000" >&2; exit 2; }
+# FLOOD_BYTES: the output of one host
+FLOOD_BYTES=0
+if [[ $FLOOD_SIM =~ ^[0-9]+:([0-9]{1,9})([KM]?)$ ]]; then
+	FLOOD_BYTES=$((10#${BASH_REMATCH[1]}))
+	case ${BASH_REMATCH[2]} in
+	K) FLOOD_BYTES=$((FLOOD_BYTES << 10)) ;;
+	M) FLOOD_BYTES=$((FLOOD_BYTES << 20)) ;;
+	esac
+fi
+((FLOOD_BYTES >= 1 && FLOOD_BYTES <= 64 << 20)) ||
+	{ echo "bench: --flood-sim wants LATENCY_MS:OUTPUT_BYTES, 1 byte to 64M" >&2; exit 2; }
 # want SECTION: true when SECTION runs (--only, or every section)
 want() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }
 
@@ -121,6 +149,7 @@ BASE=${OM_BENCH_BASEPORT:-27000}
 SSHPORT=$((BASE + 1))
 BUDGET=${OM_BENCH_BUDGET:-1500}
 TOOL_TIMEOUT=${OM_BENCH_TOOL_TIMEOUT:-240}
+FLOOD_TIMEOUT=${OM_BENCH_FLOOD_TIMEOUT:-600}
 NADDR=16
 BENCH_START=$(date +%s)
 OM_LOG_LEVEL=warn
@@ -568,6 +597,112 @@ if want scale; then
 	for p in "${SIMW[@]}"; do kill -TERM "$p" 2>/dev/null; done
 fi
 
+# --- flood: FLOOD_N simulated hosts print FLOOD_BYTES each; master RSS over time ----
+# rss_sample T0_US PID...: one line "SECONDS_SINCE_T0 KB..." of the processes' VmRSS
+# (0: gone), without a fork: it runs every 0.25 s while the flood runs
+now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+rss_sample() {
+	local t=$(($(now_us) - $1)) p k v _ line
+	shift
+	printf -v line '%d.%02d' $((t / 1000000)) $((t / 10000 % 100))
+	for p in "$@"; do
+		k='' v=0
+		while read -r k v _; do [[ $k == VmRSS: ]] && break; done 2>/dev/null <"/proc/$p/status"
+		[[ $k == VmRSS: ]] || v=0
+		line+=" $v"
+	done
+	echo "$line"
+}
+if want flood && over_budget; then
+	log "flood: over the budget of $BUDGET s, skipped"
+	printf '{"kind":"flood","n":%d,"sim":"%s","skipped":"over the time budget of %d s","date":"%s","command":"%s"}\n' \
+		"$FLOOD_N" "$FLOOD_SIM" "$BUDGET" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMAND_LINE" >>"$RAW"
+elif want flood; then
+	total=$((FLOOD_N * FLOOD_BYTES))
+	log "flood: $FLOOD_N simulated hosts (--sim $FLOOD_SIM), $((total >> 20)) MiB of output, IDC flood"
+	# alone on the machine: the SSH worker and scale's sim workers go
+	stop_worker
+	pids=()
+	for w in sim-a sim-b; do
+		if p=$(om__pidfile_ours "$DIR/worker-$w.pid" "$DIR"); then pids+=("$p"); fi
+	done
+	om__terminate 10 "$DIR" "${pids[@]}"
+	{
+		echo "[flood]"
+		for ((i = 1; i <= FLOOD_N; i++)); do
+			printf 'f%04d.sim ansible_host=10.200.%d.%d ansible_user=%s\n' "$i" $((i / 256 % 256)) \
+				$((i % 256)) "$OM_SSH_USER"
+		done
+		printf '\n[flood:vars]\nidc=flood\n'
+	} >"$DIR/flood.ini"
+	"$OMCTL" hosts import "$DIR/flood.ini" >"$DIR/logs/flood-import.out" 2>&1 ||
+		{ cat "$DIR/logs/flood-import.out" >&2; die "omctl hosts import (flood) failed"; }
+	om_enroll_token "$DIR" flood >"$DIR/worker-flood-1.enroll" || die "no enroll token"
+	OM_WORKER_ARGS="--sim $FLOOD_SIM --forks $FLOOD_N" om_worker_start "$DIR" flood-1 flood
+	FW=$(cat "$DIR/worker-flood-1.pid")
+	for ((i = 0; i < 150; i++)); do
+		"$OMCTL" workers list 2>/dev/null | grep -qE '^flood-1 +[a-z]+ +connected ' && break
+		sleep 0.2
+	done
+	((i < 150)) || { om_log_tail "$DIR/worker-flood-1.log" >&2; die "the flood worker did not connect"; }
+	# peak RSS from here: clear_refs 5 resets VmHWM
+	for p in "$MASTER_PID" "$FW"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null; done
+	m0=$(cpu_ns master) g0=$(cpu_ns pg) w0=$(pid_ticks "$FW")
+	t0=$(now_us)
+	rss_sample "$t0" "$MASTER_PID" "$FW" >"$DIR/logs/flood.rss" # start: before the submit
+	(
+		while sleep 0.25; do
+			rss_sample "$t0" "$MASTER_PID" "$FW"
+		done
+	) >>"$DIR/logs/flood.rss" &
+	SAMPLER=$!
+	"$RUSAGE" "$DIR/logs/flood.rusage" timeout "$FLOOD_TIMEOUT" "$OMCTL" run -t group:flood -m shell \
+		-a "cat big" --forks "$FLOOD_N" >/dev/null 2>"$DIR/logs/flood.err" </dev/null
+	rc=$?
+	m1=$(cpu_ns master) g1=$(cpu_ns pg) w1=$(pid_ticks "$FW")
+	kill "$SAMPLER" 2>/dev/null
+	wait "$SAMPLER" 2>/dev/null
+	rss_sample "$t0" "$MASTER_PID" "$FW" >>"$DIR/logs/flood.rss"
+	read -r wall cli < <(awk '{ printf "%.4f %.4f\n", $1, $2 + $3 }' "$DIR/logs/flood.rusage")
+	jid=$(om_psql "$DIR" "SELECT max(id) FROM jobs WHERE selector = 'group:flood'")
+	stored=$(om_psql "$DIR" "SELECT count(*) FROM job_hosts WHERE job_id = ${jid:-0} AND state = 'ok'")
+	outb=$(om_psql "$DIR" "SELECT coalesce(sum(length(data)), 0) FROM job_events WHERE job_id = ${jid:-0}" 2>/dev/null)
+	# RSS: start (the first sample, before the submit), median, max, end (after omctl
+	# returned); the series: the start, then at most 59 points, each the max of its slice
+	rssj=$(awk '
+		BEGIN { n = 0; nw = 0 }
+		$2 > 0 { t[n] = $1; m[n] = $2; if ($3 > 0) { w[nw++] = $3 }; n++ }
+		function median(a, k,   i, j, x) {
+			for (i = 1; i < k; i++) { x = a[i]; for (j = i - 1; j >= 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+			return k ? (k % 2 ? a[(k - 1) / 2] : int((a[k / 2 - 1] + a[k / 2]) / 2)) : 0
+		}
+		END {
+			mx = 0; for (i = 0; i < n; i++) { s[i] = m[i]; if (m[i] > mx) mx = m[i] }
+			wx = 0; for (i = 0; i < nw; i++) if (w[i] > wx) wx = w[i]
+			printf "\"master_rss_kb\":{\"start\":%d,\"p50\":%d,\"max\":%d,\"end\":%d,\"samples\":%d},", \
+				m[0], median(s, n), mx, m[n - 1], n
+			printf "\"worker_rss_kb\":{\"start\":%d,\"max\":%d,\"end\":%d},", w[0], wx, w[nw - 1]
+			step = int((n - 1 + 58) / 59); if (step < 1) step = 1
+			printf "\"master_rss_series\":["
+			if (n) printf "[%s,%d]", t[0], m[0]
+			for (i = 1; i < n; i += step) {
+				b = 0; for (j = i; j < i + step && j < n; j++) if (m[j] > b) b = m[j]
+				printf ",[%s,%d]", t[i], b
+			}
+			printf "]"
+		}' "$DIR/logs/flood.rss")
+	printf '{"kind":"flood","n":%d,"sim":"%s","bytes_per_host":%d,"total_bytes":%d,"wall_s":%s,"rc":%d,"stored_ok":%d,"output_bytes_stored":%s,"mb_per_s":%s,%s,"master_peak_rss_kb":%d,"worker_peak_rss_kb":%d,"master_cpu_s":%s,"worker_cpu_s":%s,"client_cpu_s":%s,"pg_cpu_s":%s,"forks":%d,"load1":%s,"date":"%s","command":"%s"}\n' \
+		"$FLOOD_N" "$FLOOD_SIM" "$FLOOD_BYTES" "$total" "$wall" "$rc" "${stored:-0}" "${outb:-null}" \
+		"$(awk -v b="${outb:-0}" -v w="$wall" 'BEGIN { printf "%.1f", (w > 0 ? b / 1e6 / w : 0) }')" "$rssj" \
+		"$(rss_kb "$MASTER_PID" VmHWM)" "$(rss_kb "$FW" VmHWM)" "$(ns_s "$m0" "$m1")" \
+		"$(awk -v a=$((w1 - w0)) -v t="$TICK" 'BEGIN { printf "%.4f", a / t }')" "$cli" "$(ns_s "$g0" "$g1")" \
+		"$FLOOD_N" "$(cut -d' ' -f1 /proc/loadavg)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMAND_LINE" >>"$RAW"
+	log "flood: $(tail -n 1 "$RAW" | cut -c 1-400)"
+	((rc == 0 && ${stored:-0} == FLOOD_N)) ||
+		log "warning: flood: ${stored:-0} of $FLOOD_N results stored ok (exit $rc), see $DIR/logs/flood.err"
+	om__terminate 10 "$DIR" "$FW"
+fi
+
 # --- report ---------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - BENCH_START))
 {
@@ -586,7 +721,7 @@ if [[ -n $ONLY && -s $OUT/latest.raw.jsonl ]]; then
 	python3 - "$OUT/latest.raw.jsonl" "$RAW" "$ONLY" >"$DIR/merged.jsonl" <<'PY' || die "cannot merge with the last run"
 import json, sys
 old, new, only = sys.argv[1], sys.argv[2], sys.argv[3].split()
-def section(r):
+def section(r):  # fanout, dispatch, scale, flood (or meta)
     if "tool" in r or r.get("kind") == "rss":
         return "fanout"
     return r.get("kind")

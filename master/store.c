@@ -749,7 +749,21 @@ prepare_all(struct om_store *st)
 void
 om__store_rollback(struct om_store *st)
 {
+	if (st->begin_due) {
+		st->begin_due = false; /* nothing was sent */
+		return;
+	}
 	PQclear(PQexec(st->conn, "ROLLBACK"));
+}
+
+int
+om__store_begin(struct om_store *st)
+{
+	int rv = om__store_ready(st);
+
+	if (rv == 0)
+		st->begin_due = true;
+	return rv;
 }
 
 /*
@@ -760,6 +774,8 @@ int
 om__store_ready(struct om_store *st)
 {
 	PGTransactionStatusType ts;
+
+	st->begin_due = false;
 
 	st->have_msg = false;
 	st->err[0] = '\0';
@@ -911,6 +927,64 @@ stmt_get(struct om_store *st, const char *sql, int n)
 	return (int)i;
 }
 
+/*
+ * BEGIN and the statement (prepared in slot i, or sql when i < 0) in one
+ * pipeline: one round trip.  The statement's result, or BEGIN's when BEGIN
+ * failed; NULL when the connection failed (then it is reset before the
+ * next call).
+ */
+static PGresult *
+exec_begun(struct om_store *st, int i, const char *sql, int n, const char *const *vals,
+           const int *lens, const int *fmts, int rfmt)
+{
+	PGconn *c = st->conn;
+	PGresult *r, *begin_res = NULL, *res = NULL;
+	char name[16];
+	int ok;
+
+	if (!PQenterPipelineMode(c))
+		return NULL;
+	ok = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	if (ok && i >= 0) {
+		snprintf(name, sizeof(name), "om_q%d", i);
+		ok = PQsendQueryPrepared(c, name, n, vals, lens, fmts, rfmt);
+	} else if (ok) {
+		ok = PQsendQueryParams(c, sql, n, NULL, vals, lens, fmts, rfmt);
+	}
+	if (!ok || !PQpipelineSync(c)) {
+		st->broken = true;
+		return NULL;
+	}
+	/* each query: its result, then NULL; then the sync point */
+	begin_res = PQgetResult(c);
+	while ((r = PQgetResult(c)) != NULL)
+		PQclear(r);
+	res = PQgetResult(c);
+	while ((r = PQgetResult(c)) != NULL)
+		PQclear(r);
+	r = PQgetResult(c);
+	ok = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+	PQclear(r);
+	if (!ok || !PQexitPipelineMode(c)) {
+		st->broken = true;
+		PQclear(begin_res);
+		PQclear(res);
+		return NULL;
+	}
+	if (begin_res == NULL || PQresultStatus(begin_res) != PGRES_COMMAND_OK) {
+		PQclear(res);
+		return begin_res;
+	}
+	PQclear(begin_res);
+	return res;
+}
+
+static bool
+is_txn_end(const char *sql)
+{
+	return strcmp(sql, "COMMIT") == 0 || strcmp(sql, "ROLLBACK") == 0;
+}
+
 PGresult *
 om__store_exec(struct om_store *st, const char *sql, int n, const char *const *vals,
                const int *lens, const int *fmts, int rfmt)
@@ -918,18 +992,120 @@ om__store_exec(struct om_store *st, const char *sql, int n, const char *const *v
 	char name[16];
 	const char *code;
 	PGresult *r;
-	int i = stmt_get(st, sql, n);
+	int i;
 
-	if (i < 0)
+	if (st->begin_due && is_txn_end(sql)) {
+		/* an empty transaction: nothing to send */
+		st->begin_due = false;
+		return PQmakeEmptyPGresult(st->conn, PGRES_COMMAND_OK);
+	}
+	i = stmt_get(st, sql, n); /* before a pipeline: PQprepare waits for its answer */
+	if (st->begin_due) {
+		st->begin_due = false;
+		r = exec_begun(st, i, sql, n, vals, lens, fmts, rfmt);
+	} else if (i < 0) {
 		return PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, rfmt);
-	snprintf(name, sizeof(name), "om_q%d", i);
-	r = PQexecPrepared(st->conn, name, n, vals, lens, fmts, rfmt);
+	} else {
+		snprintf(name, sizeof(name), "om_q%d", i);
+		r = PQexecPrepared(st->conn, name, n, vals, lens, fmts, rfmt);
+	}
+	if (i < 0)
+		return r;
 	/* "cached plan must not change result type": a table changed under the
 	 * statement (another master migrated).  Prepared again at the next call. */
 	if (r != NULL && (code = PQresultErrorField(r, PG_DIAG_SQLSTATE)) != NULL &&
 	    strcmp(code, "0A000") == 0)
 		stmt_drop(st, (unsigned)i);
 	return r;
+}
+
+int
+om__store_batch(struct om_store *st, const char *what, const struct om__call *calls, int n,
+                PGresult **res)
+{
+	PGconn *c = st->conn;
+	PGresult *got[OM__BATCH_MAX], *r;
+	int slot[OM__BATCH_MAX], i, q, rv = 0;
+	bool begin, ok = true, synced;
+	char name[16];
+	const char *code;
+
+	if (n < 1 || n > OM__BATCH_MAX) {
+		om__store_set_err(st, what, "bad statement batch");
+		return OM_EDB;
+	}
+	for (i = 0; i < n; i++) {
+		slot[i] = stmt_get(st, calls[i].sql, calls[i].n); /* before the pipeline */
+		got[i] = NULL;
+	}
+	begin = st->begin_due;
+	st->begin_due = false;
+	if (!PQenterPipelineMode(c)) {
+		om__store_set_fail(st, what, PQerrorMessage(c));
+		return OM_EDB;
+	}
+	if (begin)
+		ok = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	for (i = 0; ok && i < n; i++) {
+		const struct om__call *k = &calls[i];
+
+		if (slot[i] >= 0) {
+			snprintf(name, sizeof(name), "om_q%d", slot[i]);
+			ok = PQsendQueryPrepared(c, name, k->n, k->vals, k->lens, k->fmts, k->rfmt);
+		} else {
+			ok = PQsendQueryParams(c, k->sql, k->n, NULL, k->vals, k->lens, k->fmts,
+			                       k->rfmt);
+		}
+	}
+	if (!ok || !PQpipelineSync(c)) {
+		om__store_set_fail(st, what, PQerrorMessage(c));
+		st->broken = true;
+		return OM_EDB;
+	}
+	/* each query: its result, then NULL; then the sync point */
+	for (q = begin ? -1 : 0; q < n; q++) {
+		ExecStatusType s;
+
+		r = PQgetResult(c);
+		s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+			/* the first real error, not the "aborted" that follow it */
+			if (rv == 0 && s != PGRES_PIPELINE_ABORTED)
+				om__store_set_err_res(st, what, r);
+			if (q >= 0 && r != NULL && (code = PQresultErrorField(r, PG_DIAG_SQLSTATE)) &&
+			    strcmp(code, "0A000") == 0 && slot[q] >= 0)
+				slot[q] = -2; /* dropped below, out of the pipeline */
+			rv = OM_EDB;
+			PQclear(r);
+		} else if (q >= 0) {
+			got[q] = r;
+		} else {
+			PQclear(r);
+		}
+		while (r != NULL && (r = PQgetResult(c)) != NULL)
+			PQclear(r);
+	}
+	r = PQgetResult(c);
+	synced = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+	PQclear(r);
+	if (!synced || !PQexitPipelineMode(c)) {
+		om__store_set_fail(st, what, PQerrorMessage(c));
+		st->broken = true;
+		rv = OM_EDB;
+	}
+	for (i = 0; i < n; i++) {
+		if (rv != 0)
+			PQclear(got[i]);
+		else
+			res[i] = got[i];
+		if (slot[i] == -2 && !st->broken) {
+			/* "cached plan must not change result type": prepared again next time */
+			int j = stmt_get(st, calls[i].sql, calls[i].n);
+			if (j >= 0)
+				stmt_drop(st, (unsigned)j);
+		}
+	}
+	return rv;
 }
 
 PGresult *

@@ -310,7 +310,8 @@ q_cmd(struct om_store *st, const char *what, const char *sql, int n, const char 
 static int
 begin(struct om_store *st, const char *what)
 {
-	return om__store_run_cmd(st, what, "BEGIN", 0, NULL);
+	(void)what;
+	return om__store_begin(st);
 }
 
 static int
@@ -1627,22 +1628,23 @@ om_store_audit(struct om_store *st, const char *actor, const char *source, const
 	snprintf(key, sizeof(key), "%" PRId64, AUDIT_LOCK_KEY);
 	{
 		const char *v[1] = {key};
+		/* The lock a statement of its own: a statement's snapshot is taken
+		 * before it waits, so a read in the same statement could miss the
+		 * row the previous holder just committed.  Separate statements in
+		 * one round trip (with the BEGIN). */
+		const struct om__call calls[2] = {
+		        {"SELECT pg_advisory_xact_lock($1::bigint)", 1, v, NULL, NULL, 1},
+		        {"SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint, a.id, a.hash"
+		         " FROM (SELECT 1) one LEFT JOIN LATERAL"
+		         " (SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1) a ON true",
+		         0, NULL, NULL, NULL, 1},
+		};
+		PGresult *res[2];
 
-		/* A statement of its own: a statement's snapshot is taken before
-		 * it waits, so a read in the same statement could miss the row
-		 * the previous holder just committed. */
-		if ((rv = q_cmd(st, "audit lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v,
-		                NULL, 0, NULL)) != 0)
+		if ((rv = om__store_batch(st, "audit", calls, 2, res)) != 0)
 			goto out;
-	}
-	r = q(st, "audit",
-	      "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint, a.id, a.hash"
-	      " FROM (SELECT 1) one LEFT JOIN LATERAL"
-	      " (SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1) a ON true",
-	      0, NULL, NULL, 0, NULL);
-	if (r == NULL) {
-		rv = OM_EDB;
-		goto out;
+		PQclear(res[0]);
+		r = res[1];
 	}
 	if (PQntuples(r) != 1 ||
 	    (!PQgetisnull(r, 0, 1) && (col_id(r, 0, 1) == 0 || col_id(r, 0, 1) >= INT64_MAX ||
@@ -1673,17 +1675,23 @@ om_store_audit(struct om_store *st, const char *actor, const char *source, const
 		                     (const char *)prev,
 		                     (const char *)hash};
 		const int lens[10] = {0, 0, 0, 0, 0, 0, 0, 0, HASH_LEN, HASH_LEN};
+		const int fmts[10] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
+		/* the row and its COMMIT in one round trip */
+		const struct om__call calls[2] = {
+		        {"INSERT INTO audit (id, at_us, actor, source, action, target, outcome,"
+		         " detail, prev_hash, hash) VALUES ($1::bigint, $2::bigint, $3::text,"
+		         " $4::text, $5::text, $6::text, $7::text, $8::text, $9::bytea,"
+		         " $10::bytea)",
+		         10, v, lens, fmts, 1},
+		        {"COMMIT", 0, NULL, NULL, NULL, 0},
+		};
+		PGresult *res[2];
 
-		if ((rv = q_cmd(
-		             st, "audit",
-		             "INSERT INTO audit (id, at_us, actor, source, action, target, outcome,"
-		             " detail, prev_hash, hash) VALUES ($1::bigint, $2::bigint, $3::text,"
-		             " $4::text, $5::text, $6::text, $7::text, $8::text, $9::bytea,"
-		             " $10::bytea)",
-		             10, v, lens, 0, NULL)) != 0)
+		if ((rv = om__store_batch(st, "audit", calls, 2, res)) != 0)
 			goto out;
+		PQclear(res[0]);
+		PQclear(res[1]);
 	}
-	rv = commit(st, "audit commit");
 out:
 	if (rv != 0)
 		om__store_rollback(st);

@@ -42,9 +42,7 @@
 static int
 begin(struct om_store *st)
 {
-	int rv = om__store_ready(st);
-
-	return rv ? rv : cmd(st, "begin", "BEGIN", 0, NULL);
+	return om__store_begin(st);
 }
 
 static int
@@ -446,7 +444,7 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 	char tid[24], jid[24];
 	const char *tv[1] = {tid}, *jv[1] = {jid};
 	struct om_task *tk = &out->u.task;
-	PGresult *r;
+	PGresult *r, *res[3];
 	int rv, i, rows;
 
 	memset(out, 0, sizeof(*out));
@@ -469,30 +467,49 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 	out->type = OM_MSG_TASK;
 	tk->task_id = strtoull(tid, NULL, 10);
 	tk->job_id = strtoull(jid, NULL, 10);
-	r = q(st, "task job",
-	      "SELECT module, timeout_s, forks, become, become_user, check_mode FROM jobs"
-	      " WHERE id = $1::bigint",
-	      1, jv);
-	if (r == NULL || PQntuples(r) != 1) {
-		PQclear(r);
-		om_msg_release(out);
-		return commit(st, OM_EDB);
+	/*
+	 * tasks.hosts is in seq order (both task creators make it so) and a
+	 * task's rows keep its id until it is delivered, so "task hosts" is the
+	 * array without joining it: the join was planned as a loop over every
+	 * host of the job per array element when statistics were stale (4.7 s
+	 * for a task of 5,000 hosts).  The count guards the equivalence.  The
+	 * three reads go in one round trip.
+	 */
+	{
+		const struct om__call calls[3] = {
+		        {"SELECT module, timeout_s, forks, become, become_user, check_mode FROM jobs"
+		         " WHERE id = $1::bigint",
+		         1, jv, NULL, NULL, 0},
+		        {"SELECT p.k, p.v FROM jobs, unnest(param_keys, param_vals) AS p(k, v)"
+		         " WHERE id = $1::bigint",
+		         1, jv, NULL, NULL, 0},
+		        {"SELECT h.host, h.addr, h.port, h.ssh_user, h.idc,"
+		         " (SELECT cardinality(hosts) FROM tasks WHERE id = $1::bigint)"
+		         " FROM job_hosts h WHERE h.task_id = $1::bigint ORDER BY h.seq",
+		         1, tv, NULL, NULL, 0},
+		};
+		if (om__store_batch(st, "task read", calls, 3, res) != 0) {
+			om_msg_release(out);
+			return commit(st, OM_EDB);
+		}
 	}
-	tk->module = om_strdup(PQgetvalue(r, 0, 0));
-	tk->timeout_s = (uint32_t)u64_at(r, 0, 1);
-	tk->forks = (uint32_t)u64_at(r, 0, 2);
-	tk->become = PQgetvalue(r, 0, 3)[0] == 't';
-	if (!PQgetisnull(r, 0, 4))
-		tk->become_user = om_strdup(PQgetvalue(r, 0, 4));
-	tk->check = PQgetvalue(r, 0, 5)[0] == 't';
-	rv = tk->module == NULL || (tk->become_user == NULL && !PQgetisnull(r, 0, 4)) ? OM_ENOMEM
-	                                                                              : 0;
-	PQclear(r);
-	if (rv == 0 && (r = q(st, "task params",
-	                      "SELECT p.k, p.v FROM jobs, unnest(param_keys, param_vals) AS p(k, v)"
-	                      " WHERE id = $1::bigint",
-	                      1, jv)) == NULL)
+	r = res[0];
+	if (PQntuples(r) != 1) {
+		om__store_set_err(st, "task job", "the task's job is gone");
 		rv = OM_EDB;
+	} else {
+		tk->module = om_strdup(PQgetvalue(r, 0, 0));
+		tk->timeout_s = (uint32_t)u64_at(r, 0, 1);
+		tk->forks = (uint32_t)u64_at(r, 0, 2);
+		tk->become = PQgetvalue(r, 0, 3)[0] == 't';
+		if (!PQgetisnull(r, 0, 4))
+			tk->become_user = om_strdup(PQgetvalue(r, 0, 4));
+		tk->check = PQgetvalue(r, 0, 5)[0] == 't';
+		rv = tk->module == NULL || (tk->become_user == NULL && !PQgetisnull(r, 0, 4))
+		             ? OM_ENOMEM
+		             : 0;
+	}
+	r = res[1];
 	if (rv == 0) {
 		rows = PQntuples(r);
 		if ((tk->params = om_calloc((size_t)rows + 1, sizeof(*tk->params))) == NULL)
@@ -506,24 +523,10 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 			if (kv->key == NULL || (kv->val == NULL && !PQgetisnull(r, i, 1)))
 				rv = OM_ENOMEM;
 		}
-		PQclear(r);
 	}
-	/*
-	 * tasks.hosts is in seq order (both task creators make it so) and a
-	 * task's rows keep its id until it is delivered, so this is the array
-	 * without joining it: the join was planned as a loop over every host
-	 * of the job per array element when statistics were stale (4.7 s for
-	 * a task of 5,000 hosts).  The count guards the equivalence.
-	 */
-	if (rv == 0 && (r = q(st, "task hosts",
-	                      "SELECT h.host, h.addr, h.port, h.ssh_user, h.idc,"
-	                      " (SELECT cardinality(hosts) FROM tasks WHERE id = $1::bigint)"
-	                      " FROM job_hosts h WHERE h.task_id = $1::bigint ORDER BY h.seq",
-	                      1, tv)) == NULL)
-		rv = OM_EDB;
+	r = res[2];
 	if (rv == 0 && PQntuples(r) > 0 && u64_at(r, 0, 5) != (uint64_t)PQntuples(r)) {
 		om__store_set_err(st, "task hosts", "the task's hosts moved to another task");
-		PQclear(r);
 		rv = OM_EDB;
 	}
 	if (rv == 0) {
@@ -543,8 +546,9 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 			    (h->user == NULL && !PQgetisnull(r, i, 3)))
 				rv = OM_ENOMEM;
 		}
-		PQclear(r);
 	}
+	for (i = 0; i < 3; i++)
+		PQclear(res[i]);
 	if (rv != 0)
 		om_msg_release(out);
 	return commit(st, rv);

@@ -28,6 +28,7 @@ struct om_store {
 	int pipe_err;  /* first failure while sending the open pipeline */
 	bool have_msg; /* err already holds the first failure of this call */
 	bool listen;   /* LISTEN om_dispatch, om_events (again after a reconnect) */
+	bool begin_due; /* om__store_begin: BEGIN goes out with the next statement */
 	int64_t live_ms; /* a worker heard from within this long is live */
 	int64_t fail_ms; /* om_now_ms() of the last failure */
 	/* Statements om__store_exec prepared in this session (NULL: none yet). */
@@ -67,6 +68,14 @@ int om__store_scope_arrays(const struct om_job_scope *s, struct om_buf *idcs,
 
 /* --- connection and statements */
 int om__store_ready(struct om_store *st);
+/*
+ * Opens a transaction without a round trip of its own: BEGIN is sent in
+ * one pipeline with the next om__store_exec statement (a COMMIT or
+ * ROLLBACK with nothing before it costs nothing).  Only for transactions
+ * whose every statement goes through om__store_exec.  om__store_ready
+ * first (it is called here).
+ */
+int om__store_begin(struct om_store *st);
 void om__store_rollback(struct om_store *st);
 /*
  * One statement through the session's statement cache: a DML statement
@@ -85,9 +94,29 @@ void om__store_stmts_clear(struct om_store *st);
  * 1 binary); NULL with the error recorded on failure.  Caller PQclears. */
 PGresult *om__store_query(struct om_store *st, const char *what, const char *sql, int n,
                           const char *const *vals, int rfmt);
-/* One parameterized statement (text params), its rows dropped; OM_EDB on failure. */
+/* One statement of om__store_batch: as om__store_exec's arguments. */
+struct om__call {
+	const char *sql;
+	int n;
+	const char *const *vals;
+	const int *lens; /* NULL: text parameters */
+	const int *fmts; /* NULL: text parameters */
+	int rfmt;
+};
+#define OM__BATCH_MAX 8
+
+/*
+ * calls[0..n) (n <= OM__BATCH_MAX) through the statement cache in one
+ * pipeline: one round trip for all, BEGIN first when om__store_begin is
+ * due.  They run in order, as separate statements.  0: res[i] holds each
+ * one's result (caller PQclears all); OM_EDB: the first error recorded
+ * under what, res untouched, and an open transaction is aborted.
+ */
+int om__store_batch(struct om_store *st, const char *what, const struct om__call *calls, int n,
+                    PGresult **res);
 /* LISTEN on the dispatch and event channels (store_dispatch.c). */
 int om__store_listen_now(struct om_store *st);
+/* One parameterized statement (text params), its rows dropped; OM_EDB on failure. */
 int om__store_run_cmd(struct om_store *st, const char *what, const char *sql, int n,
                       const char *const *vals);
 

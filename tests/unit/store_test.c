@@ -23,6 +23,7 @@
 #include "om/base.h"
 #include "om/msg.h"
 #include "store.h"
+#include "store_int.h"
 
 #include "pgfx.h"
 
@@ -436,6 +437,119 @@ test_gap_windows(void **state)
 	assert_true(done);
 }
 
+static long
+count_rows(struct fx *f, const char *sql)
+{
+	PGresult *r = PQexec(f->db, sql);
+	long n;
+
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	n = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return n;
+}
+
+/*
+ * om__store_begin sends BEGIN with the next statement: the transaction
+ * still holds (rollback undoes, commit keeps), an empty one costs nothing,
+ * and a failed statement leaves a session that works.
+ */
+static void
+test_deferred_begin(void **state)
+{
+	struct fx *f = fx_of(state);
+	const char *one[1] = {"1"}, *bad[1] = {"x"};
+
+	PQclear(PQexec(f->db, "CREATE TABLE dbegin (x int NOT NULL)"));
+	/* rolled back: never visible */
+	assert_int_equal(om__store_begin(f->st), 0);
+	assert_int_equal(PQtransactionStatus(f->st->conn), PQTRANS_IDLE); /* nothing sent yet */
+	assert_int_equal(
+	        om__store_run_cmd(f->st, "t", "INSERT INTO dbegin VALUES ($1::int)", 1, one), 0);
+	assert_int_equal(PQtransactionStatus(f->st->conn), PQTRANS_INTRANS);
+	assert_int_equal(
+	        om__store_run_cmd(f->st, "t", "INSERT INTO dbegin VALUES ($1::int)", 1, one), 0);
+	om__store_rollback(f->st);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM dbegin"), 0);
+	/* committed: both rows, and not before the commit */
+	assert_int_equal(om__store_begin(f->st), 0);
+	assert_int_equal(
+	        om__store_run_cmd(f->st, "t", "INSERT INTO dbegin VALUES ($1::int)", 1, one), 0);
+	assert_int_equal(
+	        om__store_run_cmd(f->st, "t", "INSERT INTO dbegin VALUES ($1::int)", 1, one), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM dbegin"), 0);
+	assert_int_equal(om__store_run_cmd(f->st, "t", "COMMIT", 0, NULL), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM dbegin"), 2);
+	/* empty: COMMIT and ROLLBACK with nothing before them */
+	assert_int_equal(om__store_begin(f->st), 0);
+	assert_int_equal(om__store_run_cmd(f->st, "t", "COMMIT", 0, NULL), 0);
+	assert_int_equal(om__store_begin(f->st), 0);
+	om__store_rollback(f->st);
+	assert_int_equal(PQtransactionStatus(f->st->conn), PQTRANS_IDLE);
+	/* the first statement fails: an error, then a usable session */
+	assert_int_equal(om__store_begin(f->st), 0);
+	assert_int_equal(
+	        om__store_run_cmd(f->st, "t", "INSERT INTO dbegin VALUES ($1::int)", 1, bad),
+	        OM_EDB);
+	assert_non_null(strstr(om_store_errmsg(f->st), "integer"));
+	om__store_rollback(f->st);
+	/* a statement not cached (not DML) takes the same path */
+	assert_int_equal(om__store_begin(f->st), 0);
+	assert_int_equal(om__store_run_cmd(f->st, "t", "LOCK TABLE dbegin", 0, NULL), 0);
+	assert_int_equal(PQtransactionStatus(f->st->conn), PQTRANS_INTRANS);
+	om__store_rollback(f->st);
+	assert_int_equal(om__store_begin(f->st), 0);
+	assert_int_equal(
+	        om__store_run_cmd(f->st, "t", "INSERT INTO dbegin VALUES ($1::int)", 1, one), 0);
+	assert_int_equal(om__store_run_cmd(f->st, "t", "COMMIT", 0, NULL), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM dbegin"), 3);
+	PQclear(PQexec(f->db, "DROP TABLE dbegin"));
+}
+
+/* om__store_batch: results in order, one error aborts the lot, the session goes on. */
+static void
+test_statement_batch(void **state)
+{
+	struct fx *f = fx_of(state);
+	const char *one[1] = {"1"}, *two[1] = {"2"}, *bad[1] = {"x"};
+	const struct om__call ok[3] = {
+	        {"INSERT INTO sbatch VALUES ($1::int)", 1, one, NULL, NULL, 0},
+	        {"INSERT INTO sbatch VALUES ($1::int)", 1, two, NULL, NULL, 0},
+	        {"SELECT sum(x) FROM sbatch", 0, NULL, NULL, NULL, 0},
+	};
+	const struct om__call fail[3] = {
+	        {"INSERT INTO sbatch VALUES ($1::int)", 1, one, NULL, NULL, 0},
+	        {"INSERT INTO sbatch VALUES ($1::int)", 1, bad, NULL, NULL, 0},
+	        {"COMMIT", 0, NULL, NULL, NULL, 0},
+	};
+	PGresult *res[3] = {NULL, NULL, NULL};
+
+	PQclear(PQexec(f->db, "CREATE TABLE sbatch (x int NOT NULL)"));
+	assert_int_equal(om__store_begin(f->st), 0);
+	assert_int_equal(om__store_batch(f->st, "t", ok, 3, res), 0);
+	assert_int_equal(PQtransactionStatus(f->st->conn), PQTRANS_INTRANS);
+	assert_string_equal(PQgetvalue(res[2], 0, 0), "3"); /* saw both rows, in order */
+	for (int i = 0; i < 3; i++)
+		PQclear(res[i]);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sbatch"), 0); /* not committed */
+	assert_int_equal(om__store_run_cmd(f->st, "t", "COMMIT", 0, NULL), 0);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sbatch"), 2);
+	/* the second fails: the first error is reported, nothing is kept */
+	assert_int_equal(om__store_begin(f->st), 0);
+	res[0] = res[1] = res[2] = NULL;
+	assert_int_equal(om__store_batch(f->st, "t", fail, 3, res), OM_EDB);
+	assert_null(res[0]);
+	assert_non_null(strstr(om_store_errmsg(f->st), "integer"));
+	om__store_rollback(f->st);
+	assert_int_equal(count_rows(f, "SELECT count(*) FROM sbatch"), 2);
+	/* and the session works */
+	assert_int_equal(om__store_batch(f->st, "t", ok + 2, 1, res), 0);
+	assert_string_equal(PQgetvalue(res[0], 0, 0), "3");
+	PQclear(res[0]);
+	assert_int_equal(om__store_batch(f->st, "t", ok, 0, res), OM_EDB); /* no statements */
+	PQclear(PQexec(f->db, "DROP TABLE sbatch"));
+}
+
 static void
 test_states_and_done(void **state)
 {
@@ -709,7 +823,8 @@ main(void)
 	        cmocka_unit_test(test_job_rows),        cmocka_unit_test(test_bytes_exact),
 	        cmocka_unit_test(test_duplicates),      cmocka_unit_test(test_paging),
 	        cmocka_unit_test(test_states_and_done), cmocka_unit_test(test_empty_job),
-	        cmocka_unit_test(test_gap_windows),     cmocka_unit_test(test_missing_job),
+	        cmocka_unit_test(test_gap_windows),     cmocka_unit_test(test_deferred_begin),
+	        cmocka_unit_test(test_statement_batch), cmocka_unit_test(test_missing_job),
 	        cmocka_unit_test(test_batch_rollback),  cmocka_unit_test(test_reconnect),
 	        cmocka_unit_test(test_ingest_timing),
 	};
