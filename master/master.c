@@ -277,7 +277,10 @@ worker_poll_try(struct master *m, struct wconn *w, bool force)
 
 	if (r == NULL)
 		return;
-	if (om_store_cancels_take(m->store, w->name, OM_MAX_ITEMS, &ids, &n) == 0 && n > 0) {
+	/* Cancels first; a busy worker has no slot for a task: its tasks stay queued. */
+	rv = om_store_worker_poll(m->store, w->name, m->id, !w->poll_busy, OM_MAX_ITEMS, &ids, &n,
+	                          &t);
+	if (rv == 0 && n > 0) {
 		struct om_msg c = {.type = OM_MSG_CANCEL};
 
 		w->poll = NULL;
@@ -290,27 +293,21 @@ worker_poll_try(struct master *m, struct wconn *w, bool force)
 		return;
 	}
 	om_free(ids);
-	/* A busy worker has no slot for a task: its tasks stay queued. */
-	if (!w->poll_busy) {
-		rv = om_store_task_claim(m->store, w->name, m->id, &t);
-		if (rv == 0) {
-			uint64_t tid = t.u.task.task_id;
-			w->poll = NULL;
-			om_info("task %llu of job %llu -> worker '%s' (%u hosts)",
-			        (unsigned long long)tid, (unsigned long long)t.u.task.job_id,
-			        w->name, t.u.task.nhosts);
-			if (om_rpc_reply(r, &t) != 0) {
-				/* Not sent: queued again for the next poll. */
-				om_store_task_unclaim(m->store, tid);
-			}
-			/* Sent is not received: heartbeats confirm it (master_op_heartbeat). */
-			om_msg_release(&t);
-			return;
+	if (rv == 0) {
+		uint64_t tid = t.u.task.task_id;
+		w->poll = NULL;
+		om_info("task %llu of job %llu -> worker '%s' (%u hosts)", (unsigned long long)tid,
+		        (unsigned long long)t.u.task.job_id, w->name, t.u.task.nhosts);
+		if (om_rpc_reply(r, &t) != 0) {
+			/* Not sent: queued again for the next poll. */
+			om_store_task_unclaim(m->store, tid);
 		}
-		if (rv != OM_ENOTFOUND)
-			om_err("cannot claim a task for worker '%s': %s", w->name,
-			       om_store_errmsg(m->store));
+		/* Sent is not received: heartbeats confirm it (master_op_heartbeat). */
+		om_msg_release(&t);
+		return;
 	}
+	if (rv != OM_ENOTFOUND)
+		om_err("cannot poll tasks for worker '%s': %s", w->name, om_store_errmsg(m->store));
 	if (force) {
 		struct om_msg none = {.type = OM_MSG_NOTASK};
 		w->poll = NULL;

@@ -177,6 +177,15 @@ int om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, 
  */
 int om_store_task_claim(struct om_store *st, const char *worker, const char *master,
                         struct om_msg *out);
+/*
+ * A worker's poll in one round trip: up to max_cancels delivered tasks of
+ * worker to stop (as om_store_cancels_take; caller frees *ids), and when
+ * claim is set and there are none, its oldest queued task as
+ * om_store_task_claim does.  0 with *n > 0: cancels only; 0 otherwise: a
+ * TASK in *out (caller releases); OM_ENOTFOUND: nothing.
+ */
+int om_store_worker_poll(struct om_store *st, const char *worker, const char *master, bool claim,
+                         size_t max_cancels, uint64_t **ids, size_t *n, struct om_msg *out);
 /* A claimed task whose TASK could not be sent goes back to queued. */
 int om_store_task_unclaim(struct om_store *st, uint64_t task_id);
 /* Up to max delivered tasks of worker to stop (not sent in the last 10 s); caller frees *ids. */

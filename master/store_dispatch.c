@@ -437,33 +437,104 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 
 /* ------------------------------------------------------------------ delivery */
 
+#define CLAIM_SQL                                                                                  \
+	"UPDATE tasks SET state = 'delivered', delivered_at = now(), delivered_by = $2::text"      \
+	" WHERE id = (SELECT id FROM tasks WHERE worker = $1::text AND state = 'queued'"           \
+	" ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, job_id"
+
+/* Sent again after 10 s while the task is still delivered: a lost reply
+ * must not leave a host running that someone cancelled. */
+#define CANCELS_SQL                                                                                \
+	"UPDATE tasks SET cancel_sent_at = now() WHERE id IN (SELECT id FROM tasks"                \
+	" WHERE worker = $1::text AND state = 'delivered' AND cancel"                              \
+	" AND (cancel_sent_at IS NULL OR cancel_sent_at < now() - interval '10 s')"                \
+	" ORDER BY id LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING id"
+
+static int task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *out);
+
+/*
+ * The claim commits on its own (one round trip); a task whose reads fail
+ * goes back to queued.  One claimed and then not delivered because this
+ * master died is what heartbeats already find: the worker does not hold it
+ * (om_store_worker_holds), as with a TASK sent and never received.
+ */
 int
 om_store_task_claim(struct om_store *st, const char *worker, const char *master, struct om_msg *out)
 {
 	const char *v[2] = {worker, master};
 	char tid[24], jid[24];
-	const char *tv[1] = {tid}, *jv[1] = {jid};
-	struct om_task *tk = &out->u.task;
-	PGresult *r, *res[3];
-	int rv, i, rows;
+	PGresult *r;
+	int rv;
 
 	memset(out, 0, sizeof(*out));
-	if ((rv = begin(st)) != 0)
+	if ((rv = om__store_ready(st)) != 0)
 		return rv;
-	r = q(st, "task claim",
-	      "UPDATE tasks SET state = 'delivered', delivered_at = now(), delivered_by = $2::text"
-	      " WHERE id = (SELECT id FROM tasks WHERE worker = $1::text AND state = 'queued'"
-	      " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, job_id",
-	      2, v);
-	if (r == NULL)
-		return commit(st, OM_EDB);
+	if ((r = q(st, "task claim", CLAIM_SQL, 2, v)) == NULL)
+		return OM_EDB;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return commit(st, OM_ENOTFOUND);
+		return OM_ENOTFOUND;
 	}
 	snprintf(tid, sizeof(tid), "%s", PQgetvalue(r, 0, 0));
 	snprintf(jid, sizeof(jid), "%s", PQgetvalue(r, 0, 1));
 	PQclear(r);
+	return task_read(st, tid, jid, out);
+}
+
+int
+om_store_worker_poll(struct om_store *st, const char *worker, const char *master, bool claim,
+                     size_t max_cancels, uint64_t **ids, size_t *n, struct om_msg *out)
+{
+	char lim[16], tid[24] = "", jid[24] = "";
+	const char *cv[2] = {worker, lim}, *tv[2] = {worker, master};
+	const struct om__call calls[2] = {{CANCELS_SQL, 2, cv, NULL, NULL, 0},
+	                                  {CLAIM_SQL, 2, tv, NULL, NULL, 0}};
+	PGresult *res[2] = {NULL, NULL};
+	int rv, i, rows;
+
+	*ids = NULL;
+	*n = 0;
+	memset(out, 0, sizeof(*out));
+	if ((rv = om__store_ready(st)) != 0)
+		return rv;
+	snprintf(lim, sizeof(lim), "%zu", max_cancels);
+	/* both in one round trip, each its own transaction */
+	if (om__store_batch(st, "worker poll", calls, claim ? 2 : 1, res) != 0)
+		return OM_EDB;
+	rows = PQntuples(res[0]);
+	if (rows > 0 && (*ids = om_calloc((size_t)rows, sizeof(**ids))) == NULL)
+		rv = OM_ENOMEM;
+	for (i = 0; rv == 0 && i < rows; i++)
+		(*ids)[i] = u64_at(res[0], i, 0);
+	if (rv == 0)
+		*n = (size_t)rows;
+	if (claim && PQntuples(res[1]) == 1) {
+		snprintf(tid, sizeof(tid), "%s", PQgetvalue(res[1], 0, 0));
+		snprintf(jid, sizeof(jid), "%s", PQgetvalue(res[1], 0, 1));
+	}
+	PQclear(res[0]);
+	PQclear(res[1]);
+	if (rv != 0 || *n > 0) {
+		/* cancels go first (rarely both): the task waits for the next poll */
+		if (tid[0] != '\0' && om_store_task_unclaim(st, strtoull(tid, NULL, 10)) != 0)
+			om_warn("task %s: claimed and not sent, left to the heartbeats: %s", tid,
+			        om_store_errmsg(st));
+		return rv;
+	}
+	if (tid[0] == '\0')
+		return OM_ENOTFOUND;
+	return task_read(st, tid, jid, out);
+}
+
+/* The TASK message of a claimed task; unclaimed again when that fails. */
+static int
+task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *out)
+{
+	const char *tv[1] = {tid}, *jv[1] = {jid};
+	struct om_task *tk = &out->u.task;
+	PGresult *r, *res[3];
+	int rv = 0, i, rows;
+
 	out->type = OM_MSG_TASK;
 	tk->task_id = strtoull(tid, NULL, 10);
 	tk->job_id = strtoull(jid, NULL, 10);
@@ -477,7 +548,8 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 	 */
 	{
 		const struct om__call calls[3] = {
-		        {"SELECT module, timeout_s, forks, become, become_user, check_mode FROM jobs"
+		        {"SELECT module, timeout_s, forks, become, become_user, check_mode FROM "
+		         "jobs"
 		         " WHERE id = $1::bigint",
 		         1, jv, NULL, NULL, 0},
 		        {"SELECT p.k, p.v FROM jobs, unnest(param_keys, param_vals) AS p(k, v)"
@@ -490,7 +562,11 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 		};
 		if (om__store_batch(st, "task read", calls, 3, res) != 0) {
 			om_msg_release(out);
-			return commit(st, OM_EDB);
+			memset(out, 0, sizeof(*out));
+			if (om_store_task_unclaim(st, strtoull(tid, NULL, 10)) != 0)
+				om_warn("task %s: claimed and not sent, left to the heartbeats",
+				        tid);
+			return OM_EDB;
 		}
 	}
 	r = res[0];
@@ -549,9 +625,17 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 	}
 	for (i = 0; i < 3; i++)
 		PQclear(res[i]);
-	if (rv != 0)
+	if (rv != 0) {
+		char err[sizeof(st->err)];
+
 		om_msg_release(out);
-	return commit(st, rv);
+		memset(out, 0, sizeof(*out));
+		snprintf(err, sizeof(err), "%s", st->err); /* the unclaim must not hide it */
+		if (om_store_task_unclaim(st, strtoull(tid, NULL, 10)) != 0)
+			om_warn("task %s: claimed and not sent, left to the heartbeats", tid);
+		snprintf(st->err, sizeof(st->err), "%s", err);
+	}
+	return rv;
 }
 
 int
@@ -584,14 +668,7 @@ om_store_cancels_take(struct om_store *st, const char *worker, size_t max, uint6
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
 	snprintf(lim, sizeof(lim), "%zu", max);
-	/* Sent again after 10 s while the task is still delivered: a lost reply
-	 * must not leave a host running that someone cancelled. */
-	r = q(st, "cancels",
-	      "UPDATE tasks SET cancel_sent_at = now() WHERE id IN (SELECT id FROM tasks"
-	      " WHERE worker = $1::text AND state = 'delivered' AND cancel"
-	      " AND (cancel_sent_at IS NULL OR cancel_sent_at < now() - interval '10 s')"
-	      " ORDER BY id LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING id",
-	      2, v);
+	r = q(st, "cancels", CANCELS_SQL, 2, v);
 	if (r == NULL)
 		return OM_EDB;
 	rows = PQntuples(r);

@@ -496,6 +496,71 @@ test_cancel(void **state)
 	om_free(ids);
 }
 
+/*
+ * A worker's poll in one round trip: cancels go first and a task claimed
+ * beside them goes back to queued for the next poll; a busy worker (no
+ * claim) leaves its tasks queued.
+ */
+static void
+test_worker_poll(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct om_msg t;
+	uint64_t a, b, now = 0, asked = 0, *ids = NULL;
+	size_t n = 0;
+	char *task_b;
+
+	sql(f, "DELETE FROM workers; DELETE FROM worker_keys; UPDATE tasks SET state = 'done'");
+	worker(f, "wp-1", "dc1");
+	a = job(f, "wpa", 1, 1, 0, false, false);
+	assert_int_equal(om_store_job_advance(f->st, a, NULL, NULL), 0);
+	assert_int_equal(om_store_worker_poll(f->st, "wp-1", "m1", true, 100, &ids, &n, &t), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(t.type, OM_MSG_TASK);
+	assert_int_equal(t.u.task.job_id, a);
+	om_msg_release(&t);
+	om_free(ids);
+	assert_int_equal(om_store_job_cancel(f->st, a, "cancelled", &now, &asked, NULL, NULL), 0);
+	b = job(f, "wpb", 1, 1, 0, false, false);
+	assert_int_equal(om_store_job_advance(f->st, b, NULL, NULL), 0);
+	/* busy: the cancel only */
+	assert_int_equal(om_store_worker_poll(f->st, "wp-1", "m1", false, 100, &ids, &n, &t), 0);
+	assert_int_equal(n, 1);
+	om_free(ids);
+	sql(f, "UPDATE tasks SET cancel_sent_at = NULL");
+	/* the cancel and a task at once: the cancel, and the task stays queued */
+	assert_int_equal(om_store_worker_poll(f->st, "wp-1", "m1", true, 100, &ids, &n, &t), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(t.type, 0);
+	om_free(ids);
+	task_b = host_col(f, b, "wpb-0", "task_id");
+	assert_host(f, b, "wpb-0", "dispatched");
+	{
+		char q[160];
+		PGresult *r;
+
+		snprintf(q, sizeof(q), "SELECT state FROM tasks WHERE id = %s", task_b);
+		r = PQexec(f->db, q);
+		assert_string_equal(PQgetvalue(r, 0, 0), "queued");
+		PQclear(r);
+	}
+	/* the next poll (the cancel not due again for 10 s): the task */
+	assert_int_equal(om_store_worker_poll(f->st, "wp-1", "m1", true, 100, &ids, &n, &t), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(t.type, OM_MSG_TASK);
+	assert_int_equal(t.u.task.task_id, strtoull(task_b, NULL, 10));
+	assert_int_equal(t.u.task.nhosts, 1);
+	assert_string_equal(t.u.task.hosts[0].name, "wpb-0");
+	om_msg_release(&t);
+	om_free(ids);
+	free(task_b);
+	/* nothing left */
+	assert_int_equal(om_store_worker_poll(f->st, "wp-1", "m1", true, 100, &ids, &n, &t),
+	                 OM_ENOTFOUND);
+	assert_int_equal(n, 0);
+	om_free(ids);
+}
+
 static void
 test_pending_and_orphans(void **state)
 {
@@ -582,10 +647,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_place_and_claim), cmocka_unit_test(test_least_loaded),
-	        cmocka_unit_test(test_waves_max_fail),  cmocka_unit_test(test_lose_retry_late),
-	        cmocka_unit_test(test_cancel),          cmocka_unit_test(test_pending_and_orphans),
-	        cmocka_unit_test(test_heartbeat_holds), cmocka_unit_test(test_lose_idempotent),
+	        cmocka_unit_test(test_place_and_claim),
+	        cmocka_unit_test(test_least_loaded),
+	        cmocka_unit_test(test_waves_max_fail),
+	        cmocka_unit_test(test_lose_retry_late),
+	        cmocka_unit_test(test_cancel),
+	        cmocka_unit_test(test_worker_poll),
+	        cmocka_unit_test(test_pending_and_orphans),
+	        cmocka_unit_test(test_heartbeat_holds),
+	        cmocka_unit_test(test_lose_idempotent),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
