@@ -87,7 +87,9 @@ follower_try(struct master *m, struct follower *f, bool force)
 	int rv;
 
 	struct om_job_scope scope = {f->idcs, f->nidcs, f->groups, f->ngroups};
+	int tries = 0;
 
+again:
 	rv = om_store_events_query(m->store, f->job_id, f->cursor, FOLLOW_BATCH,
 	                           f->files ? OM_EVENTS_FILES : 0, &scope, &events, &n, &done,
 	                           &next);
@@ -96,9 +98,14 @@ follower_try(struct master *m, struct follower *f, bool force)
 		            (unsigned long long)f->job_id, om_strerror(rv));
 		return true;
 	}
-	/* A cursor that moved without events (a long run of ids out of scope) is
-	 * answered at once: the client asks again from there, and the core
+	/* A cursor that moved without events (ids out of scope, burnt): held
+	 * from there when that was all; after a few reads that keep moving (a
+	 * long run), answered, so the client asks again from there and the core
 	 * thread is not held scanning the rest of the job. */
+	if (n == 0 && !done && !force && next != f->cursor && ++tries < 4) {
+		f->cursor = next;
+		goto again;
+	}
 	if (n == 0 && !done && !force && next == f->cursor)
 		return false;
 	ev.u.events.job_id = f->job_id;

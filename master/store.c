@@ -861,6 +861,18 @@ om__store_stmts_clear(struct om_store *st)
 	st->nstmts = 0;
 }
 
+/* A DEALLOCATE that fails (in an aborted transaction) leaves the name taken
+ * in the session: reset it, so every statement is prepared afresh. */
+static void
+stmt_deallocate(struct om_store *st, const char *dq)
+{
+	PGresult *r = PQexec(st->conn, dq);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		st->broken = true;
+	PQclear(r);
+}
+
 /* Drops slot i's statement from the session and the cache. */
 static void
 stmt_drop(struct om_store *st, unsigned i)
@@ -868,7 +880,7 @@ stmt_drop(struct om_store *st, unsigned i)
 	char dq[32];
 
 	snprintf(dq, sizeof(dq), "DEALLOCATE om_q%u", i);
-	PQclear(PQexec(st->conn, dq));
+	stmt_deallocate(st, dq);
 	if (st->stmts[i].sql != NULL) {
 		om_free(st->stmts[i].sql);
 		st->stmts[i].sql = NULL;
@@ -880,7 +892,7 @@ stmt_drop(struct om_store *st, unsigned i)
 
 			/* Their statements carry their slot's name: they go, and come back on use. */
 			snprintf(dq, sizeof(dq), "DEALLOCATE om_q%u", j);
-			PQclear(PQexec(st->conn, dq));
+			stmt_deallocate(st, dq);
 			st->stmts[j].sql = NULL;
 			st->nstmts--;
 			om_free(moved);
@@ -2117,6 +2129,8 @@ om_store_events_query(struct om_store *st, uint64_t job_id, uint64_t cursor, siz
 		return OM_ENOTFOUND;
 	if ((rv = om__store_ready(st)) != 0)
 		return rv;
+	if (limit == 0)
+		return OM_EINVAL;
 	if (limit > OM_MAX_ITEMS)
 		limit = OM_MAX_ITEMS; /* "at most limit": one reply's worth */
 	snprintf(jid, sizeof(jid), "%" PRIu64, job_id);

@@ -235,7 +235,7 @@ static int
 dispatch_locked(struct om_store *st, uint64_t job_id, uint32_t lo, uint32_t hi, char ***workers,
                 size_t *nworkers)
 {
-	char jid[24], slo[16], shi[16], live[24], tid[24], att[16];
+	char jid[24], slo[16], shi[16], live[24], att[16];
 	const char *v[6];
 	PGresult *r, *w;
 	int i, rows, rv = 0;
@@ -278,37 +278,42 @@ dispatch_locked(struct om_store *st, uint64_t job_id, uint32_t lo, uint32_t hi, 
 			PGresult *t;
 
 			snprintf(wname, sizeof(wname), "%s", PQgetvalue(w, 0, 0));
+			/*
+			 * The task and its hosts in one statement, so one snapshot:
+			 * the array and the rows marked are the same set even when
+			 * another master moves hosts of this job back to queued
+			 * (om_store_tasks_unassign) in between.  The rows are picked
+			 * by predicate: a join against the task's host array cost
+			 * PostgreSQL 3.6 s for a task of 5,000 hosts.
+			 */
 			t = q(st, "task create",
-			      "INSERT INTO tasks (job_id, idc, worker, state, hosts, attempt)"
-			      " SELECT $1::bigint, $2::text, $3::text, 'queued',"
-			      " array_agg(host ORDER BY seq), $6::int FROM job_hosts"
+			      "WITH h AS (SELECT host, seq FROM job_hosts"
 			      " WHERE job_id = $1::bigint AND idc = $2::text AND state = 'queued'"
 			      " AND task_id IS NULL AND attempt = $6::int"
-			      " AND seq >= $4::int AND seq < $5::int HAVING count(*) > 0 RETURNING "
-			      "id",
+			      " AND seq >= $4::int AND seq < $5::int),"
+			      " t AS (INSERT INTO tasks (job_id, idc, worker, state, hosts, "
+			      "attempt)"
+			      " SELECT $1::bigint, $2::text, $3::text, 'queued',"
+			      " array_agg(host ORDER BY seq), $6::int FROM h HAVING count(*) > 0"
+			      " RETURNING id, cardinality(hosts) AS n),"
+			      " u AS (UPDATE job_hosts j SET state = 'dispatched', task_id = t.id,"
+			      " worker = $3::text, reason = NULL, pending_since = NULL FROM t, h"
+			      " WHERE j.job_id = $1::bigint AND j.host = h.host AND j.state = "
+			      "'queued'"
+			      " AND j.task_id IS NULL RETURNING 1)"
+			      " SELECT t.id, t.n, (SELECT count(*) FROM u),"
+			      " pg_notify('om_dispatch', $3::text) FROM t",
 			      6, tv);
 			if (t == NULL) {
 				rv = OM_EDB;
-			} else if (PQntuples(t) == 1) {
-				const char *uv[7] = {jid, tid, wname, idc, slo, shi, att};
-				snprintf(tid, sizeof(tid), "%s", PQgetvalue(t, 0, 0));
-				/*
-				 * The rows the task was made of, by the same predicate: the
-				 * job row is locked, so they cannot change in between.  A
-				 * join against the task's host array instead cost PostgreSQL
-				 * 3.6 s for a task of 5,000 hosts.
+			} else if (PQntuples(t) == 1 && u64_at(t, 0, 1) != u64_at(t, 0, 2)) {
+				/* a row changed under the statement: try again at the next advance
 				 */
-				rv = cmd(st, "task hosts",
-				         "WITH u AS (UPDATE job_hosts SET state = 'dispatched',"
-				         " task_id = $2::bigint, worker = $3::text, reason = NULL,"
-				         " pending_since = NULL WHERE job_id = $1::bigint"
-				         " AND idc = $4::text AND state = 'queued' AND task_id IS "
-				         "NULL"
-				         " AND attempt = $7::int AND seq >= $5::int AND seq < "
-				         "$6::int"
-				         " RETURNING 1) SELECT pg_notify('om_dispatch', $3::text)",
-				         7, uv);
-				if (rv == 0 && workers != NULL)
+				om__store_set_err(st, "task create",
+				                  "the task's hosts changed meanwhile");
+				rv = OM_EDB;
+			} else if (PQntuples(t) == 1) {
+				if (workers != NULL)
 					rv = names_push(workers, nworkers, wname);
 			}
 			PQclear(t);
@@ -437,11 +442,6 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 
 /* ------------------------------------------------------------------ delivery */
 
-#define CLAIM_SQL                                                                                  \
-	"UPDATE tasks SET state = 'delivered', delivered_at = now(), delivered_by = $2::text"      \
-	" WHERE id = (SELECT id FROM tasks WHERE worker = $1::text AND state = 'queued'"           \
-	" ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, job_id"
-
 /* Sent again after 10 s while the task is still delivered: a lost reply
  * must not leave a host running that someone cancelled. */
 #define CANCELS_SQL                                                                                \
@@ -450,14 +450,14 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 	" AND (cancel_sent_at IS NULL OR cancel_sent_at < now() - interval '10 s')"                \
 	" ORDER BY id LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING id"
 
+/* The oldest queued task of $1, delivered by master (a parameter), unless cancels go first. */
+#define CLAIM_SQL(master, unless)                                                                  \
+	"UPDATE tasks SET state = 'delivered', delivered_at = now(), delivered_by = " master       \
+	" WHERE id = (SELECT id FROM tasks WHERE worker = $1::text AND state = 'queued'" unless    \
+	" ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, job_id"
+
 static int task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *out);
 
-/*
- * The claim commits on its own (one round trip); a task whose reads fail
- * goes back to queued.  One claimed and then not delivered because this
- * master died is what heartbeats already find: the worker does not hold it
- * (om_store_worker_holds), as with a TASK sent and never received.
- */
 int
 om_store_task_claim(struct om_store *st, const char *worker, const char *master, struct om_msg *out)
 {
@@ -467,13 +467,13 @@ om_store_task_claim(struct om_store *st, const char *worker, const char *master,
 	int rv;
 
 	memset(out, 0, sizeof(*out));
-	if ((rv = om__store_ready(st)) != 0)
+	if ((rv = begin(st)) != 0)
 		return rv;
-	if ((r = q(st, "task claim", CLAIM_SQL, 2, v)) == NULL)
-		return OM_EDB;
+	if ((r = q(st, "task claim", CLAIM_SQL("$2::text", ""), 2, v)) == NULL)
+		return commit(st, OM_EDB);
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return OM_ENOTFOUND;
+		return commit(st, OM_ENOTFOUND);
 	}
 	snprintf(tid, sizeof(tid), "%s", PQgetvalue(r, 0, 0));
 	snprintf(jid, sizeof(jid), "%s", PQgetvalue(r, 0, 1));
@@ -486,68 +486,95 @@ om_store_worker_poll(struct om_store *st, const char *worker, const char *master
                      size_t max_cancels, uint64_t **ids, size_t *n, struct om_msg *out)
 {
 	char lim[16], tid[24] = "", jid[24] = "";
-	const char *cv[2] = {worker, lim}, *tv[2] = {worker, master};
-	const struct om__call calls[2] = {{CANCELS_SQL, 2, cv, NULL, NULL, 0},
-	                                  {CLAIM_SQL, 2, tv, NULL, NULL, 0}};
-	PGresult *res[2] = {NULL, NULL};
+	const char *v[3] = {worker, lim, master};
+	PGresult *r;
 	int rv, i, rows;
 
 	*ids = NULL;
 	*n = 0;
 	memset(out, 0, sizeof(*out));
-	if ((rv = om__store_ready(st)) != 0)
-		return rv;
 	snprintf(lim, sizeof(lim), "%zu", max_cancels);
-	/* both in one round trip, each its own transaction */
-	if (om__store_batch(st, "worker poll", calls, claim ? 2 : 1, res) != 0)
-		return OM_EDB;
-	rows = PQntuples(res[0]);
-	if (rows > 0 && (*ids = om_calloc((size_t)rows, sizeof(**ids))) == NULL)
-		rv = OM_ENOMEM;
-	for (i = 0; rv == 0 && i < rows; i++)
-		(*ids)[i] = u64_at(res[0], i, 0);
-	if (rv == 0)
-		*n = (size_t)rows;
-	if (claim && PQntuples(res[1]) == 1) {
-		snprintf(tid, sizeof(tid), "%s", PQgetvalue(res[1], 0, 0));
-		snprintf(jid, sizeof(jid), "%s", PQgetvalue(res[1], 0, 1));
+	/* A busy worker: cancels only, one statement. */
+	if (!claim) {
+		if ((rv = om__store_ready(st)) != 0)
+			return rv;
+		r = q(st, "cancels", CANCELS_SQL, 2, v);
+	} else {
+		/*
+		 * Cancels and the claim in one statement (one snapshot, BEGIN in
+		 * the same round trip): the claim only when no cancel is due, so a
+		 * task is never claimed and put back.  In a transaction with the
+		 * task's reads: if they fail, nothing was claimed.
+		 */
+		if ((rv = begin(st)) != 0)
+			return rv;
+		r = q(st, "worker poll",
+		      "WITH c AS (" CANCELS_SQL "),"
+		      " k AS (" CLAIM_SQL(
+		              "$3::text",
+		              " AND NOT EXISTS (SELECT 1 FROM c)") ")"
+		                                                   " SELECT id, NULL FROM c UNION "
+		                                                   "ALL SELECT id, job_id FROM k",
+		      3, v);
 	}
-	PQclear(res[0]);
-	PQclear(res[1]);
-	if (rv != 0 || *n > 0) {
-		/* cancels go first (rarely both): the task waits for the next poll */
-		if (tid[0] != '\0' && om_store_task_unclaim(st, strtoull(tid, NULL, 10)) != 0)
-			om_warn("task %s: claimed and not sent, left to the heartbeats: %s", tid,
-			        om_store_errmsg(st));
-		return rv;
+	if (r == NULL)
+		return claim ? commit(st, OM_EDB) : OM_EDB;
+	rows = PQntuples(r);
+	for (i = 0; i < rows; i++) {
+		if (!PQgetisnull(r, i, 1)) {
+			snprintf(tid, sizeof(tid), "%s", PQgetvalue(r, i, 0));
+			snprintf(jid, sizeof(jid), "%s", PQgetvalue(r, i, 1));
+			continue;
+		}
+		if (*ids == NULL && (*ids = om_calloc((size_t)rows, sizeof(**ids))) == NULL) {
+			rv = OM_ENOMEM;
+			break;
+		}
+		(*ids)[(*n)++] = u64_at(r, i, 0);
 	}
-	if (tid[0] == '\0')
-		return OM_ENOTFOUND;
+	PQclear(r);
+	if (rv != 0 || tid[0] == '\0') {
+		/* cancels (their cancel_sent_at kept), nothing, or out of memory */
+		if (claim)
+			rv = commit(st, rv);
+		if (rv != 0) {
+			om_free(*ids);
+			*ids = NULL;
+			*n = 0;
+			return rv;
+		}
+		return *n > 0 ? 0 : OM_ENOTFOUND;
+	}
 	return task_read(st, tid, jid, out);
 }
 
-/* The TASK message of a claimed task; unclaimed again when that fails. */
+/*
+ * The TASK message of the task claimed in the open transaction, which it
+ * commits (the reads and the COMMIT in one round trip).  On failure nothing
+ * stays claimed: rolled back, or unclaimed when only the decoding failed.
+ */
 static int
 task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *out)
 {
 	const char *tv[1] = {tid}, *jv[1] = {jid};
 	struct om_task *tk = &out->u.task;
-	PGresult *r, *res[3];
+	PGresult *r, *res[4];
 	int rv = 0, i, rows;
 
 	out->type = OM_MSG_TASK;
 	tk->task_id = strtoull(tid, NULL, 10);
 	tk->job_id = strtoull(jid, NULL, 10);
 	/*
-	 * tasks.hosts is in seq order (both task creators make it so) and a
-	 * task's rows keep its id until it is delivered, so "task hosts" is the
-	 * array without joining it: the join was planned as a loop over every
-	 * host of the job per array element when statistics were stale (4.7 s
-	 * for a task of 5,000 hosts).  The count guards the equivalence.  The
-	 * three reads go in one round trip.
+	 * tasks.hosts is in seq order (both task creators make it so), and a
+	 * delivered task's rows keep its id (hosts leave a task only when it is
+	 * lost or unassigned, never redelivered), so "task hosts" is the array
+	 * without joining it: the join was planned as a loop over every host of
+	 * the job per array element when statistics were stale (4.7 s for a
+	 * task of 5,000 hosts).  The count guards the equivalence; should it
+	 * ever not hold, the array decides (slow but exact).
 	 */
 	{
-		const struct om__call calls[3] = {
+		const struct om__call calls[4] = {
 		        {"SELECT module, timeout_s, forks, become, become_user, check_mode FROM "
 		         "jobs"
 		         " WHERE id = $1::bigint",
@@ -555,25 +582,41 @@ task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *
 		        {"SELECT p.k, p.v FROM jobs, unnest(param_keys, param_vals) AS p(k, v)"
 		         " WHERE id = $1::bigint",
 		         1, jv, NULL, NULL, 0},
-		        {"SELECT h.host, h.addr, h.port, h.ssh_user, h.idc,"
-		         " (SELECT cardinality(hosts) FROM tasks WHERE id = $1::bigint)"
-		         " FROM job_hosts h WHERE h.task_id = $1::bigint ORDER BY h.seq",
+		        {"SELECT h.host, h.addr, h.port, h.ssh_user, h.idc, cardinality(t.hosts)"
+		         " FROM tasks t LEFT JOIN job_hosts h ON h.task_id = t.id"
+		         " WHERE t.id = $1::bigint ORDER BY h.seq",
 		         1, tv, NULL, NULL, 0},
+		        {"COMMIT", 0, NULL, NULL, NULL, 0},
 		};
-		if (om__store_batch(st, "task read", calls, 3, res) != 0) {
-			om_msg_release(out);
+		if (om__store_batch(st, "task read", calls, 4, res) != 0) {
+			om__store_rollback(st);
 			memset(out, 0, sizeof(*out));
-			if (om_store_task_unclaim(st, strtoull(tid, NULL, 10)) != 0)
-				om_warn("task %s: claimed and not sent, left to the heartbeats",
-				        tid);
 			return OM_EDB;
 		}
 	}
+	PQclear(res[3]);
+	r = res[2];
+	rows = PQntuples(r) == 1 && PQgetisnull(r, 0, 0) ? 0 : PQntuples(r);
+	if (PQntuples(r) > 0 && u64_at(r, 0, 5) != (uint64_t)rows) {
+		const char *hv[1] = {tid};
+		PGresult *a = q(st, "task hosts",
+		                "SELECT h.host, h.addr, h.port, h.ssh_user, h.idc FROM tasks t,"
+		                " unnest(t.hosts) WITH ORDINALITY AS u(host, i)"
+		                " JOIN job_hosts h ON h.host = u.host"
+		                " WHERE t.id = $1::bigint AND h.job_id = t.job_id ORDER BY u.i",
+		                1, hv);
+		om_warn("task %s: its hosts are not all its own any more; sent as created", tid);
+		PQclear(r);
+		res[2] = r = a;
+		rows = a != NULL ? PQntuples(a) : 0;
+		if (a == NULL)
+			rv = OM_EDB;
+	}
 	r = res[0];
-	if (PQntuples(r) != 1) {
+	if (rv == 0 && PQntuples(r) != 1) {
 		om__store_set_err(st, "task job", "the task's job is gone");
 		rv = OM_EDB;
-	} else {
+	} else if (rv == 0) {
 		tk->module = om_strdup(PQgetvalue(r, 0, 0));
 		tk->timeout_s = (uint32_t)u64_at(r, 0, 1);
 		tk->forks = (uint32_t)u64_at(r, 0, 2);
@@ -587,10 +630,11 @@ task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *
 	}
 	r = res[1];
 	if (rv == 0) {
-		rows = PQntuples(r);
-		if ((tk->params = om_calloc((size_t)rows + 1, sizeof(*tk->params))) == NULL)
+		int np = PQntuples(r);
+
+		if ((tk->params = om_calloc((size_t)np + 1, sizeof(*tk->params))) == NULL)
 			rv = OM_ENOMEM;
-		for (i = 0; rv == 0 && i < rows; i++) {
+		for (i = 0; rv == 0 && i < np; i++) {
 			struct om_kv *kv = &tk->params[i];
 			kv->key = om_strdup(PQgetvalue(r, i, 0));
 			if (!PQgetisnull(r, i, 1))
@@ -601,12 +645,7 @@ task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *
 		}
 	}
 	r = res[2];
-	if (rv == 0 && PQntuples(r) > 0 && u64_at(r, 0, 5) != (uint64_t)PQntuples(r)) {
-		om__store_set_err(st, "task hosts", "the task's hosts moved to another task");
-		rv = OM_EDB;
-	}
 	if (rv == 0) {
-		rows = PQntuples(r);
 		if ((tk->hosts = om_calloc((size_t)rows + 1, sizeof(*tk->hosts))) == NULL)
 			rv = OM_ENOMEM;
 		for (i = 0; rv == 0 && i < rows; i++) {
@@ -630,7 +669,8 @@ task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *
 
 		om_msg_release(out);
 		memset(out, 0, sizeof(*out));
-		snprintf(err, sizeof(err), "%s", st->err); /* the unclaim must not hide it */
+		/* committed: queued again, and the first error is the one reported */
+		snprintf(err, sizeof(err), "%s", st->err);
 		if (om_store_task_unclaim(st, strtoull(tid, NULL, 10)) != 0)
 			om_warn("task %s: claimed and not sent, left to the heartbeats", tid);
 		snprintf(st->err, sizeof(st->err), "%s", err);

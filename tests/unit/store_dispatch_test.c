@@ -497,9 +497,10 @@ test_cancel(void **state)
 }
 
 /*
- * A worker's poll in one round trip: cancels go first and a task claimed
- * beside them goes back to queued for the next poll; a busy worker (no
- * claim) leaves its tasks queued.
+ * A worker's poll: cancels go first and no task is claimed beside them (it
+ * stays queued for the next poll); a busy worker (no claim) gets cancels
+ * only; a task whose host rows no longer all point at it is still sent
+ * with the hosts it was made of, in order.
  */
 static void
 test_worker_poll(void **state)
@@ -558,6 +559,25 @@ test_worker_poll(void **state)
 	assert_int_equal(om_store_worker_poll(f->st, "wp-1", "m1", true, 100, &ids, &n, &t),
 	                 OM_ENOTFOUND);
 	assert_int_equal(n, 0);
+	om_free(ids);
+	/* a host row moved off the task (never by the code: the fallback) */
+	b = job(f, "wpc", 3, 3, 0, false, false);
+	assert_int_equal(om_store_job_advance(f->st, b, NULL, NULL), 0);
+	{
+		char q[200];
+		snprintf(q, sizeof(q),
+		         "UPDATE job_hosts SET task_id = NULL WHERE job_id = %" PRIu64
+		         " AND host = 'wpc-1'",
+		         b);
+		sql(f, q);
+	}
+	assert_int_equal(om_store_worker_poll(f->st, "wp-1", "m1", true, 100, &ids, &n, &t), 0);
+	assert_int_equal(t.type, OM_MSG_TASK);
+	assert_int_equal(t.u.task.nhosts, 3);
+	assert_string_equal(t.u.task.hosts[0].name, "wpc-0");
+	assert_string_equal(t.u.task.hosts[1].name, "wpc-1");
+	assert_string_equal(t.u.task.hosts[2].name, "wpc-2");
+	om_msg_release(&t);
 	om_free(ids);
 }
 
