@@ -21,7 +21,7 @@ LABEL = {("omserver", "cold"): "omserver cold", ("omserver", "warm"): "omserver 
          ("ansible", "fresh"): "ansible (raw)"}
 TARGETS = {"cold_hosts_per_s": 85, "cold_cpu_ms_per_host": 2.0, "warm_cmds_per_s": 600,
            "noop_p50_ms": 5.0, "scale_wall_s": 5.0, "scale_results_per_s": 2000,
-           "flood_rss_growth_kb": 8 * 1024}
+           "flood_rss_growth_kb": 8 * 1024, "session_rss_kb": 128}
 
 
 def label(tool, mode):
@@ -196,6 +196,12 @@ def main():
             targets.append({"target": f"warm N=500 `{cmd}` >= {TARGETS['warm_cmds_per_s']} commands/s",
                             "measured": f"{w['hosts_per_s']} commands/s",
                             "met": w["hosts_per_s"] >= TARGETS["warm_cmds_per_s"]})
+    for r in rss_rows:
+        if r["n"] in (100, 500) and r["kb_per_session"] is not None:
+            targets.append({"target": f"worker RSS per open SSH session at {r['n']} sessions "
+                                      f"<= {TARGETS['session_rss_kb']} KB",
+                            "measured": f"{r['kb_per_session']} kB",
+                            "met": r["kb_per_session"] <= TARGETS["session_rss_kb"]})
     if dispatch:
         p50 = dispatch["latency_ms"]["p50_ms"]
         targets.append({"target": f"noop dispatch p50 <= {TARGETS['noop_p50_ms']} ms",
