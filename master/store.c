@@ -940,54 +940,88 @@ stmt_get(struct om_store *st, const char *sql, int n)
 }
 
 /*
- * BEGIN and the statement (prepared in slot i, or sql when i < 0) in one
- * pipeline: one round trip.  The statement's result, or BEGIN's when BEGIN
- * failed; NULL when the connection failed (then it is reset before the
- * next call).
+ * BEGIN (when begin) and calls[0..n) in one pipeline, every result read
+ * back: one round trip.  calls[i] runs as the prepared statement of
+ * slot[i], or as text when slot[i] < 0.  got[i] is its result as it came
+ * (an error, or PIPELINE_ABORTED after one; caller PQclears), *begun
+ * BEGIN's (NULL without begin).  -1 when the connection failed: nothing
+ * to clear, the session reset before the next call.
  */
-static PGresult *
-exec_begun(struct om_store *st, int i, const char *sql, int n, const char *const *vals,
-           const int *lens, const int *fmts, int rfmt)
+static int
+pipeline_run(struct om_store *st, bool begin, const struct om__call *calls, const int *slot, int n,
+             PGresult **got, PGresult **begun)
 {
 	PGconn *c = st->conn;
-	PGresult *r, *begin_res = NULL, *res = NULL;
+	PGresult *r;
 	char name[16];
-	int ok;
+	int i, ok;
 
+	*begun = NULL;
+	for (i = 0; i < n; i++)
+		got[i] = NULL;
 	if (!PQenterPipelineMode(c))
-		return NULL;
-	ok = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-	if (ok && i >= 0) {
-		snprintf(name, sizeof(name), "om_q%d", i);
-		ok = PQsendQueryPrepared(c, name, n, vals, lens, fmts, rfmt);
-	} else if (ok) {
-		ok = PQsendQueryParams(c, sql, n, NULL, vals, lens, fmts, rfmt);
+		return -1;
+	ok = !begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	for (i = 0; ok && i < n; i++) {
+		const struct om__call *k = &calls[i];
+
+		if (slot[i] >= 0) {
+			snprintf(name, sizeof(name), "om_q%d", slot[i]);
+			ok = PQsendQueryPrepared(c, name, k->n, k->vals, k->lens, k->fmts, k->rfmt);
+		} else {
+			ok = PQsendQueryParams(c, k->sql, k->n, NULL, k->vals, k->lens, k->fmts,
+			                       k->rfmt);
+		}
 	}
 	if (!ok || !PQpipelineSync(c)) {
 		st->broken = true;
-		return NULL;
+		return -1;
 	}
 	/* each query: its result, then NULL; then the sync point */
-	begin_res = PQgetResult(c);
-	while ((r = PQgetResult(c)) != NULL)
-		PQclear(r);
-	res = PQgetResult(c);
-	while ((r = PQgetResult(c)) != NULL)
-		PQclear(r);
+	for (i = begin ? -1 : 0; i < n; i++) {
+		r = PQgetResult(c);
+		if (i < 0)
+			*begun = r;
+		else
+			got[i] = r;
+		while (r != NULL && (r = PQgetResult(c)) != NULL)
+			PQclear(r);
+	}
 	r = PQgetResult(c);
 	ok = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
 	PQclear(r);
 	if (!ok || !PQexitPipelineMode(c)) {
 		st->broken = true;
-		PQclear(begin_res);
-		PQclear(res);
+		PQclear(*begun);
+		*begun = NULL;
+		for (i = 0; i < n; i++) {
+			PQclear(got[i]);
+			got[i] = NULL;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * BEGIN and one statement in one round trip (see om__store_begin): the
+ * statement's result, or BEGIN's when BEGIN failed; NULL when the
+ * connection failed.
+ */
+static PGresult *
+exec_begun(struct om_store *st, int i, const char *sql, int n, const char *const *vals,
+           const int *lens, const int *fmts, int rfmt)
+{
+	const struct om__call call = {sql, n, vals, lens, fmts, rfmt};
+	PGresult *res, *begun;
+
+	if (pipeline_run(st, true, &call, &i, 1, &res, &begun) != 0)
 		return NULL;
-	}
-	if (begin_res == NULL || PQresultStatus(begin_res) != PGRES_COMMAND_OK) {
+	if (begun == NULL || PQresultStatus(begun) != PGRES_COMMAND_OK) {
 		PQclear(res);
-		return begin_res;
+		return begun;
 	}
-	PQclear(begin_res);
+	PQclear(begun);
 	return res;
 }
 
@@ -1035,83 +1069,47 @@ int
 om__store_batch(struct om_store *st, const char *what, const struct om__call *calls, int n,
                 PGresult **res)
 {
-	PGconn *c = st->conn;
-	PGresult *got[OM__BATCH_MAX], *r;
-	int slot[OM__BATCH_MAX], i, q, rv = 0;
-	bool begin, ok = true, synced;
-	char name[16];
+	PGresult *got[OM__BATCH_MAX], *begun, *r;
+	int slot[OM__BATCH_MAX], i, rv = 0;
+	bool begin, stale[OM__BATCH_MAX] = {false};
 	const char *code;
 
 	if (n < 1 || n > OM__BATCH_MAX) {
 		om__store_set_err(st, what, "bad statement batch");
 		return OM_EDB;
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		slot[i] = stmt_get(st, calls[i].sql, calls[i].n); /* before the pipeline */
-		got[i] = NULL;
-	}
 	begin = st->begin_due;
 	st->begin_due = false;
-	if (!PQenterPipelineMode(c)) {
-		om__store_set_fail(st, what, PQerrorMessage(c));
+	if (pipeline_run(st, begin, calls, slot, n, got, &begun) != 0) {
+		om__store_set_fail(st, what, PQerrorMessage(st->conn));
 		return OM_EDB;
 	}
-	if (begin)
-		ok = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-	for (i = 0; ok && i < n; i++) {
-		const struct om__call *k = &calls[i];
-
-		if (slot[i] >= 0) {
-			snprintf(name, sizeof(name), "om_q%d", slot[i]);
-			ok = PQsendQueryPrepared(c, name, k->n, k->vals, k->lens, k->fmts, k->rfmt);
-		} else {
-			ok = PQsendQueryParams(c, k->sql, k->n, NULL, k->vals, k->lens, k->fmts,
-			                       k->rfmt);
-		}
-	}
-	if (!ok || !PQpipelineSync(c)) {
-		om__store_set_fail(st, what, PQerrorMessage(c));
-		st->broken = true;
-		return OM_EDB;
-	}
-	/* each query: its result, then NULL; then the sync point */
-	for (q = begin ? -1 : 0; q < n; q++) {
+	for (i = begin ? -1 : 0; i < n; i++) {
 		ExecStatusType s;
 
-		r = PQgetResult(c);
+		r = i < 0 ? begun : got[i];
 		s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-			/* the first real error, not the "aborted" that follow it */
-			if (rv == 0 && s != PGRES_PIPELINE_ABORTED)
-				om__store_set_err_res(st, what, r);
-			if (q >= 0 && r != NULL && (code = PQresultErrorField(r, PG_DIAG_SQLSTATE)) &&
-			    strcmp(code, "0A000") == 0 && slot[q] >= 0)
-				slot[q] = -2; /* dropped below, out of the pipeline */
-			rv = OM_EDB;
-			PQclear(r);
-		} else if (q >= 0) {
-			got[q] = r;
-		} else {
-			PQclear(r);
-		}
-		while (r != NULL && (r = PQgetResult(c)) != NULL)
-			PQclear(r);
-	}
-	r = PQgetResult(c);
-	synced = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
-	PQclear(r);
-	if (!synced || !PQexitPipelineMode(c)) {
-		om__store_set_fail(st, what, PQerrorMessage(c));
-		st->broken = true;
+		if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
+			continue;
+		/* the first real error, not the "aborted" that follow it */
+		if (rv == 0 && s != PGRES_PIPELINE_ABORTED)
+			om__store_set_err_res(st, what, r);
+		/* "cached plan must not change result type": prepared again next time */
+		if (i >= 0 && slot[i] >= 0 && (code = PQresultErrorField(r, PG_DIAG_SQLSTATE)) &&
+		    strcmp(code, "0A000") == 0)
+			stale[i] = true;
 		rv = OM_EDB;
 	}
+	PQclear(begun);
 	for (i = 0; i < n; i++) {
 		if (rv != 0)
 			PQclear(got[i]);
 		else
 			res[i] = got[i];
-		if (slot[i] == -2 && !st->broken) {
-			/* "cached plan must not change result type": prepared again next time */
+		if (stale[i]) {
+			/* looked up again: a drop can move other statements' slots */
 			int j = stmt_get(st, calls[i].sql, calls[i].n);
 			if (j >= 0)
 				stmt_drop(st, (unsigned)j);

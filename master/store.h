@@ -172,25 +172,17 @@ int om_store_worker_offline(struct om_store *st, const char *name, const char *m
 int om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size_t *nworkers);
 
 /*
- * The oldest queued task of worker, now delivered by master, as a TASK
- * message in *out (caller releases).  OM_ENOTFOUND: none.
- */
-int om_store_task_claim(struct om_store *st, const char *worker, const char *master,
-                        struct om_msg *out);
-/*
  * A worker's poll in one round trip: up to max_cancels delivered tasks of
- * worker to stop (as om_store_cancels_take; caller frees *ids), and when
- * claim is set and there are none, its oldest queued task as
- * om_store_task_claim does.  0 with *n > 0: cancels only; 0 otherwise: a
- * TASK in *out (caller releases); OM_ENOTFOUND: nothing.
+ * worker to stop (each sent again after 10 s while still delivered; caller
+ * frees *ids), and when claim is set and there are none, its oldest queued
+ * task, now delivered by master.  0 with *n > 0: cancels only; 0 otherwise:
+ * that task as a TASK message in *out (caller releases); OM_ENOTFOUND:
+ * nothing.
  */
 int om_store_worker_poll(struct om_store *st, const char *worker, const char *master, bool claim,
                          size_t max_cancels, uint64_t **ids, size_t *n, struct om_msg *out);
 /* A claimed task whose TASK could not be sent goes back to queued. */
 int om_store_task_unclaim(struct om_store *st, uint64_t task_id);
-/* Up to max delivered tasks of worker to stop (not sent in the last 10 s); caller frees *ids. */
-int om_store_cancels_take(struct om_store *st, const char *worker, size_t max, uint64_t **ids,
-                          size_t *n);
 
 /* What a report about a task needs: never changes once the task exists. */
 struct om_task_meta {

@@ -308,13 +308,6 @@ q_cmd(struct om_store *st, const char *what, const char *sql, int n, const char 
 }
 
 static int
-begin(struct om_store *st, const char *what)
-{
-	(void)what;
-	return om__store_begin(st);
-}
-
-static int
 commit(struct om_store *st, const char *what)
 {
 	return om__store_run_cmd(st, what, "COMMIT", 0, NULL);
@@ -525,7 +518,7 @@ om_store_key_enroll(struct om_store *st, const char *token, const char *name, co
 		om__store_set_err(st, "enroll", "not a token");
 		return rv;
 	}
-	if ((rv = begin(st, "enroll")) != 0)
+	if ((rv = om__store_begin(st)) != 0)
 		return rv;
 	{
 		const char *v[2] = {(const char *)hash, idc};
@@ -632,7 +625,7 @@ om_store_key_set_state(struct om_store *st, uint64_t id, uint32_t state, const c
 		return OM_EINVAL;
 	if (id == 0 || id > INT64_MAX)
 		return OM_ENOTFOUND;
-	if ((rv = om__store_ready(st)) != 0 || (rv = begin(st, "key state")) != 0)
+	if ((rv = om__store_begin(st)) != 0)
 		return rv;
 	snprintf(kid, sizeof(kid), "%" PRIu64, id);
 	{
@@ -1623,7 +1616,7 @@ om_store_audit(struct om_store *st, const char *actor, const char *source, const
 		f[i] = buf[i];
 		len[i] = strlen(buf[i]);
 	}
-	if ((rv = om__store_ready(st)) != 0 || (rv = begin(st, "audit")) != 0)
+	if ((rv = om__store_begin(st)) != 0)
 		goto done;
 	snprintf(key, sizeof(key), "%" PRId64, AUDIT_LOCK_KEY);
 	{

@@ -448,44 +448,30 @@ om_store_job_advance(struct om_store *st, uint64_t job_id, char ***workers, size
 
 /* ------------------------------------------------------------------ delivery */
 
-/* Sent again after 10 s while the task is still delivered: a lost reply
- * must not leave a host running that someone cancelled. */
+/*
+ * A delivered task of $1 whose cancel is due, up to $2: sent again after
+ * 10 s while the task is still delivered, so a lost reply does not leave a
+ * host running that someone cancelled.
+ */
 #define CANCELS_SQL                                                                                \
 	"UPDATE tasks SET cancel_sent_at = now() WHERE id IN (SELECT id FROM tasks"                \
 	" WHERE worker = $1::text AND state = 'delivered' AND cancel"                              \
 	" AND (cancel_sent_at IS NULL OR cancel_sent_at < now() - interval '10 s')"                \
 	" ORDER BY id LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING id"
 
-/* The oldest queued task of $1, delivered by master (a parameter), unless cancels go first. */
-#define CLAIM_SQL(master, unless)                                                                  \
-	"UPDATE tasks SET state = 'delivered', delivered_at = now(), delivered_by = " master       \
-	" WHERE id = (SELECT id FROM tasks WHERE worker = $1::text AND state = 'queued'" unless    \
-	" ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, job_id"
+/* Rows (cancelled task id, NULL) first, then at most one (claimed task id,
+ * job id): the oldest queued task of $1, delivered by $3, claimed only when
+ * no cancel is due. */
+#define POLL_SQL                                                                                   \
+	"WITH c AS (" CANCELS_SQL "),"                                                             \
+	" k AS (UPDATE tasks SET state = 'delivered', delivered_at = now(),"                       \
+	" delivered_by = $3::text WHERE id = (SELECT id FROM tasks"                                \
+	" WHERE worker = $1::text AND state = 'queued' AND NOT EXISTS (SELECT 1 FROM c)"           \
+	" ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"                                             \
+	" RETURNING id, job_id)"                                                                   \
+	" SELECT id, NULL FROM c UNION ALL SELECT id, job_id FROM k"
 
 static int task_read(struct om_store *st, const char *tid, const char *jid, struct om_msg *out);
-
-int
-om_store_task_claim(struct om_store *st, const char *worker, const char *master, struct om_msg *out)
-{
-	const char *v[2] = {worker, master};
-	char tid[24], jid[24];
-	PGresult *r;
-	int rv;
-
-	memset(out, 0, sizeof(*out));
-	if ((rv = begin(st)) != 0)
-		return rv;
-	if ((r = q(st, "task claim", CLAIM_SQL("$2::text", ""), 2, v)) == NULL)
-		return commit(st, OM_EDB);
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return commit(st, OM_ENOTFOUND);
-	}
-	snprintf(tid, sizeof(tid), "%s", PQgetvalue(r, 0, 0));
-	snprintf(jid, sizeof(jid), "%s", PQgetvalue(r, 0, 1));
-	PQclear(r);
-	return task_read(st, tid, jid, out);
-}
 
 int
 om_store_worker_poll(struct om_store *st, const char *worker, const char *master, bool claim,
@@ -500,29 +486,18 @@ om_store_worker_poll(struct om_store *st, const char *worker, const char *master
 	*n = 0;
 	memset(out, 0, sizeof(*out));
 	snprintf(lim, sizeof(lim), "%zu", max_cancels);
-	/* A busy worker: cancels only, one statement. */
-	if (!claim) {
-		if ((rv = om__store_ready(st)) != 0)
-			return rv;
-		r = q(st, "cancels", CANCELS_SQL, 2, v);
-	} else {
-		/*
-		 * Cancels and the claim in one statement (one snapshot, BEGIN in
-		 * the same round trip): the claim only when no cancel is due, so a
-		 * task is never claimed and put back.  In a transaction with the
-		 * task's reads: if they fail, nothing was claimed.
-		 */
-		if ((rv = begin(st)) != 0)
-			return rv;
-		r = q(st, "worker poll",
-		      "WITH c AS (" CANCELS_SQL "),"
-		      " k AS (" CLAIM_SQL(
-		              "$3::text",
-		              " AND NOT EXISTS (SELECT 1 FROM c)") ")"
-		                                                   " SELECT id, NULL FROM c UNION "
-		                                                   "ALL SELECT id, job_id FROM k",
-		      3, v);
-	}
+	/*
+	 * Cancels and the claim in one statement (one snapshot, BEGIN in the
+	 * same round trip), so a task is never claimed and put back; in a
+	 * transaction with the task's reads, so nothing stays claimed when
+	 * they fail.  A busy worker: the cancels alone.
+	 */
+	if ((rv = claim ? begin(st) : om__store_ready(st)) != 0)
+		return rv;
+	if (claim)
+		r = q(st, "worker poll", POLL_SQL, 3, v);
+	else
+		r = q(st, "cancels", "WITH c AS (" CANCELS_SQL ") SELECT id, NULL FROM c", 2, v);
 	if (r == NULL)
 		return claim ? commit(st, OM_EDB) : OM_EDB;
 	rows = PQntuples(r);
@@ -701,35 +676,6 @@ om_store_task_unclaim(struct om_store *st, uint64_t task_id)
 	           "UPDATE tasks SET state = 'queued', delivered_at = NULL, delivered_by = NULL"
 	           " WHERE id = $1::bigint AND state = 'delivered'",
 	           1, v);
-}
-
-int
-om_store_cancels_take(struct om_store *st, const char *worker, size_t max, uint64_t **ids,
-                      size_t *n)
-{
-	char lim[16];
-	const char *v[2] = {worker, lim};
-	PGresult *r;
-	int rv, i, rows;
-
-	*ids = NULL;
-	*n = 0;
-	if ((rv = om__store_ready(st)) != 0)
-		return rv;
-	snprintf(lim, sizeof(lim), "%zu", max);
-	r = q(st, "cancels", CANCELS_SQL, 2, v);
-	if (r == NULL)
-		return OM_EDB;
-	rows = PQntuples(r);
-	if (rows > 0 && (*ids = om_calloc((size_t)rows, sizeof(**ids))) == NULL) {
-		PQclear(r);
-		return OM_ENOMEM;
-	}
-	for (i = 0; i < rows; i++)
-		(*ids)[i] = u64_at(r, i, 0);
-	*n = (size_t)rows;
-	PQclear(r);
-	return 0;
 }
 
 /* ------------------------------------------------------------------ reports */

@@ -95,6 +95,19 @@ job(struct fx *f, const char *prefix, size_t n, size_t in_dc1, uint32_t wave, bo
 	return job_of(f, "shell", prefix, n, in_dc1, wave, retry, mf);
 }
 
+/* A poll that claims (no cancel may be due for worker): as the master's. */
+static int
+claim(struct fx *f, const char *worker, const char *master, struct om_msg *t)
+{
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	int rv = om_store_worker_poll(f->st, worker, master, true, 100, &ids, &n, t);
+
+	assert_int_equal(n, 0);
+	om_free(ids);
+	return rv;
+}
+
 static char *
 host_col(struct fx *f, uint64_t job, const char *host, const char *col)
 {
@@ -148,8 +161,8 @@ test_place_and_claim(void **state)
 	free(reason);
 
 	/* Another worker cannot take it; its own worker gets hosts in submission order. */
-	assert_int_equal(om_store_task_claim(f->st, "other", "m1", &t), OM_ENOTFOUND);
-	assert_int_equal(om_store_task_claim(f->st, "pa-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "other", "m1", &t), OM_ENOTFOUND);
+	assert_int_equal(claim(f, "pa-1", "m1", &t), 0);
 	assert_int_equal(t.type, OM_MSG_TASK);
 	assert_int_equal(t.u.task.job_id, id);
 	assert_string_equal(t.u.task.module, "shell");
@@ -167,12 +180,12 @@ test_place_and_claim(void **state)
 	/* Delivered once: a second claim finds nothing; an unclaim puts it back. */
 	{
 		struct om_msg none;
-		assert_int_equal(om_store_task_claim(f->st, "pa-1", "m2", &none), OM_ENOTFOUND);
+		assert_int_equal(claim(f, "pa-1", "m2", &none), OM_ENOTFOUND);
 	}
 	assert_int_equal(om_store_task_unclaim(f->st, t.u.task.task_id), 0);
 	{
 		struct om_msg again;
-		assert_int_equal(om_store_task_claim(f->st, "pa-1", "m2", &again), 0);
+		assert_int_equal(claim(f, "pa-1", "m2", &again), 0);
 		assert_int_equal(again.u.task.task_id, t.u.task.task_id);
 		om_msg_release(&again);
 	}
@@ -243,7 +256,7 @@ test_waves_max_fail(void **state)
 			assert_true(open[k] != id);
 		om_free(open);
 	}
-	assert_int_equal(om_store_task_claim(f->st, "wv-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "wv-1", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	om_msg_release(&t);
 	st[0] = res(id, "wv-0", OM_HS_OK, tid);
@@ -300,7 +313,7 @@ test_lose_retry_late(void **state)
 	worker(f, "lr-1", "dc1");
 	id = job(f, "lr", 1, 1, 0, true, false);
 	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
-	assert_int_equal(om_store_task_claim(f->st, "lr-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "lr-1", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	om_msg_release(&t);
 	/* The first run's output arrived before its worker vanished. */
@@ -326,7 +339,7 @@ test_lose_retry_late(void **state)
 	                 1);
 	/* Run 2 on the same worker (the only one): its seq 0 is stored beside run 1's. */
 	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
-	assert_int_equal(om_store_task_claim(f->st, "lr-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "lr-1", "m1", &t), 0);
 	tid2 = t.u.task.task_id;
 	om_msg_release(&t);
 	ch[1] = ch[0];
@@ -347,7 +360,7 @@ test_lose_retry_late(void **state)
 	/* Without --retry-lost: lost, and the task's own late result replaces lost. */
 	plain = job(f, "lp", 1, 1, 0, false, false);
 	assert_int_equal(om_store_job_advance(f->st, plain, NULL, NULL), 0);
-	assert_int_equal(om_store_task_claim(f->st, "lr-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "lr-1", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	om_msg_release(&t);
 	assert_int_equal(
@@ -403,7 +416,7 @@ test_lose_idempotent(void **state)
 	assert_true(sum.retry_idempotent);
 	om_job_summary_release(&sum);
 	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
-	assert_int_equal(om_store_task_claim(f->st, "im-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "im-1", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	om_msg_release(&t);
 	/* im-1 dies mid-task; im-2 of the same IDC is live */
@@ -448,7 +461,7 @@ test_lose_idempotent(void **state)
 	om_job_summary_release(&sum);
 	sql(f, "UPDATE tasks SET state = 'done'");
 	assert_int_equal(om_store_job_advance(f->st, plain, NULL, NULL), 0);
-	assert_int_equal(om_store_task_claim(f->st, "im-2", "m1", &t), 0);
+	assert_int_equal(claim(f, "im-2", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	assert_true(t.u.task.job_id == plain);
 	om_msg_release(&t);
@@ -475,7 +488,7 @@ test_cancel(void **state)
 	id = job(f, "ca", 3, 2, 0, false, false);
 	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
 	/* dc1's task is delivered, dc2's is still queued */
-	assert_int_equal(om_store_task_claim(f->st, "ca-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "ca-1", "m1", &t), 0);
 	om_msg_release(&t);
 	assert_int_equal(
 	        om_store_job_cancel(f->st, id, "cancelled by user 'alice'", &now, &asked, &ws, &nw),
@@ -486,14 +499,16 @@ test_cancel(void **state)
 	assert_string_equal(ws[0], "ca-1");
 	om_store_names_free(ws, nw);
 	assert_host(f, id, "ca-2", "cancelled");
-	assert_int_equal(om_store_task_claim(f->st, "ca-2", "m1", &t), OM_ENOTFOUND);
-	assert_int_equal(om_store_cancels_take(f->st, "ca-1", 100, &ids, &n), 0);
+	assert_int_equal(claim(f, "ca-2", "m1", &t), OM_ENOTFOUND);
+	/* a busy worker (no claim) still gets its cancels */
+	assert_int_equal(om_store_worker_poll(f->st, "ca-1", "m1", false, 100, &ids, &n, &t), 0);
 	assert_int_equal(n, 1);
 	om_free(ids);
 	/* not again within 10 s */
-	assert_int_equal(om_store_cancels_take(f->st, "ca-1", 100, &ids, &n), 0);
+	assert_int_equal(om_store_worker_poll(f->st, "ca-1", "m1", false, 100, &ids, &n, &t),
+	                 OM_ENOTFOUND);
 	assert_int_equal(n, 0);
-	om_free(ids);
+	assert_null(ids);
 }
 
 /*
@@ -645,7 +660,7 @@ test_heartbeat_holds(void **state)
 	worker(f, "hb-1", "dc1");
 	id = job(f, "hb", 1, 1, 0, false, false);
 	assert_int_equal(om_store_job_advance(f->st, id, NULL, NULL), 0);
-	assert_int_equal(om_store_task_claim(f->st, "hb-1", "m1", &t), 0);
+	assert_int_equal(claim(f, "hb-1", "m1", &t), 0);
 	tid = t.u.task.task_id;
 	om_msg_release(&t);
 	/* held: running; a fresh delivery is never missing */

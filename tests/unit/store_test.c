@@ -506,6 +506,55 @@ test_deferred_begin(void **state)
 	PQclear(PQexec(f->db, "DROP TABLE dbegin"));
 }
 
+/*
+ * A table changed under a prepared statement ("cached plan must not change
+ * result type", as when another master migrates): the call fails once, the
+ * statement is prepared again, the next call sees the new columns.  Through
+ * a batch and through a single statement with a deferred BEGIN.
+ */
+static void
+test_stale_statement(void **state)
+{
+	struct fx *f = fx_of(state);
+	const struct om__call sel[1] = {{"SELECT * FROM sstale", 0, NULL, NULL, NULL, 0}};
+	PGresult *res[1] = {NULL}, *r;
+	int pid;
+
+	PQclear(PQexec(f->db, "CREATE TABLE sstale (x int); INSERT INTO sstale VALUES (1)"));
+	assert_int_equal(om__store_ready(f->st), 0);
+	assert_int_equal(om__store_batch(f->st, "t", sel, 1, res), 0);
+	assert_int_equal(PQnfields(res[0]), 1);
+	PQclear(res[0]);
+	pid = PQbackendPID(f->st->conn);
+	PQclear(PQexec(f->db, "ALTER TABLE sstale ADD COLUMN y int"));
+	res[0] = NULL;
+	assert_int_equal(om__store_batch(f->st, "t", sel, 1, res), OM_EDB);
+	assert_null(res[0]);
+	assert_non_null(strstr(om_store_errmsg(f->st), "result type"));
+	assert_int_equal(om__store_batch(f->st, "t", sel, 1, res), 0);
+	assert_int_equal(PQnfields(res[0]), 2);
+	PQclear(res[0]);
+	assert_int_equal(PQbackendPID(f->st->conn), pid); /* dropped, not reconnected */
+	/* one statement, BEGIN riding with it */
+	assert_int_equal(om__store_ready(f->st), 0);
+	r = om__store_exec(f->st, sel[0].sql, 0, NULL, NULL, NULL, 0);
+	assert_int_equal(PQnfields(r), 2);
+	PQclear(r);
+	PQclear(PQexec(f->db, "ALTER TABLE sstale ADD COLUMN z int"));
+	assert_int_equal(om__store_begin(f->st), 0);
+	r = om__store_exec(f->st, sel[0].sql, 0, NULL, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+	assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "0A000");
+	PQclear(r);
+	om__store_rollback(f->st);
+	assert_int_equal(om__store_ready(f->st), 0);
+	r = om__store_exec(f->st, sel[0].sql, 0, NULL, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_int_equal(PQnfields(r), 3);
+	PQclear(r);
+	PQclear(PQexec(f->db, "DROP TABLE sstale"));
+}
+
 /* om__store_batch: results in order, one error aborts the lot, the session goes on. */
 static void
 test_statement_batch(void **state)
@@ -824,9 +873,9 @@ main(void)
 	        cmocka_unit_test(test_duplicates),      cmocka_unit_test(test_paging),
 	        cmocka_unit_test(test_states_and_done), cmocka_unit_test(test_empty_job),
 	        cmocka_unit_test(test_gap_windows),     cmocka_unit_test(test_deferred_begin),
-	        cmocka_unit_test(test_statement_batch), cmocka_unit_test(test_missing_job),
-	        cmocka_unit_test(test_batch_rollback),  cmocka_unit_test(test_reconnect),
-	        cmocka_unit_test(test_ingest_timing),
+	        cmocka_unit_test(test_statement_batch), cmocka_unit_test(test_stale_statement),
+	        cmocka_unit_test(test_missing_job),     cmocka_unit_test(test_batch_rollback),
+	        cmocka_unit_test(test_reconnect),       cmocka_unit_test(test_ingest_timing),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
