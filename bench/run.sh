@@ -389,7 +389,18 @@ stop_worker() {
 	for ((i = 0; i < 100; i++)); do om__pid_alive "$pid" || return 0; sleep 0.1; done
 	kill -KILL "$pid" 2>/dev/null
 }
-worker_connected() { "$OMCTL" workers list 2>/dev/null | grep -qE "^$WORKER +[a-z]+ +connected "; }
+# connected_count REGEX: workers connected whose names match REGEX (anchored)
+connected_count() { "$OMCTL" workers list 2>/dev/null | grep -cE "^($1) +[a-z]+ +connected "; }
+worker_connected() { (($(connected_count "$WORKER") > 0)); }
+# wait_connected REGEX N: up to 30 s for N connected workers matching REGEX
+wait_connected() {
+	local i
+	for ((i = 0; i < 150; i++)); do
+		(($(connected_count "$1") >= $2)) && return 0
+		sleep 0.2
+	done
+	return 1
+}
 # a fresh worker process, connected, with no session open
 fresh_worker() {
 	local i
@@ -565,11 +576,7 @@ if want scale; then
 		OM_WORKER_ARGS="--sim $SCALE_SIM --forks 10000" om_worker_start "$DIR" "${w%%:*}" "${w##*:}"
 		SIMW+=("$(cat "$DIR/worker-${w%%:*}.pid")")
 	done
-	for ((i = 0; i < 150; i++)); do
-		(($("$OMCTL" workers list 2>/dev/null | grep -cE '^sim-[ab] +[a-z]+ +connected ') == 2)) && break
-		sleep 0.2
-	done
-	((i < 150)) || { om_log_tail "$DIR/worker-sim-a.log" >&2; die "the sim workers did not connect"; }
+	wait_connected 'sim-[ab]' 2 || { om_log_tail "$DIR/worker-sim-a.log" >&2; die "the sim workers did not connect"; }
 	# peak RSS from here: clear_refs 5 resets VmHWM
 	for p in "$MASTER_PID" "${SIMW[@]}"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null; done
 	m0=$(cpu_ns master) g0=$(cpu_ns pg)
@@ -640,11 +647,7 @@ elif want flood; then
 	om_enroll_token "$DIR" flood >"$DIR/worker-flood-1.enroll" || die "no enroll token"
 	OM_WORKER_ARGS="--sim $FLOOD_SIM --forks $FLOOD_N" om_worker_start "$DIR" flood-1 flood
 	FW=$(cat "$DIR/worker-flood-1.pid")
-	for ((i = 0; i < 150; i++)); do
-		"$OMCTL" workers list 2>/dev/null | grep -qE '^flood-1 +[a-z]+ +connected ' && break
-		sleep 0.2
-	done
-	((i < 150)) || { om_log_tail "$DIR/worker-flood-1.log" >&2; die "the flood worker did not connect"; }
+	wait_connected flood-1 1 || { om_log_tail "$DIR/worker-flood-1.log" >&2; die "the flood worker did not connect"; }
 	# peak RSS from here: clear_refs 5 resets VmHWM
 	for p in "$MASTER_PID" "$FW"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null; done
 	m0=$(cpu_ns master) g0=$(cpu_ns pg) w0=$(pid_ticks "$FW")
